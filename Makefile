@@ -1,0 +1,15 @@
+# The two commands of the README: `make demo` (set up, then run the RECAP demo) and `make test`.
+.PHONY: setup demo test lint
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	MUJOCO_GL=egl .venv/bin/pi-star-recap demo --output-dir outputs/demo
+
+test: setup
+	MUJOCO_GL=egl .venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks

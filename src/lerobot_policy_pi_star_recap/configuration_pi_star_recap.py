@@ -1,0 +1,253 @@
+"""Configuration of the pi*0.6 RECAP policy.
+
+Every option of the user's spec is here with the spec's default. The IQL tuning table of the spec is the
+`iql_preset` option: a preset fills `iql_expectile` / `iql_temperature`, explicit values win.
+"""
+
+from dataclasses import dataclass, field
+
+from lerobot.configs import NormalizationMode, PreTrainedConfig
+from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
+
+# The spec's "Hyperparameter Tuning" table: (expectile tau, temperature beta).
+IQL_PRESETS: dict[str, tuple[float, float]] = {
+    "conservative": (0.8, 0.3),
+    "balanced": (0.7, 0.5),
+    "exploratory": (0.6, 0.7),
+}
+ADVANTAGE_ESTIMATORS = ("iql", "mc_distributional")
+ADVANTAGE_HORIZONS = ("n_step", "full_return")
+VALUE_TARGET_SMOOTHING = ("two_hot", "hl_gauss")
+ADVANTAGE_SOURCES = ("critic", "dataset")
+
+
+@PreTrainedConfig.register_subclass("pi_star_recap")
+@dataclass
+class PiStarRECAPConfig(PreTrainedConfig):
+    # --- Backbone -------------------------------------------------------------------------------
+    # A Hugging Face hub id or local directory of a VLM (PaliGemma, Gemma 3, Qwen2.5-VL, Qwen3-VL,
+    # Idefics3 / SmolVLM) or of a text-only LM (e.g. google/gemma-2b-it, paired with `vision_model_name`).
+    # "tiny" builds a small random-init PaliGemma-style model from configs: no download, for demos and tests.
+    vlm_model_name: str = "tiny"
+    vision_model_name: str = "google/siglip-base-patch16-224"  # only used with text-only LMs
+    # Architecture of the backbone, recorded on first load so checkpoints rebuild it without the hub.
+    vlm_config: dict | None = None
+    tokenizer_max_length: int = 48
+    freeze_vlm: bool = False  # freeze the whole VLM (vision tower, projector, language model)
+    freeze_vision_encoder: bool = False  # freeze only the vision tower
+    train_expert_only: bool = False  # train only the action expert (and the critics, which RECAP needs)
+
+    # --- Action chunks and flow matching --------------------------------------------------------
+    n_obs_steps: int = 1
+    chunk_size: int = 16
+    n_action_steps: int = 16
+    num_inference_steps: int = 10
+    expert_width: int = 512
+    expert_depth: int = 6
+    expert_heads: int = 8
+    expert_mlp_ratio: int = 4
+
+    # --- Critics (IQL) and advantage ------------------------------------------------------------
+    advantage_estimator: str = "iql"  # "iql" (spec) or "mc_distributional" (pi*0.6 paper)
+    iql_preset: str | None = "balanced"  # conservative | balanced | exploratory | None
+    iql_expectile: float | None = None  # tau; None takes the preset's value
+    iql_temperature: float | None = None  # beta in exp(A / beta); None takes the preset's value
+    iql_discount: float = 0.99
+    target_update_rate: float = 0.005  # Polyak rate of the target Q networks
+    advantage_weight_clip: float = 100.0  # upper bound of exp(A / beta)
+    critic_hidden_dim: int = 256
+    critic_depth: int = 2
+    critic_backbone_grad: bool = False  # let critic losses update the backbone
+    # Rewards are divided by this so returns lie in [-1, 1] (the paper's per-task normalisation); None
+    # takes the largest |return| of the first dataset the policy is trained on, kept across stages.
+    return_normalizer: float | None = None
+    # "critic": advantages come from the critics trained in the same run (the spec's joint IQL workflow).
+    # "dataset": advantages / indicators come from columns written by `pi-star-recap value-label`.
+    advantage_source: str = "critic"
+    train_policy: bool = True  # false trains only the value function (`pi-star-recap value-train`)
+
+    # Paper mode: distributional Monte-Carlo value, binarised advantage ("indicator").
+    value_num_bins: int = 201
+    value_target_smoothing: str = "hl_gauss"  # "two_hot" or "hl_gauss"
+    advantage_horizon: str = "n_step"  # "n_step": sum_{k<N} r + V(o_{t+N}) - V(o_t); "full_return": G - V
+    advantage_n_step: int = 50
+    indicator_positive_fraction: float = (
+        0.3  # per-task quantile threshold -> this share of frames is positive
+    )
+
+    # --- RECAP data mixing ----------------------------------------------------------------------
+    demo_weight: float = 1.0
+    auto_weight: float = 1.0
+    intervention_weight: float = 2.0
+    success_only: bool = False  # drop failed episodes from the policy loss (filtered BC)
+
+    # --- Advantage use in the policy ------------------------------------------------------------
+    use_advantage_weighting: bool = True  # AWR weight exp(A / beta) on the flow-matching loss
+    use_advantage_conditioning: bool = True  # condition the action expert on the advantage
+    conditioning_dropout: float = 0.3  # share of samples trained unconditionally (enables guidance)
+    advantage_scale: float = 1.0  # advantage (in std units, IQL) the policy is conditioned on at inference
+    cfg_beta: float = 1.0  # classifier-free guidance: v_u + beta (v_c - v_u); 1 = plain conditional
+
+    # --- Optimisation ---------------------------------------------------------------------------
+    q_lr: float = 3e-4
+    v_lr: float = 3e-4
+    policy_lr: float = 3e-5
+    weight_decay: float = 1e-10
+    grad_clip_norm: float = 10.0
+    scheduler_warmup_steps: int = 1_000
+    scheduler_decay_steps: int = 30_000
+    scheduler_decay_factor: float = 0.1
+    dtype: str = "float32"  # "bfloat16" runs training under autocast (lerobot-train reads this field)
+    on_nonfinite: str = "raise"  # "raise" or "skip": what a non-finite loss does
+    tensorboard_dir: str | None = None  # None: <lerobot-train output_dir>/tensorboard
+
+    normalization_mapping: dict[str, NormalizationMode] = field(
+        default_factory=lambda: {
+            "VISUAL": NormalizationMode.IDENTITY,
+            "STATE": NormalizationMode.MEAN_STD,
+            "ENV": NormalizationMode.MEAN_STD,
+            "ACTION": NormalizationMode.MEAN_STD,
+        }
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._resolve_iql_preset()
+        self._validate()
+
+    def _resolve_iql_preset(self) -> None:
+        if self.iql_preset is not None and self.iql_preset not in IQL_PRESETS:
+            raise ValueError(
+                f"iql_preset={self.iql_preset!r} is unknown; use one of {sorted(IQL_PRESETS)} or None."
+            )
+        preset_expectile, preset_temperature = IQL_PRESETS[self.iql_preset or "balanced"]
+        if self.iql_expectile is None:
+            self.iql_expectile = preset_expectile
+        if self.iql_temperature is None:
+            self.iql_temperature = preset_temperature
+
+    def _validate(self) -> None:
+        def require(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise ValueError(f"PiStarRECAPConfig.{name}={getattr(self, name)!r}: {message}")
+
+        require(0.0 < self.iql_expectile < 1.0, "iql_expectile", "must lie in (0, 1), e.g. 0.7.")
+        require(self.iql_temperature > 0.0, "iql_temperature", "must be > 0 (exp(A / temperature)).")
+        require(0.0 <= self.iql_discount <= 1.0, "iql_discount", "must lie in [0, 1].")
+        require(self.chunk_size >= 1, "chunk_size", "must be >= 1.")
+        require(
+            1 <= self.n_action_steps <= self.chunk_size,
+            "n_action_steps",
+            f"must be between 1 and chunk_size ({self.chunk_size}).",
+        )
+        require(self.n_obs_steps == 1, "n_obs_steps", "only 1 is supported (the VLM sees the current frame).")
+        require(self.num_inference_steps >= 1, "num_inference_steps", "must be >= 1.")
+        for name in ("demo_weight", "auto_weight", "intervention_weight"):
+            require(getattr(self, name) >= 0.0, name, "data-type weights must be >= 0.")
+        for name in ("q_lr", "v_lr", "policy_lr"):
+            require(getattr(self, name) > 0.0, name, "learning rates must be > 0.")
+        require(0.0 < self.target_update_rate <= 1.0, "target_update_rate", "must lie in (0, 1].")
+        require(self.advantage_weight_clip > 0.0, "advantage_weight_clip", "must be > 0.")
+        require(0.0 <= self.conditioning_dropout < 1.0, "conditioning_dropout", "must lie in [0, 1).")
+        require(self.cfg_beta >= 0.0, "cfg_beta", "must be >= 0 (1 = no guidance).")
+        require(
+            self.advantage_estimator in ADVANTAGE_ESTIMATORS,
+            "advantage_estimator",
+            f"must be one of {ADVANTAGE_ESTIMATORS}.",
+        )
+        require(
+            self.advantage_horizon in ADVANTAGE_HORIZONS,
+            "advantage_horizon",
+            f"must be one of {ADVANTAGE_HORIZONS}.",
+        )
+        require(self.advantage_n_step >= 1, "advantage_n_step", "must be >= 1.")
+        require(self.value_num_bins >= 2, "value_num_bins", "must be >= 2.")
+        require(
+            self.value_target_smoothing in VALUE_TARGET_SMOOTHING,
+            "value_target_smoothing",
+            f"must be one of {VALUE_TARGET_SMOOTHING}.",
+        )
+        require(
+            0.0 < self.indicator_positive_fraction < 1.0,
+            "indicator_positive_fraction",
+            "must lie in (0, 1), e.g. 0.3.",
+        )
+        require(
+            self.advantage_source in ADVANTAGE_SOURCES,
+            "advantage_source",
+            f"must be one of {ADVANTAGE_SOURCES}.",
+        )
+        require(
+            self.expert_width % self.expert_heads == 0, "expert_width", "must be divisible by expert_heads."
+        )
+        require(
+            self.return_normalizer is None or self.return_normalizer > 0,
+            "return_normalizer",
+            "must be > 0 or None.",
+        )
+        require(self.dtype in ("float32", "bfloat16"), "dtype", "must be 'float32' or 'bfloat16'.")
+        require(self.on_nonfinite in ("raise", "skip"), "on_nonfinite", "must be 'raise' or 'skip'.")
+
+    # --- What the critics and the policy need --------------------------------------------------
+    @property
+    def uses_advantage(self) -> bool:
+        """Whether the policy loss depends on an advantage (otherwise it is plain weighted BC)."""
+        return self.use_advantage_weighting or self.use_advantage_conditioning
+
+    @property
+    def trains_critics(self) -> bool:
+        """Whether this run fits critics (for the policy's advantage, or as the value-only stage)."""
+        return not self.train_policy or (self.uses_advantage and self.advantage_source == "critic")
+
+    @property
+    def bootstrap_horizon(self) -> int | None:
+        """Steps ahead at which a second observation is needed to bootstrap the critics, if any."""
+        if not self.trains_critics:
+            return None
+        if self.advantage_estimator == "iql":
+            return self.chunk_size  # the Q target bootstraps from V(o_{t+H})
+        # The distributional V learns from Monte-Carlo returns; only an N-step advantage needs o_{t+N}.
+        if self.train_policy and self.advantage_horizon == "n_step":
+            return self.advantage_n_step
+        return None
+
+    # --- LeRobot hooks -------------------------------------------------------------------------
+    def validate_features(self) -> None:
+        if self.action_feature is None:
+            raise ValueError(
+                "pi_star_recap needs an 'action' feature in the dataset (or environment) it is built for."
+            )
+        if not self.image_features and self.robot_state_feature is None and self.env_state_feature is None:
+            raise ValueError(
+                "pi_star_recap needs at least one camera ('observation.images.*') or a state "
+                "('observation.state' / 'observation.environment_state') input."
+            )
+
+    def get_optimizer_preset(self) -> AdamWConfig:
+        # The per-module learning rates (q_lr, v_lr, policy_lr) are set on the parameter groups.
+        return AdamWConfig(
+            lr=self.policy_lr, weight_decay=self.weight_decay, grad_clip_norm=self.grad_clip_norm
+        )
+
+    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
+        return CosineDecayWithWarmupSchedulerConfig(
+            peak_lr=self.policy_lr,
+            decay_lr=self.policy_lr * self.scheduler_decay_factor,
+            num_warmup_steps=self.scheduler_warmup_steps,
+            num_decay_steps=self.scheduler_decay_steps,
+        )
+
+    @property
+    def observation_delta_indices(self) -> list[int]:
+        horizon = self.bootstrap_horizon
+        return [0] if horizon is None else [0, horizon]
+
+    @property
+    def action_delta_indices(self) -> list[int]:
+        return list(range(self.chunk_size))
+
+    @property
+    def reward_delta_indices(self) -> None:
+        # Rewards are read from the dataset by frame index (see recap_data.RecapTable): the spec's
+        # `reward` column is not one LeRobot windows, and whole-episode returns need more than a window.
+        return None

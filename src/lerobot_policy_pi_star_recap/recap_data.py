@@ -1,0 +1,363 @@
+"""RECAP fields of a dataset: read, validate, and turn into per-frame training targets.
+
+LeRobot's processor pipeline drops dataset columns it does not know (`data_type`, `reward`,
+`intervention_mask`, ...) and only windows `next.reward`, so the policy reads these columns itself, once,
+from the dataset files, and looks them up by the global frame `index` that every batch carries.
+Everything that depends on several frames (chunk returns, Monte-Carlo returns, N-step sums) is
+precomputed here per frame, so a training step is a gather.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+DATA_TYPES = ("demo", "auto", "intervention")
+DEMO, AUTO, INTERVENTION = range(3)
+
+# Column names: the spec's first, then LeRobot's own equivalents.
+DATA_TYPE_KEYS = ("data_type",)
+REWARD_KEYS = ("reward", "next.reward")
+DONE_KEYS = ("done", "next.done")
+INTERVENTION_KEYS = ("intervention_mask", "intervention", "complementary_info.is_intervention")
+SUCCESS_KEYS = ("success", "next.success")
+# Written by `pi-star-recap value-label` (paper workflow).
+ADVANTAGE_KEY = "advantage"
+INDICATOR_KEY = "advantage_indicator"
+
+HOW_TO_ANNOTATE = (
+    "Add the RECAP fields with `pi-star-recap annotate --src <dataset> --dst <new dataset> ...` "
+    "(see `pi-star-recap annotate --help`)"
+)
+
+
+class RecapDataError(ValueError):
+    """A dataset that cannot be trained on with RECAP, with what is wrong and how to fix it."""
+
+
+def encode_data_types(values: np.ndarray, where: str) -> np.ndarray:
+    """Map `data_type` values (names or integer codes 0/1/2) to integer codes, rejecting unknown ones."""
+    if values.dtype.kind in "iu":
+        bad = sorted(set(np.unique(values).tolist()) - {DEMO, AUTO, INTERVENTION})
+        if bad:
+            raise RecapDataError(
+                f"{where}: unknown data_type codes {bad}; integer codes must be 0 (demo), 1 (auto) "
+                "or 2 (intervention)."
+            )
+        return values.astype(np.int64)
+    names = np.asarray([str(v).strip() for v in values])
+    bad = sorted(set(np.unique(names).tolist()) - set(DATA_TYPES))
+    if bad:
+        raise RecapDataError(f"{where}: unknown data_type values {bad}; allowed are {list(DATA_TYPES)}.")
+    codes = np.zeros(len(names), dtype=np.int64)
+    for code, name in enumerate(DATA_TYPES):
+        codes[names == name] = code
+    return codes
+
+
+@dataclass
+class RecapColumns:
+    """The raw RECAP columns of a dataset, one entry per frame, ordered by global index."""
+
+    index: np.ndarray
+    episode_index: np.ndarray
+    task_index: np.ndarray
+    data_type: np.ndarray  # int codes
+    reward: np.ndarray | None
+    done: np.ndarray | None
+    intervention: np.ndarray | None
+    success: np.ndarray | None
+    advantage: np.ndarray | None = None
+    indicator: np.ndarray | None = None
+
+
+def _first_present(names: list[str], candidates: tuple[str, ...]) -> str | None:
+    return next((c for c in candidates if c in names), None)
+
+
+def _column(table, name: str, dtype) -> np.ndarray:
+    column = table.column(name)
+    if column.null_count:
+        raise RecapDataError(f"column '{name}' has {column.null_count} missing (null) values.")
+    values = column.combine_chunks()
+    if hasattr(values, "flatten") and str(values.type).startswith(("list", "fixed_size_list")):
+        values = values.flatten()
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def read_recap_columns(root: str | Path) -> RecapColumns:
+    """Read the RECAP columns of a local LeRobot (v3) dataset, without images."""
+    root = Path(root)
+    files = sorted((root / "data").glob("**/*.parquet"))
+    if not files:
+        raise RecapDataError(
+            f"no data files under {root / 'data'}: is {root} a LeRobot v3 dataset root (meta/, data/)?"
+        )
+    names = pq.read_schema(files[0]).names
+    wanted = {"index", "episode_index", "task_index"}
+    keys = {
+        "data_type": _first_present(names, DATA_TYPE_KEYS),
+        "reward": _first_present(names, REWARD_KEYS),
+        "done": _first_present(names, DONE_KEYS),
+        "intervention": _first_present(names, INTERVENTION_KEYS),
+        "success": _first_present(names, SUCCESS_KEYS),
+        "advantage": ADVANTAGE_KEY if ADVANTAGE_KEY in names else None,
+        "indicator": INDICATOR_KEY if INDICATOR_KEY in names else None,
+    }
+    missing = wanted - set(names)
+    if missing:
+        raise RecapDataError(f"{root}: data files lack LeRobot's {sorted(missing)} columns.")
+    columns = sorted(wanted | {k for k in keys.values() if k})
+    table = pq.ParquetDataset(files).read(columns=columns)
+    table = table.sort_by("index")
+    if table.num_rows == 0:
+        raise RecapDataError(f"{root}: the dataset has no frames.")
+
+    def optional(key: str, dtype) -> np.ndarray | None:
+        return None if keys[key] is None else _column(table, keys[key], dtype)
+
+    if keys["data_type"] is None:
+        data_type = np.zeros(table.num_rows, dtype=np.int64)
+    else:
+        raw = table.column(keys["data_type"])
+        if raw.null_count:
+            raise RecapDataError(f"{root}: column 'data_type' has {raw.null_count} missing values.")
+        raw = raw.combine_chunks()
+        if str(raw.type).startswith(("list", "fixed_size_list")):
+            raw = pc.list_flatten(raw)
+        data_type = encode_data_types(np.asarray(raw.to_numpy(zero_copy_only=False)), f"{root}")
+    return RecapColumns(
+        index=_column(table, "index", np.int64),
+        episode_index=_column(table, "episode_index", np.int64),
+        task_index=_column(table, "task_index", np.int64),
+        data_type=data_type,
+        reward=optional("reward", np.float64),
+        done=optional("done", bool),
+        intervention=optional("intervention", np.float64),
+        success=optional("success", bool),
+        advantage=optional("advantage", np.float64),
+        indicator=optional("indicator", np.float64),
+    )
+
+
+def validate_columns(columns: RecapColumns, where: str, need_rewards: bool) -> None:
+    """Reject data that would silently train wrong: missing rewards, NaNs, `done` before an episode ends."""
+    if need_rewards and columns.reward is None:
+        raise RecapDataError(
+            f"{where}: no reward column (looked for {list(REWARD_KEYS)}); the RECAP critics need rewards. "
+            f"{HOW_TO_ANNOTATE}, or train plain behaviour cloning with "
+            "--policy.use_advantage_weighting=false --policy.use_advantage_conditioning=false."
+        )
+    for name in ("reward", "intervention", "advantage", "indicator"):
+        values = getattr(columns, name)
+        if values is not None and not np.isfinite(values).all():
+            bad = columns.index[~np.isfinite(values)]
+            raise RecapDataError(
+                f"{where}: {name} is NaN or infinite at {len(bad)} frames (first global indices "
+                f"{bad[:5].tolist()}); fix or drop those frames (e.g. re-run `pi-star-recap annotate`)."
+            )
+    if len(np.unique(columns.index)) != len(columns.index):
+        raise RecapDataError(f"{where}: duplicate frame indices; the dataset's `index` column is corrupt.")
+    if columns.done is not None:
+        last_of_episode = np.r_[columns.episode_index[1:] != columns.episode_index[:-1], True]
+        early = columns.done & ~last_of_episode
+        if early.any():
+            episodes = np.unique(columns.episode_index[early])[:5].tolist()
+            raise RecapDataError(
+                f"{where}: done=True before the last frame of episodes {episodes}; `done` marks episode "
+                "termination and may only be set on an episode's final frame."
+            )
+
+
+def reverse_discounted_cumsum(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """R[t] = r[t] + gamma * R[t+1] within one episode."""
+    out = np.zeros(len(rewards) + 1, dtype=np.float64)
+    for t in range(len(rewards) - 1, -1, -1):
+        out[t] = rewards[t] + gamma * out[t + 1]
+    return out[:-1]
+
+
+def chunk_targets(
+    rewards: np.ndarray, terminal: bool, horizon: int, gamma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame (discounted reward sum, bootstrap discount) of one episode for an H-step backup.
+
+    The backup target is `reward_sum + bootstrap_discount * V(o_{min(t+H, last)})`, i.e.
+    sum_{k<H} gamma^k r_{t+k} + gamma^H V(o_{t+H}) inside the episode. Near the end of a terminal
+    episode the sum runs to the last frame and nothing is bootstrapped; a truncated episode bootstraps
+    from its last observation (the one LeRobot's clamped delta index returns).
+    """
+    length = len(rewards)
+    returns = reverse_discounted_cumsum(rewards, gamma)
+    reward_sum = np.empty(length)
+    discount = np.empty(length)
+    last = length - 1
+    for t in range(length):
+        if t + horizon <= last:
+            reward_sum[t] = returns[t] - gamma**horizon * returns[t + horizon]
+            discount[t] = gamma**horizon
+        elif terminal:
+            reward_sum[t] = returns[t]
+            discount[t] = 0.0
+        else:
+            reward_sum[t] = returns[t] - gamma ** (last - t) * returns[last]
+            discount[t] = gamma ** (last - t)
+    return reward_sum, discount
+
+
+class RecapTable:
+    """Per-frame RECAP targets of one dataset, indexed by the dataset's global frame index.
+
+    Rewards are raw here; the policy rescales them with its own `return_scale`.
+    """
+
+    def __init__(
+        self,
+        columns: RecapColumns,
+        chunk_size: int,
+        discount: float,
+        n_step: int,
+        where: str = "dataset",
+        need_rewards: bool = True,
+    ):
+        validate_columns(columns, where, need_rewards)
+        self.where = where
+        self.has_rewards = columns.reward is not None
+        self.has_success = columns.success is not None
+        self.has_advantage = columns.advantage is not None or columns.indicator is not None
+        if columns.done is None and self.has_rewards:
+            logging.warning(
+                f"{where}: no done column; every episode is treated as ending in a terminal state."
+            )
+
+        n = len(columns.index)
+        offset = int(columns.index.min())
+        size = int(columns.index.max()) - offset + 1
+        self.offset = offset
+        position = columns.index - offset
+        self.valid = np.zeros(size, dtype=bool)
+        self.valid[position] = True
+
+        def full(fill, dtype) -> np.ndarray:
+            return np.full(size, fill, dtype=dtype)
+
+        self.data_type = full(DEMO, np.int64)
+        self.intervention = full(0.0, np.float32)
+        self.task_index = full(0, np.int64)
+        self.episode_index = full(-1, np.int64)
+        self.success = full(np.nan, np.float32)
+        self.chunk_reward = full(0.0, np.float32)
+        self.chunk_discount = full(0.0, np.float32)
+        self.mc_return = full(0.0, np.float32)
+        self.nstep_reward = full(0.0, np.float32)
+        self.nstep_bootstrap = full(0.0, np.float32)
+        self.advantage = full(np.nan, np.float32)
+        self.indicator = full(np.nan, np.float32)
+
+        self.data_type[position] = columns.data_type
+        self.task_index[position] = columns.task_index
+        self.episode_index[position] = columns.episode_index
+        intervention = (
+            columns.intervention > 0.5
+            if columns.intervention is not None
+            else columns.data_type == INTERVENTION
+        )
+        self.intervention[position] = intervention.astype(np.float32)
+        if columns.advantage is not None:
+            self.advantage[position] = columns.advantage
+        if columns.indicator is not None:
+            self.indicator[position] = columns.indicator
+
+        starts = np.flatnonzero(np.r_[True, columns.episode_index[1:] != columns.episode_index[:-1]])
+        ends = np.r_[starts[1:], n]
+        if len(np.unique(columns.episode_index)) != len(starts):
+            raise RecapDataError(f"{where}: the frames of an episode are not contiguous in `index`.")
+        self.episode_lengths = ends - starts
+        self.max_abs_return = 0.0
+        self.min_return, self.max_return = 0.0, 0.0
+        for start, end in zip(starts, ends, strict=True):
+            frames = position[start:end]
+            if columns.success is not None:
+                self.success[frames] = float(columns.success[start:end].any())
+            if not self.has_rewards:
+                continue
+            rewards = columns.reward[start:end]
+            terminal = True if columns.done is None else bool(columns.done[end - 1])
+            reward_sum, bootstrap = chunk_targets(rewards, terminal, chunk_size, discount)
+            self.chunk_reward[frames] = reward_sum
+            self.chunk_discount[frames] = bootstrap
+            # The paper's value target: undiscounted Monte-Carlo return to the episode's end.
+            mc = reverse_discounted_cumsum(rewards, 1.0)
+            self.mc_return[frames] = mc
+            nstep_sum, nstep_bootstrap = chunk_targets(rewards, True, n_step, 1.0)
+            self.nstep_reward[frames] = nstep_sum
+            self.nstep_bootstrap[frames] = nstep_bootstrap
+            self.min_return = min(self.min_return, float(mc.min()))
+            self.max_return = max(self.max_return, float(mc.max()))
+            self.max_abs_return = max(self.max_abs_return, float(np.abs(mc).max()))
+        self.num_tasks = int(columns.task_index.max()) + 1
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_dataset_root(cls, root: str | Path, **kwargs) -> RecapTable:
+        return cls(read_recap_columns(root), where=str(root), **kwargs)
+
+    @property
+    def return_scale(self) -> float:
+        """Divisor that maps the dataset's Monte-Carlo returns into [-1, 1] (the paper's normalisation)."""
+        return self.max_abs_return if self.max_abs_return > 0 else 1.0
+
+    def _tensor(self, name: str, device: torch.device) -> torch.Tensor:
+        tensor = self._tensors.get(name)
+        if tensor is None or tensor.device != device:
+            tensor = torch.as_tensor(getattr(self, name), device=device)
+            self._tensors[name] = tensor
+        return tensor
+
+    def lookup(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-frame targets for a batch of global frame indices."""
+        device = index.device
+        position = index.long() - self.offset
+        if (
+            position.min() < 0
+            or position.max() >= len(self.valid)
+            or not self._tensor("valid", device)[position].all()
+        ):
+            raise RecapDataError(
+                f"frame indices {index.min().item()}..{index.max().item()} are not in the RECAP table of "
+                f"{self.where}; the policy was built for another dataset."
+            )
+        names = (
+            "data_type",
+            "intervention",
+            "task_index",
+            "episode_index",
+            "success",
+            "chunk_reward",
+            "chunk_discount",
+            "mc_return",
+            "nstep_reward",
+            "nstep_bootstrap",
+            "advantage",
+            "indicator",
+        )
+        return {name: self._tensor(name, device)[position] for name in names}
+
+    def summary(self) -> dict[str, float | int]:
+        """Counts per data type and success rate, for logs."""
+        data_type = self.data_type[self.valid]
+        out: dict[str, float | int] = {
+            f"frames_{name}": int((data_type == i).sum()) for i, name in enumerate(DATA_TYPES)
+        }
+        out["episodes"] = len(self.episode_lengths)
+        success = self.success[self.valid]
+        if not np.isnan(success).all():
+            out["success_rate_frames"] = float(np.nanmean(success))
+        out["return_scale"] = self.return_scale
+        return out
