@@ -1,0 +1,38 @@
+"""`pi-star-recap`: the package's console script, one subcommand per RECAP workflow step.
+
+Each subcommand lives in `commands/<name>.py` and exposes `register(subparsers)`; heavy imports
+(torch, lerobot, metaworld) happen inside the command's `run`, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module in lerobot_policy_pi_star_recap.commands
+COMMANDS = {
+    "annotate": "annotate",
+    "collect": "collect",
+    "merge": "merge",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pi-star-recap",
+        description="pi*0.6 RECAP for LeRobot: label data, collect experience, train and evaluate.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        importlib.import_module(f"lerobot_policy_pi_star_recap.commands.{module_name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of `pi-star-recap` (see cli.py)."""
