@@ -1,0 +1,106 @@
+"""The config carries every option of the spec with the spec's defaults, and rejects bad values early."""
+
+import pytest
+
+from lerobot_policy_pi_star_recap import PiStarRECAPConfig
+from lerobot_policy_pi_star_recap.configuration_pi_star_recap import IQL_PRESETS
+
+
+def test_spec_defaults():
+    config = PiStarRECAPConfig(device="cpu")
+    expected = dict(
+        chunk_size=16,
+        n_action_steps=16,
+        iql_expectile=0.7,
+        iql_temperature=0.5,
+        iql_discount=0.99,
+        demo_weight=1.0,
+        auto_weight=1.0,
+        intervention_weight=2.0,
+        q_lr=3e-4,
+        v_lr=3e-4,
+        policy_lr=3e-5,
+        num_inference_steps=10,
+        use_advantage_conditioning=True,
+        advantage_scale=1.0,
+    )
+    for name, value in expected.items():
+        assert getattr(config, name) == value, name
+    for flag in ("freeze_vlm", "freeze_vision_encoder", "train_expert_only"):
+        assert isinstance(getattr(config, flag), bool)
+    assert config.type == "pi_star_recap"
+
+
+def test_spec_example_constructs():
+    config = PiStarRECAPConfig(
+        device="cpu",
+        vlm_model_name="google/gemma-2b-it",
+        chunk_size=16,
+        n_action_steps=16,
+        iql_expectile=0.7,
+        iql_temperature=0.5,
+        iql_discount=0.99,
+        demo_weight=1.0,
+        auto_weight=1.0,
+        intervention_weight=2.0,
+        freeze_vlm=True,
+        freeze_vision_encoder=True,
+        train_expert_only=True,
+        q_lr=3e-4,
+        v_lr=3e-4,
+        policy_lr=3e-5,
+        num_inference_steps=10,
+        use_advantage_conditioning=True,
+        advantage_scale=1.0,
+    )
+    assert config.vlm_model_name == "google/gemma-2b-it"
+
+
+@pytest.mark.parametrize("preset", sorted(IQL_PRESETS))
+def test_presets_fill_expectile_and_temperature(preset):
+    config = PiStarRECAPConfig(device="cpu", iql_preset=preset)
+    assert (config.iql_expectile, config.iql_temperature) == IQL_PRESETS[preset]
+
+
+def test_explicit_values_override_preset():
+    config = PiStarRECAPConfig(device="cpu", iql_preset="conservative", iql_temperature=0.9)
+    assert config.iql_expectile == 0.8 and config.iql_temperature == 0.9
+    assert IQL_PRESETS["conservative"] == (0.8, 0.3)
+    assert IQL_PRESETS["exploratory"] == (0.6, 0.7)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("iql_expectile", 1.0),
+        ("iql_expectile", 0.0),
+        ("iql_temperature", 0.0),
+        ("iql_temperature", -1.0),
+        ("n_action_steps", 32),
+        ("demo_weight", -1.0),
+        ("intervention_weight", -0.5),
+        ("iql_discount", 1.5),
+        ("q_lr", 0.0),
+        ("conditioning_dropout", 1.0),
+        ("advantage_estimator", "ppo"),
+        ("iql_preset", "aggressive"),
+        ("indicator_positive_fraction", 0.0),
+        ("num_inference_steps", 0),
+    ],
+)
+def test_invalid_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        PiStarRECAPConfig(device="cpu", **{field: value})
+
+
+def test_observation_windows_follow_the_critic():
+    assert PiStarRECAPConfig(device="cpu").observation_delta_indices == [0, 16]
+    bc = PiStarRECAPConfig(device="cpu", use_advantage_weighting=False, use_advantage_conditioning=False)
+    assert bc.observation_delta_indices == [0]
+    paper = PiStarRECAPConfig(device="cpu", advantage_estimator="mc_distributional", advantage_n_step=50)
+    assert paper.observation_delta_indices == [0, 50]
+    full = PiStarRECAPConfig(
+        device="cpu", advantage_estimator="mc_distributional", advantage_horizon="full_return"
+    )
+    assert full.observation_delta_indices == [0]
+    assert PiStarRECAPConfig(device="cpu").action_delta_indices == list(range(16))

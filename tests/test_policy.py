@@ -1,0 +1,231 @@
+"""The policy: shapes, loss weighting, learning, checkpoints, guidance, freezing and input errors."""
+
+import pytest
+import torch
+from synthetic import (
+    ACTION_DIM,
+    IMAGE,
+    STATE,
+    attach_table,
+    episode_columns,
+    make_batch,
+    observation,
+    tiny_config,
+)
+
+from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
+from lerobot_policy_pi_star_recap.recap_data import RecapDataError
+
+TYPES = ["demo", "auto", "intervention", "demo"]
+
+
+def make_policy(**overrides) -> PiStarRECAPPolicy:
+    torch.manual_seed(0)
+    policy = PiStarRECAPPolicy(tiny_config(**overrides))
+    attach_table(policy, episode_columns(TYPES, length=10, successes=[True, False, True, True]))
+    return policy
+
+
+def test_forward_logs_the_spec_metrics_and_prediction_shapes():
+    policy = make_policy()
+    batch = make_batch(policy.config, index=[0, 12, 25, 35])
+    loss, metrics = policy(batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    for name in ("policy_loss", "q_loss", "v_loss", "advantage_mean", "advantage_std", "positive_fraction"):
+        assert isinstance(metrics[name], float), name
+    chunk = policy.predict_action_chunk(observation(batch))
+    assert chunk.shape == (4, policy.config.chunk_size, ACTION_DIM)
+    policy.reset()
+    assert policy.select_action(observation(batch)).shape == (4, ACTION_DIM)
+
+
+def test_data_type_weights_scale_the_per_sample_loss():
+    """Same noise, same batch: intervention-controlled frames get intervention_weight, others their type's."""
+    index = [0, 12, 22, 27]  # demo, auto, intervention (robot in control), intervention (expert)
+    losses = {}
+    for weights in ((1.0, 1.0, 1.0), (1.0, 3.0, 2.0)):
+        policy = make_policy(
+            use_advantage_weighting=False,
+            use_advantage_conditioning=False,
+            demo_weight=weights[0],
+            auto_weight=weights[1],
+            intervention_weight=weights[2],
+        )
+        policy.train()
+        torch.manual_seed(1)
+        per_sample, _ = policy(make_batch(policy.config, index), reduction="none")
+        losses[weights] = per_sample.detach()
+    # critics are not trained for plain weighted BC, so the loss is the weighted flow loss alone
+    ratio = losses[(1.0, 3.0, 2.0)] / losses[(1.0, 1.0, 1.0)]
+    assert torch.allclose(ratio, torch.tensor([1.0, 3.0, 3.0, 2.0]), rtol=1e-5)
+
+
+def test_success_only_drops_failed_episodes():
+    policy = make_policy(use_advantage_weighting=False, use_advantage_conditioning=False, success_only=True)
+    per_sample, _ = policy(make_batch(policy.config, [0, 12]), reduction="none")
+    assert per_sample[0] > 0 and per_sample[1] == 0  # episode 1 failed
+
+
+def test_training_lowers_the_loss():
+    policy = make_policy(use_advantage_weighting=False, use_advantage_conditioning=False, policy_lr=1e-3)
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.get_optim_params())
+    batches = [make_batch(policy.config, index=list(range(i, i + 8)), seed=i) for i in range(0, 32, 8)]
+    history = []
+    for step in range(200):
+        loss, _ = policy(batches[step % len(batches)])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        policy.update()
+        history.append(loss.item())
+    assert sum(history[-20:]) / 20 < 0.5 * sum(history[:20]) / 20
+
+
+def test_critics_learn_and_targets_follow_polyak():
+    policy = make_policy(q_lr=3e-3, v_lr=3e-3, target_update_rate=0.5)
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.get_optim_params())
+    batch = make_batch(policy.config, index=[0, 5, 12, 25, 33, 38])
+    q_losses = []
+    for _ in range(60):
+        loss, metrics = policy(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        online = [p.detach().clone() for p in policy.critics.q.parameters()]
+        before = [p.detach().clone() for p in policy.critics.q_target.parameters()]
+        policy.update()
+        after = list(policy.critics.q_target.parameters())
+        for o, b, a in zip(online, before, after, strict=True):
+            assert torch.allclose(a, b + 0.5 * (o - b), atol=1e-6)
+        q_losses.append(metrics["q_loss"])
+    assert q_losses[-1] < 0.5 * q_losses[0]
+
+
+def test_learning_rates_are_separate_parameter_groups():
+    policy = make_policy(q_lr=1e-3, v_lr=2e-3, policy_lr=3e-5)
+    groups = {g["name"]: g for g in policy.get_optim_params()}
+    assert {name: g["lr"] for name, g in groups.items()} == {"policy": 3e-5, "q": 1e-3, "v": 2e-3}
+    ids = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    assert not any(p is t for p in groups["q"]["params"] for t in policy.critics.q_target.parameters())
+
+
+def test_critic_and_policy_gradients_stay_apart():
+    policy = make_policy()
+    policy.train()
+    batch = make_batch(policy.config, [0, 12, 25])
+    targets = policy._recap_targets(batch)
+
+    def encode():
+        current, following = policy._observation(batch)
+        prefix, mask = policy._encode(current)
+        return prefix, mask, policy._critic_features(prefix, mask, current["state"]), following
+
+    prefix, mask, features, following = encode()
+    critic_loss, advantage, _ = policy._critic_step(
+        targets, features, following, batch["action"], batch["action_is_pad"]
+    )
+    critic_loss.mean().backward()
+    assert all(p.grad is None for p in policy.backbone.parameters())
+    assert all(p.grad is None for p in policy.expert.parameters())
+    assert policy.critics.v.out.weight.grad is not None and policy.critics.q.out.weight.grad is not None
+
+    policy.zero_grad(set_to_none=True)
+    prefix, mask, _, _ = encode()
+    per_sample, _ = policy._policy_step(
+        targets, prefix, mask, batch["action"], batch["action_is_pad"], advantage
+    )
+    per_sample.mean().backward()
+    assert all(p.grad is None for p in policy.critics.parameters())
+    assert policy.backbone.state_proj.weight.grad is not None
+
+
+def test_frozen_parts_get_no_gradient():
+    policy = make_policy(freeze_vlm=True)
+    assert not any(p.requires_grad for p in policy.backbone.vlm.parameters())
+    assert policy.backbone.state_proj.weight.requires_grad
+    expert_only = make_policy(train_expert_only=True)
+    assert not any(p.requires_grad for p in expert_only.backbone.parameters())
+    assert all(p.requires_grad for p in expert_only.expert.parameters())
+    assert all(p.requires_grad for p in expert_only.critics.v.parameters())
+    vision = make_policy(freeze_vision_encoder=True)
+    assert not any(p.requires_grad for p in vision.backbone.vlm.model.vision_tower.parameters())
+    assert all(p.requires_grad for p in vision.backbone.language_model.parameters())
+
+
+def test_save_load_gives_identical_actions(tmp_path):
+    policy = make_policy()
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.get_optim_params())
+    for seed in range(3):
+        loss, _ = policy(make_batch(policy.config, [0, 12, 25, 35], seed=seed))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        policy.update()
+    policy.save_pretrained(tmp_path / "ckpt")
+    loaded = PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt")
+    policy.eval()
+    inputs = observation(make_batch(policy.config, [0, 12]))
+    noise = torch.randn(2, policy.config.chunk_size, ACTION_DIM)
+    assert torch.equal(
+        policy.predict_action_chunk(inputs, noise=noise), loaded.predict_action_chunk(inputs, noise=noise)
+    )
+    for name, buffer in policy.named_buffers():
+        assert torch.equal(buffer, dict(loaded.named_buffers())[name]), name
+
+
+def test_guidance_beta_one_is_conditional_and_zero_unconditional():
+    policy = make_policy()
+    for module in policy.expert.modules():  # adaLN starts at zero: give the condition an effect
+        if isinstance(module, torch.nn.Linear) and module.out_features in (2 * 64, 6 * 64):
+            torch.nn.init.normal_(module.weight, std=0.1)
+    policy.eval()
+    inputs = observation(make_batch(policy.config, [0, 12]))
+    current, _ = policy._observation(inputs)
+    prefix, mask = policy._encode(current)
+    kv, attention = policy.expert.prefix_cache(prefix, mask)
+    x = torch.randn(2, policy.config.chunk_size, ACTION_DIM)
+    time = torch.full((2,), 0.7)
+    conditional, unconditional = policy._inference_conditions(2, prefix)
+    v_c = policy.expert(x, time, conditional, kv, attention)
+    v_u = policy.expert(x, time, unconditional, kv, attention)
+    assert not torch.allclose(v_c, v_u)
+    for beta, expected in ((1.0, v_c), (0.0, v_u), (2.5, v_u + 2.5 * (v_c - v_u))):
+        policy.config.cfg_beta = beta
+        guided = policy._guided_velocity(x, time, conditional, unconditional, kv, attention)
+        if beta in (0.0, 1.0):
+            assert torch.equal(guided, expected)
+        else:
+            assert torch.allclose(guided, expected, atol=1e-5)
+
+
+def test_bad_inputs_get_clear_errors():
+    policy = make_policy()
+    inputs = observation(make_batch(policy.config, [0, 12]))
+    with pytest.raises(KeyError, match="observation.images.cam"):
+        policy.predict_action_chunk({k: v for k, v in inputs.items() if k != IMAGE})
+    with pytest.raises(ValueError, match="has 7 dims but the policy was built for 5"):
+        policy.predict_action_chunk({**inputs, STATE: torch.randn(2, 7)})
+    batch = make_batch(policy.config, [0, 12])
+    with pytest.raises(ValueError, match="actions have 2 dims"):
+        policy({**batch, "action": batch["action"][..., :2]})
+    fresh = PiStarRECAPPolicy(tiny_config())
+    with pytest.raises(RecapDataError, match="without a dataset"):
+        fresh(batch)
+    # images of another size are resized by the backbone
+    small = {**inputs, IMAGE: torch.rand(2, 3, 20, 24)}
+    assert policy.predict_action_chunk(small).shape[0] == 2
+
+
+def test_checkpoint_errors(tmp_path):
+    policy = make_policy()
+    policy.save_pretrained(tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(RuntimeError, match="truncated or corrupted"):
+        PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt")
+    with pytest.raises(FileNotFoundError):
+        PiStarRECAPPolicy.from_pretrained(tmp_path / "nowhere")

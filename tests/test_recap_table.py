@@ -1,0 +1,102 @@
+"""Per-frame RECAP targets from dataset columns, against hand-computed episodes, and bad-input errors."""
+
+import numpy as np
+import pytest
+import torch
+from synthetic import episode_columns, make_dataset
+
+from lerobot_policy_pi_star_recap.recap_data import (
+    RecapColumns,
+    RecapDataError,
+    RecapTable,
+    chunk_targets,
+    read_recap_columns,
+)
+
+
+def test_chunk_targets_terminal_episode():
+    # rewards -1, -1, -1, 0 ; gamma 0.5 ; H 2
+    reward_sum, discount = chunk_targets(
+        np.array([-1.0, -1.0, -1.0, 0.0]), terminal=True, horizon=2, gamma=0.5
+    )
+    np.testing.assert_allclose(reward_sum, [-1.5, -1.5, -1.0, 0.0])
+    np.testing.assert_allclose(discount, [0.25, 0.25, 0.0, 0.0])
+
+
+def test_chunk_targets_truncated_episode_bootstraps_from_last_frame():
+    reward_sum, discount = chunk_targets(
+        np.array([-1.0, -1.0, -1.0, -1.0]), terminal=False, horizon=2, gamma=0.5
+    )
+    # t=2: r_2 + 0.5 V(s_3); t=3: V(s_3) (the last observation is the only one left)
+    np.testing.assert_allclose(reward_sum, [-1.5, -1.5, -1.0, 0.0])
+    np.testing.assert_allclose(discount, [0.25, 0.25, 0.5, 1.0])
+
+
+def test_table_targets_types_and_masks():
+    columns = episode_columns(["demo", "intervention", "auto"], length=6, successes=[True, True, False])
+    table = RecapTable(columns, chunk_size=2, discount=1.0, n_step=3)
+    out = table.lookup(torch.arange(18))
+    assert out["data_type"].tolist() == [0] * 6 + [2] * 6 + [1] * 6
+    assert out["intervention"].tolist() == [0] * 6 + [0, 0, 0, 1, 1, 1] + [0] * 6
+    assert out["success"].tolist() == [1.0] * 12 + [0.0] * 6
+    # failure episode: rewards -1 x5 then -6; undiscounted Monte-Carlo returns
+    assert out["mc_return"][12:].tolist() == [-11.0, -10.0, -9.0, -8.0, -7.0, -6.0]
+    assert out["mc_return"][:6].tolist() == [-5.0, -4.0, -3.0, -2.0, -1.0, 0.0]
+    # N=3 step sums without bootstrap in the last N frames
+    assert out["nstep_reward"][:6].tolist() == [-3.0, -3.0, -3.0, -2.0, -1.0, 0.0]
+    assert out["nstep_bootstrap"][:6].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert out["chunk_reward"][:6].tolist() == [-2.0, -2.0, -2.0, -2.0, -1.0, 0.0]
+    assert table.return_scale == 11.0
+
+
+def test_lookup_outside_the_table_is_an_error():
+    table = RecapTable(episode_columns(["demo"], length=4), chunk_size=2, discount=0.9, n_step=2)
+    with pytest.raises(RecapDataError, match="not in the RECAP table"):
+        table.lookup(torch.tensor([7]))
+
+
+def test_unknown_data_type_is_rejected():
+    columns = episode_columns(["demo"], length=4)
+    columns.data_type = np.array(["demo", "demo", "teleop", "demo"])
+    with pytest.raises(RecapDataError, match="teleop"):
+        from lerobot_policy_pi_star_recap.recap_data import encode_data_types
+
+        encode_data_types(columns.data_type, "test")
+
+
+def test_nan_reward_is_rejected_with_its_frames():
+    columns = episode_columns(["demo"], length=4)
+    columns.reward = np.array([-1.0, np.nan, -1.0, 0.0])
+    with pytest.raises(RecapDataError, match=r"reward is NaN.*\[1\]"):
+        RecapTable(columns, chunk_size=2, discount=0.9, n_step=2)
+
+
+def test_done_before_episode_end_is_rejected():
+    columns = episode_columns(["demo", "demo"], length=4)
+    columns.done = np.array([False, True, False, True, False, False, False, True])
+    with pytest.raises(RecapDataError, match="done=True before the last frame"):
+        RecapTable(columns, chunk_size=2, discount=0.9, n_step=2)
+
+
+def test_missing_rewards_explain_how_to_fix():
+    columns = episode_columns(["demo"], length=4)
+    columns.reward = None
+    with pytest.raises(RecapDataError, match="pi-star-recap annotate"):
+        RecapTable(columns, chunk_size=2, discount=0.9, n_step=2)
+    # plain BC does not need them
+    RecapTable(columns, chunk_size=2, discount=0.9, n_step=2, need_rewards=False)
+
+
+def test_read_columns_from_a_lerobot_dataset(tmp_path):
+    root = make_dataset(tmp_path / "ds", ["demo", "intervention"], length=6)
+    columns = read_recap_columns(root)
+    assert isinstance(columns, RecapColumns)
+    assert columns.data_type.tolist() == [0] * 6 + [2] * 6
+    assert columns.reward.tolist() == ([-1.0] * 5 + [0.0]) * 2
+    assert columns.intervention.tolist() == [0] * 6 + [0, 0, 0, 1, 1, 1]
+    assert columns.done.sum() == 2
+
+
+def test_not_a_dataset_root(tmp_path):
+    with pytest.raises(RecapDataError, match="no data files"):
+        read_recap_columns(tmp_path)
