@@ -112,8 +112,17 @@ def observation(batch: dict) -> dict:
     return out
 
 
-def make_dataset(root: Path, types: list[str], length: int = 12, image_size: int = 16, fps: int = 10) -> Path:
-    """A local LeRobotDataset (v3, images stored as PNG) with the spec's RECAP fields."""
+def make_dataset(
+    root: Path,
+    types: list[str],
+    length: int = 12,
+    image_size: int = 16,
+    fps: int = 10,
+    successes: list[bool] | None = None,
+) -> Path:
+    """A local LeRobotDataset (v3, images stored as PNG) with the spec's RECAP fields and the paper's
+    rewards (-1 per step, 0 at success, -length at failure)."""
+    successes = successes if successes is not None else [True] * len(types)
     from lerobot.datasets import LeRobotDataset
 
     shutil.rmtree(root, ignore_errors=True)
@@ -129,13 +138,15 @@ def make_dataset(root: Path, types: list[str], length: int = 12, image_size: int
         "reward": {"dtype": "float32", "shape": (1,), "names": None},
         "done": {"dtype": "bool", "shape": (1,), "names": None},
         "intervention_mask": {"dtype": "bool", "shape": (1,), "names": None},
+        "next.success": {"dtype": "bool", "shape": (1,), "names": None},
     }
     dataset = LeRobotDataset.create(
         "local/synthetic", fps=fps, features=features, root=root, use_videos=False
     )
     rng = np.random.default_rng(0)
-    for data_type in types:
+    for data_type, success in zip(types, successes, strict=True):
         for t in range(length):
+            last = t == length - 1
             state = rng.normal(size=STATE_DIM).astype(np.float32)
             dataset.add_frame(
                 {
@@ -143,8 +154,9 @@ def make_dataset(root: Path, types: list[str], length: int = 12, image_size: int
                     "action": np.tanh(state[:ACTION_DIM]),
                     IMAGE: rng.integers(0, 255, (image_size, image_size, 3), dtype=np.uint8),
                     "data_type": data_type,
-                    "reward": np.array([-1.0 if t < length - 1 else 0.0], np.float32),
-                    "done": np.array([t == length - 1]),
+                    "reward": np.array([(0.0 if success else -float(length)) if last else -1.0], np.float32),
+                    "done": np.array([last]),
+                    "next.success": np.array([last and success]),
                     "intervention_mask": np.array([data_type == "intervention" and t >= length // 2]),
                     "task": "push the block",
                 }

@@ -15,6 +15,8 @@ COMMANDS = {
     "annotate": "annotate",
     "collect": "collect",
     "merge": "merge",
+    "eval": "eval",
+    "value": "value",  # value-train and value-label
 }
 
 
@@ -30,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     return int(args.run(args) or 0)
 
 

@@ -247,6 +247,7 @@ class RecapTable:
         def full(fill, dtype) -> np.ndarray:
             return np.full(size, fill, dtype=dtype)
 
+        self.reward = full(0.0, np.float32)
         self.data_type = full(DEMO, np.int64)
         self.intervention = full(0.0, np.float32)
         self.task_index = full(0, np.int64)
@@ -288,6 +289,7 @@ class RecapTable:
             if not self.has_rewards:
                 continue
             rewards = columns.reward[start:end]
+            self.reward[frames] = rewards
             terminal = True if columns.done is None else bool(columns.done[end - 1])
             reward_sum, bootstrap = chunk_targets(rewards, terminal, chunk_size, discount)
             self.chunk_reward[frames] = reward_sum

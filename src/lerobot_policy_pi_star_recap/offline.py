@@ -1,0 +1,170 @@
+"""Run a trained policy's critics (and action sampler) over whole episodes of a dataset, without a simulator.
+
+Shared by `pi-star-recap eval` (how good are the value function and the actions?) and
+`pi-star-recap value-label` (write value / advantage / indicator columns for the paper's workflow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .advantage import quantile_thresholds
+from .recap_data import RecapDataError, RecapTable, reverse_discounted_cumsum
+
+
+@dataclass
+class EpisodePredictions:
+    """Per-frame predictions along one episode, in the dataset's return units."""
+
+    episode_index: int
+    index: np.ndarray  # global frame indices
+    data_type: np.ndarray
+    intervention: np.ndarray
+    task_index: np.ndarray
+    reward: np.ndarray
+    success: float  # 1, 0, or nan when the dataset does not say
+    value: np.ndarray
+    q: np.ndarray | None = None
+    action_mse: np.ndarray | None = None  # sampled chunk vs recorded chunk, normalised action units
+    extra: dict = field(default_factory=dict)
+
+
+def load_policy(path: str | Path, device: str | None = None):
+    """A pi_star_recap checkpoint with its pre/post-processors."""
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from .modeling_pi_star_recap import PiStarRECAPPolicy
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a checkpoint directory (no config.json); pass e.g. "
+            "outputs/<run>/checkpoints/last/pretrained_model."
+        )
+    policy = PiStarRECAPPolicy.from_pretrained(path)
+    if device is not None:
+        policy.config.device = device
+        policy.to(device)
+    overrides = {"device_processor": {"device": policy.config.device}}
+    preprocessor, postprocessor = make_pre_post_processors(
+        policy.config, pretrained_path=str(path), preprocessor_overrides=overrides
+    )
+    return policy, preprocessor, postprocessor
+
+
+def recap_table_for(policy, root: str | Path) -> RecapTable:
+    config = policy.config
+    return RecapTable.from_dataset_root(
+        root, chunk_size=config.chunk_size, discount=config.iql_discount, n_step=config.advantage_n_step
+    )
+
+
+@torch.no_grad()
+def predict_episodes(
+    policy,
+    preprocessor,
+    repo_id: str,
+    root: str | Path,
+    episodes: list[int],
+    batch_size: int = 32,
+    sample_actions: bool = False,
+    seed: int = 0,
+) -> list[EpisodePredictions]:
+    """Values (and Q of the recorded chunk, and sampled-action error) for every frame of `episodes`."""
+    from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+
+    table = recap_table_for(policy, root)
+    fps = LeRobotDatasetMetadata(repo_id, root=root).fps
+    chunk = {"action": [i / fps for i in range(policy.config.chunk_size)]}
+    dataset = LeRobotDataset(repo_id, root=root, episodes=episodes, delta_timestamps=chunk)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    frames: dict[str, list[np.ndarray]] = {"index": [], "value": [], "q": [], "action_mse": []}
+    policy.eval()
+    for batch in tqdm(loader, desc="Predicting", unit="batch"):
+        batch = preprocessor(batch)
+        out = policy.predict_values(batch) if policy.critics is not None else {}
+        frames["index"].append(batch["index"].cpu().numpy())
+        frames["value"].append(
+            out["value"].cpu().numpy() if "value" in out else np.full(len(batch["index"]), np.nan)
+        )
+        if "q" in out:
+            frames["q"].append(out["q"].cpu().numpy())
+        if sample_actions:
+            recorded = batch["action"]
+            noise = torch.randn(recorded.shape, generator=generator).to(recorded.device)
+            sampled = policy.predict_action_chunk(batch, noise=noise)
+            valid = (~batch["action_is_pad"]).float()
+            error = (sampled - recorded).square().mean(-1)
+            frames["action_mse"].append(((error * valid).sum(1) / valid.sum(1).clamp_min(1)).cpu().numpy())
+    flat = {k: np.concatenate(v) if v else None for k, v in frames.items()}
+    return split_by_episode(table, flat)
+
+
+def split_by_episode(table: RecapTable, flat: dict[str, np.ndarray | None]) -> list[EpisodePredictions]:
+    order = np.argsort(flat["index"])
+    flat = {k: (v[order] if v is not None else None) for k, v in flat.items()}
+    position = flat["index"] - table.offset
+    episode = table.episode_index[position]
+    out = []
+    for e in np.unique(episode):
+        rows = episode == e
+        pos = position[rows]
+        out.append(
+            EpisodePredictions(
+                episode_index=int(e),
+                index=flat["index"][rows],
+                data_type=table.data_type[pos],
+                intervention=table.intervention[pos],
+                task_index=table.task_index[pos],
+                reward=table.reward[pos],
+                success=float(table.success[pos][0]),
+                value=flat["value"][rows],
+                q=flat["q"][rows] if flat["q"] is not None else None,
+                action_mse=flat["action_mse"][rows] if flat["action_mse"] is not None else None,
+            )
+        )
+    return out
+
+
+# --- Advantages over whole episodes ------------------------------------------------------------
+
+
+def episode_advantage(values: np.ndarray, rewards: np.ndarray, n_step: int | None) -> np.ndarray:
+    """Paper advantage along one episode: sum_{k<N} r_{t+k} + V(o_{t+N}) - V(o_t), or G_t - V(o_t) if
+    n_step is None; no bootstrap past the episode's end (episodes end in success or failure)."""
+    returns = reverse_discounted_cumsum(rewards, 1.0)
+    if n_step is None:
+        return returns - values
+    length = len(rewards)
+    advantage = np.empty(length)
+    for t in range(length):
+        if t + n_step < length:
+            advantage[t] = returns[t] - returns[t + n_step] + values[t + n_step] - values[t]
+        else:
+            advantage[t] = returns[t] - values[t]
+    return advantage
+
+
+def label_indicators(
+    advantage: np.ndarray, task_index: np.ndarray, intervention: np.ndarray, positive_fraction: float
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Per-task quantile thresholds and the indicator (interventions forced positive)."""
+    for task in np.unique(task_index):
+        values = advantage[task_index == task]
+        if np.ptp(values) <= 1e-9 * max(1.0, np.abs(values).max()):
+            raise RecapDataError(
+                f"all advantages of task {int(task)} are equal ({values[0]:.4g}), so no threshold can select "
+                f"{positive_fraction:.0%} of its frames as positive. The value function is probably constant "
+                "(untrained, or trained on one outcome only): train it longer or on episodes with both "
+                "successes and failures."
+            )
+    thresholds = quantile_thresholds(advantage, task_index, positive_fraction)
+    threshold = np.array([thresholds[int(t)] for t in task_index])
+    indicator = (advantage > threshold) | (intervention > 0.5)
+    return indicator.astype(np.float32), thresholds

@@ -1,0 +1,167 @@
+"""The paper-faithful mode: distributional value + indicator, jointly and as staged CLIs."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
+
+from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
+from lerobot_policy_pi_star_recap.offline import episode_advantage, label_indicators
+from lerobot_policy_pi_star_recap.recap_data import RecapDataError
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def test_joint_paper_mode_trains_value_and_conditions_on_the_indicator():
+    torch.manual_seed(0)
+    config = tiny_config(
+        advantage_estimator="mc_distributional", advantage_n_step=3, value_num_bins=21, v_lr=3e-3
+    )
+    policy = PiStarRECAPPolicy(config)
+    attach_table(
+        policy,
+        episode_columns(
+            ["demo", "auto", "intervention", "auto"], length=10, successes=[True, False, True, False]
+        ),
+    )
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.get_optim_params())
+    batch = make_batch(config, index=[0, 3, 12, 17, 24, 27, 33, 38])
+    history = []
+    for _ in range(80):
+        loss, metrics = policy(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        policy.update()
+        history.append(metrics["v_loss"])
+        assert 0.0 <= metrics["positive_fraction"] <= 1.0
+    assert history[-1] < 0.5 * history[0]
+    assert "q_loss" not in metrics  # the paper has no Q function
+
+
+def test_episode_advantage_hand_computed():
+    values = np.array([-0.9, -0.5, -0.4, -0.2])
+    rewards = np.array([-0.1, -0.1, -0.1, 0.0])
+    # N=2: t=0: -0.2 + V2 - V0 = -0.2 - 0.4 + 0.9 = 0.3; t=1: -0.2 + V3 - V1 = 0.1;
+    # t=2, 3: no bootstrap past the end: G_t - V_t = -0.1 + 0.4 = 0.3, 0 + 0.2 = 0.2
+    np.testing.assert_allclose(episode_advantage(values, rewards, 2), [0.3, 0.1, 0.3, 0.2])
+    np.testing.assert_allclose(episode_advantage(values, rewards, None), [0.6, 0.3, 0.3, 0.2])
+
+
+def test_label_indicators_fraction_and_forced_interventions():
+    advantage = np.arange(20.0)
+    task = np.zeros(20, dtype=int)
+    intervention = np.zeros(20)
+    intervention[0] = 1
+    indicator, thresholds = label_indicators(advantage, task, intervention, positive_fraction=0.3)
+    assert indicator[14:].sum() == 6 and indicator[1:14].sum() == 0 and indicator[0] == 1
+    with pytest.raises(RecapDataError, match="all advantages of task 0 are equal"):
+        label_indicators(np.zeros(10), np.zeros(10, dtype=int), np.zeros(10), 0.3)
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_cli(*args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        [str(BIN / "pi-star-recap"), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_staged_value_train_label_then_policy(tmp_path):
+    types = ["demo", "auto", "intervention", "auto", "demo", "auto"]
+    root = make_dataset(tmp_path / "data", types, length=10, successes=[True, False, True, False, True, True])
+    before = _digest(root)
+    value_out = tmp_path / "value"
+    run_cli(
+        "value-train",
+        "--dataset.repo_id=local/data",
+        f"--dataset.root={root}",
+        f"--output_dir={value_out}",
+        "--steps=4",
+        "--batch_size=8",
+        "--policy.value_num_bins=21",
+        "--policy.advantage_n_step=3",
+        *TINY_CLI,
+        cwd=tmp_path,
+    )
+    value_ckpt = value_out / "checkpoints" / "last" / "pretrained_model"
+    labelled = tmp_path / "labelled"
+    printed = run_cli(
+        "value-label", f"--value.path={value_ckpt}", f"--src={root}", f"--dst={labelled}", cwd=tmp_path
+    )
+    assert "3-step" in printed and "threshold" in printed
+    assert _digest(root) == before  # the source is untouched
+
+    frames = pd.concat(pd.read_parquet(p) for p in sorted((labelled / "data").rglob("*.parquet")))
+    indicator = frames["advantage_indicator"].to_numpy()
+    mask = frames["intervention_mask"].to_numpy()
+    assert set(np.unique(indicator)) <= {0.0, 1.0}
+    assert indicator[mask].all()  # human corrections are positive
+    non_forced = indicator[~mask]
+    assert abs(non_forced.mean() - 0.3) < 0.1
+    assert np.isfinite(frames["value"]).all() and np.isfinite(frames["advantage"]).all()
+
+    # refuses to overwrite without --overwrite
+    result = subprocess.run(
+        [
+            str(BIN / "pi-star-recap"),
+            "value-label",
+            f"--value.path={value_ckpt}",
+            f"--src={root}",
+            f"--dst={labelled}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "already exists" in result.stderr
+
+    policy_out = tmp_path / "policy"
+    subprocess.run(
+        [
+            str(BIN / "lerobot-train"),
+            "--policy.type=pi_star_recap",
+            "--dataset.repo_id=local/labelled",
+            f"--dataset.root={labelled}",
+            f"--output_dir={policy_out}",
+            "--steps=2",
+            "--batch_size=8",
+            "--policy.advantage_source=dataset",
+            "--policy.advantage_estimator=mc_distributional",
+            "--policy.use_advantage_weighting=false",
+            *TINY_CLI,
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
+    policy = PiStarRECAPPolicy.from_pretrained(policy_out / "checkpoints" / "last" / "pretrained_model")
+    assert policy.critics is None and policy.advantage_embedding is not None
+
+
+def test_dataset_source_without_labels_is_refused(tmp_path):
+    root = make_dataset(tmp_path / "data", ["demo", "auto"], length=6)
+    from lerobot_policy_pi_star_recap.recap_data import RecapTable
+
+    policy = PiStarRECAPPolicy(tiny_config(advantage_source="dataset"))
+    with pytest.raises(RecapDataError, match="value-label"):
+        policy.attach_dataset(RecapTable.from_dataset_root(root, chunk_size=4, discount=0.99, n_step=3))
