@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 from collections import deque
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from huggingface_hub import hf_hub_download
@@ -54,6 +57,35 @@ def current_and_next(x: Tensor, frame_dims: int) -> tuple[Tensor, Tensor | None]
     if x.dim() == frame_dims + 1:
         return x[:, 0], x[:, -1]
     return x, None
+
+
+def check_dataset_matches(config: PiStarRECAPConfig, dataset_meta) -> None:
+    """Fail before training when the dataset's features disagree with the policy, or hold NaN / inf."""
+    features = dataset_meta.features
+    for key, feature in {**config.input_features, **config.output_features}.items():
+        if key not in features:
+            raise RecapDataError(
+                f"{dataset_meta.root}: the policy expects '{key}' but the dataset has no such feature "
+                f"(it has {sorted(k for k in features if k.startswith(('observation', 'action')))}). "
+                "Use a dataset recorded with the same robot and cameras, or --rename_map."
+            )
+        shape = tuple(features[key]["shape"])
+        if features[key]["dtype"] not in ("image", "video") and shape != tuple(feature.shape):
+            raise RecapDataError(
+                f"{dataset_meta.root}: '{key}' has shape {shape} in the dataset but {tuple(feature.shape)} in the "
+                "policy (a checkpoint trained on another robot?). Train from scratch on this dataset instead."
+            )
+        stats = (dataset_meta.stats or {}).get(key, {})
+        bad = [
+            name
+            for name in ("min", "max", "mean", "std")
+            if name in stats and not np.isfinite(np.asarray(stats[name])).all()
+        ]
+        if bad:
+            raise RecapDataError(
+                f"{dataset_meta.root}: '{key}' contains NaN or infinite values (its dataset statistics {bad} are "
+                "not finite). Find and drop the bad frames, then recompute the stats."
+            )
 
 
 def distributed_mean(x: Tensor) -> Tensor:
@@ -125,9 +157,13 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         self.register_buffer("advantage_var", torch.tensor(1.0))
         self.register_buffer("indicator_threshold", torch.tensor(0.0))
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
+        # Training noise comes from a generator seeded by (noise_seed, num_updates), both saved in the
+        # checkpoint, so a resumed run draws exactly the noise the uninterrupted run would have drawn.
+        self.register_buffer("noise_seed", torch.randint(0, 2**62, (), dtype=torch.long))
 
         self.recap_table: RecapTable | None = None
         if dataset_meta is not None and getattr(dataset_meta, "root", None) is not None:
+            check_dataset_matches(config, dataset_meta)
             self.attach_dataset(RecapTable.from_dataset_root(dataset_meta.root, **self._table_kwargs()))
         self.monitor = TrainingMonitor(config)
         self._apply_freezing()
@@ -368,6 +404,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
     ) -> tuple[Tensor, dict]:
         config = self.config
         batch_size = actions.shape[0]
+        generator = self._step_generator(actions.device)
         weights = self._data_type_weights(targets)
         stats: dict[str, Tensor] = {}
         condition = torch.zeros(batch_size, config.expert_width, device=actions.device, dtype=prefix.dtype)
@@ -387,12 +424,17 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
                 stats["awr_weight"] = awr
             if config.use_advantage_conditioning:
                 value = self._condition_value(advantage, targets)
-                keep = torch.rand(batch_size, device=actions.device) >= config.conditioning_dropout
+                keep = (
+                    torch.rand(batch_size, device=actions.device, generator=generator)
+                    >= config.conditioning_dropout
+                )
                 condition = self.advantage_embedding(value, keep)
                 stats["condition"] = value
 
-        noise = torch.randn_like(actions)
-        time = torch.distributions.Beta(1.5, 1.0).sample((batch_size,)).to(actions.device) * 0.999 + 0.001
+        noise = torch.randn(actions.shape, device=actions.device, dtype=actions.dtype, generator=generator)
+        # Flow time ~ Beta(1.5, 1) (pi0: more weight on noisy times), by inverse CDF: t = u^(1/1.5).
+        uniform = torch.rand(batch_size, device=actions.device, generator=generator)
+        time = uniform.pow(1 / 1.5) * 0.999 + 0.001
         noisy = time[:, None, None] * noise + (1 - time[:, None, None]) * actions
         prefix_kv, attention_mask = self.expert.prefix_cache(prefix, prefix_mask)
         velocity = self.expert(noisy, time, condition, prefix_kv, attention_mask)
@@ -402,6 +444,11 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         stats["policy_loss"] = weights * flow_loss
         stats["flow_loss"] = flow_loss
         return weights * flow_loss, stats
+
+    def _step_generator(self, device: torch.device) -> torch.Generator:
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        seed = int(self.noise_seed) + 1_000_003 * int(self.num_updates) + 7_919 * rank
+        return torch.Generator(device=device).manual_seed(seed % 2**63)
 
     def _data_type_weights(self, targets: dict) -> Tensor:
         """demo / auto / intervention weights; within an intervention episode, frames the robot drove
@@ -547,6 +594,19 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         return {"value": self.critics.value(features, low, high) * scale}
 
     # --- Checkpoints -----------------------------------------------------------------------------
+    def _save_pretrained(self, save_directory: Path, state_dict: dict[str, Tensor] | None = None) -> None:
+        """Write config and weights under temporary names, then rename: a crash mid-save never leaves a
+        truncated model.safetensors behind (and lerobot-train only moves `last` after a full save)."""
+        save_directory = Path(save_directory)
+        staging = save_directory / ".saving"
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            super()._save_pretrained(staging, state_dict=state_dict)
+            for path in sorted(staging.iterdir(), key=lambda p: p.suffix == ".json"):  # weights first
+                os.replace(path, save_directory / path.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
     @classmethod
     def from_pretrained(
         cls, pretrained_name_or_path: str | Path, *, config: PiStarRECAPConfig | None = None, **kwargs

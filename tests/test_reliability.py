@@ -1,0 +1,207 @@
+"""Reliability: exact resume, identical ranks under Accelerate (2 CPU processes), atomic checkpoints,
+non-finite detection, and clear errors for bad data or checkpoints."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
+
+from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
+from lerobot_policy_pi_star_recap.recap_data import RecapDataError, RecapTable
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def train_args(root: Path, out: Path, steps: int, save_freq: int) -> list[str]:
+    return [
+        "--policy.type=pi_star_recap",
+        "--dataset.repo_id=local/synthetic",
+        f"--dataset.root={root}",
+        f"--output_dir={out}",
+        f"--steps={steps}",
+        f"--save_freq={save_freq}",
+        "--batch_size=4",
+        "--log_freq=2",
+        "--seed=3",
+        *TINY_CLI,
+    ]
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    work = tmp_path_factory.mktemp("reliability")
+    return work, make_dataset(
+        work / "data",
+        ["demo", "auto", "intervention", "demo"],
+        length=12,
+        successes=[True, False, True, True],
+    )
+
+
+def test_resume_continues_exactly(dataset):
+    """6 steps straight == 3 steps, resume, 3 more steps: same weights (incl. target networks and
+    advantage statistics) and same optimizer state, bit for bit on CPU (tolerance 0)."""
+    work, root = dataset
+    straight, split = work / "straight", work / "split"
+    run([str(BIN / "lerobot-train"), *train_args(root, straight, 6, 6)], work)
+    # An interrupted run: it saved at step 3 and died before step 6 was written.
+    run([str(BIN / "lerobot-train"), *train_args(root, split, 6, 3)], work)
+    checkpoints = split / "checkpoints"
+    shutil.rmtree(checkpoints / "000006")
+    (checkpoints / "last").unlink()
+    (checkpoints / "last").symlink_to("000003")
+    config = checkpoints / "last" / "pretrained_model" / "train_config.json"
+    run([str(BIN / "lerobot-train"), "--resume=true", f"--config_path={config}"], work)
+    for relative in ("pretrained_model/model.safetensors", "training_state/optimizer_state.safetensors"):
+        a = load_file(straight / "checkpoints" / "000006" / relative)
+        b = load_file(split / "checkpoints" / "000006" / relative)
+        assert a.keys() == b.keys()
+        difference = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+        assert difference == 0.0, relative
+    weights = load_file(split / "checkpoints" / "000006" / "pretrained_model" / "model.safetensors")
+    assert any(k.startswith("critics.q_target") for k in weights) and weights["num_updates"].item() == 6
+
+
+def test_two_processes_under_accelerate_keep_identical_weights(dataset):
+    work, root = dataset
+    prefix = work / "ddp"
+    run(
+        [
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes=2",
+            "--num_machines=1",
+            "--mixed_precision=no",
+            "--dynamo_backend=no",
+            str(Path(__file__).parent / "ddp_worker.py"),
+            str(prefix),
+            *train_args(root, work / "ddp_run", 4, 4),
+        ],
+        work,
+    )
+    ranks = [json.loads(Path(f"{prefix}.rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world_size"] == 2 and ranks[0]["updates"] == 4
+    assert ranks[0]["digests"] == ranks[1]["digests"]  # parameters, target networks and statistics
+    assert any(k.startswith("critics.q_target") for k in ranks[0]["digests"])
+    assert (work / "ddp_run" / "tensorboard").is_dir()
+
+
+def test_crash_while_saving_leaves_no_truncated_weights(tmp_path, monkeypatch):
+    policy = PiStarRECAPPolicy(tiny_config())
+    policy.save_pretrained(tmp_path / "ckpt")
+    good = (tmp_path / "ckpt" / "model.safetensors").read_bytes()
+
+    import lerobot.policies.pretrained as pretrained
+
+    def crash(model, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"partial")
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(pretrained, "save_model_as_safetensor", crash)
+    with pytest.raises(KeyboardInterrupt):
+        policy.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == good
+    assert not (tmp_path / "ckpt" / ".saving").exists()
+    PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt")
+
+
+def _poisoned_policy(**overrides):
+    torch.manual_seed(0)
+    policy = PiStarRECAPPolicy(tiny_config(**overrides))
+    attach_table(policy, episode_columns(["demo", "auto"], length=10))
+    batch = make_batch(policy.config, [0, 12])
+    batch["action"][0, 0, 0] = float("nan")
+    return policy, batch
+
+
+def test_nonfinite_loss_stops_with_the_metric_named():
+    policy, batch = _poisoned_policy()
+    with pytest.raises(FloatingPointError, match="non-finite.*policy_loss"):
+        policy(batch)
+
+
+def test_nonfinite_loss_can_skip_the_batch():
+    policy, batch = _poisoned_policy(on_nonfinite="skip")
+    loss, _ = policy(batch)
+    loss.backward()
+    grads = [p.grad for p in policy.parameters() if p.grad is not None]
+    assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
+    assert math.isfinite(loss.item())
+
+
+def test_episodes_shorter_than_the_chunk_train():
+    torch.manual_seed(0)
+    policy = PiStarRECAPPolicy(tiny_config(chunk_size=8, n_action_steps=8))
+    table = attach_table(policy, episode_columns(["demo", "auto", "demo"], length=3))
+    out = table.lookup(torch.arange(9))
+    assert out["chunk_discount"].max() == 0.0  # every chunk runs past its episode's end: no bootstrap
+    batch = make_batch(policy.config, [0, 4, 8])
+    batch["action_is_pad"][:, 3:] = True
+    loss, _ = policy(batch)
+    assert torch.isfinite(loss)
+
+
+def test_dataset_with_nan_states_is_refused_at_start(tmp_path):
+    root = make_dataset(tmp_path / "data", ["demo"], length=6)
+    from lerobot.datasets import LeRobotDatasetMetadata
+
+    meta = LeRobotDatasetMetadata("local/data", root=root)
+    meta.stats["observation.state"]["mean"] = np.full(5, np.nan)
+    with pytest.raises(RecapDataError, match="observation.state' contains NaN"):
+        PiStarRECAPPolicy(tiny_config(), dataset_meta=meta)
+
+
+def test_dataset_with_other_dimensions_is_refused_at_start(tmp_path):
+    root = make_dataset(tmp_path / "data", ["demo"], length=6)
+    from lerobot.configs import FeatureType, PolicyFeature
+    from lerobot.datasets import LeRobotDatasetMetadata
+
+    meta = LeRobotDatasetMetadata("local/data", root=root)
+    config = tiny_config(output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))})
+    with pytest.raises(RecapDataError, match=r"'action' has shape \(3,\) in the dataset but \(7,\)"):
+        PiStarRECAPPolicy(config, dataset_meta=meta)
+
+
+def test_checkpoint_of_another_policy_type_is_refused(tmp_path):
+    from lerobot.configs import FeatureType, PolicyFeature
+    from lerobot.policies.act.configuration_act import ACTConfig
+
+    config = ACTConfig(
+        device="cpu",
+        input_features={"observation.state": PolicyFeature(FeatureType.STATE, (5,))},
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (3,))},
+    )
+    config.save_pretrained(tmp_path / "act")
+    (tmp_path / "act" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds a 'act' policy, not pi_star_recap"):
+        PiStarRECAPPolicy.from_pretrained(tmp_path / "act")
+
+
+def test_empty_dataset_is_refused(tmp_path):
+    from lerobot_policy_pi_star_recap.recap_data import RecapColumns
+
+    empty = np.array([], dtype=np.int64)
+    with pytest.raises((RecapDataError, ValueError)):
+        RecapTable(
+            RecapColumns(empty, empty, empty, empty, np.array([]), np.array([], bool), None, None),
+            chunk_size=4,
+            discount=0.99,
+            n_step=3,
+        )
