@@ -1,0 +1,139 @@
+"""Shared fixtures of the data tests (annotate, collect, merge, real-robot paths): tiny source datasets,
+a collected MetaWorld dataset, a policy trained on it for a few steps, and CLI runners."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering; must be set before mujoco loads
+
+import numpy as np
+import pytest
+
+BIN = Path(sys.executable).parent
+# The tiny policy of the smoke tests (a few seconds per step on 2 CPU cores).
+TINY_POLICY = [
+    "--policy.type=pi_star_recap",
+    "--policy.expert_width=64",
+    "--policy.expert_depth=2",
+    "--policy.expert_heads=4",
+    "--policy.critic_hidden_dim=64",
+    "--policy.chunk_size=4",
+    "--policy.n_action_steps=4",
+    "--policy.device=cpu",
+    "--policy.push_to_hub=false",
+    "--wandb.enable=false",
+    "--num_workers=0",
+]
+
+
+def run_cli(*argv: str) -> int:
+    """`pi-star-recap ARGV` in this process; returns the exit status."""
+    from lerobot_policy_pi_star_recap.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def run_tool(name: str, *args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """A console script of this venv (lerobot-train, lerobot-eval, pi-star-recap) in a subprocess."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [str(BIN / name), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under `root`."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def make_source(
+    root: Path,
+    lengths: list[int],
+    extra: dict[str, tuple[dict, list]] | None = None,
+    video: bool = False,
+    fps: int = 10,
+) -> Path:
+    """A LeRobot v3 dataset without RECAP fields: 3-d state (= episode*10 + frame), 2-d action, one camera.
+
+    `extra` maps a feature name to (feature spec, one list of per-frame values per episode)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    extra = extra or {}
+    size = 64 if video else 16  # LeRobot's default AV1 encoder needs frames of at least 64 px
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (3,), "names": None},
+        "action": {"dtype": "float32", "shape": (2,), "names": None},
+        "observation.images.front": {
+            "dtype": "video" if video else "image",
+            "shape": (size, size, 3),
+            "names": ["height", "width", "channels"],
+        },
+        **{name: spec for name, (spec, _) in extra.items()},
+    }
+    dataset = LeRobotDataset.create("local/source", fps=fps, features=features, root=root, use_videos=video)
+    for episode, length in enumerate(lengths):
+        for t in range(length):
+            frame = {
+                "observation.state": np.full(3, episode * 10 + t, np.float32),
+                "action": np.array([t, -t], np.float32),
+                "observation.images.front": np.full((size, size, 3), 10 * t, np.uint8),
+                "task": "fold the towel",
+            }
+            for name, (spec, values) in extra.items():
+                frame[name] = np.array([values[episode][t]], dtype=spec["dtype"])
+            dataset.add_frame(frame)
+        dataset.save_episode()
+    dataset.finalize()
+    return root
+
+
+def collect_args(output: Path, mode: str, task: str, episodes: int, *extra: str) -> list[str]:
+    """`pi-star-recap collect` arguments with small, fast settings."""
+    return [
+        "collect",
+        f"--mode={mode}",
+        f"--task={task}",
+        f"--episodes={episodes}",
+        f"--output={output}",
+        "--image-size=32",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def collected_demo(tmp_path_factory) -> Path:
+    """3 scripted-expert episodes of push-v3 at 32 px."""
+    out = tmp_path_factory.mktemp("collected") / "push_demo"
+    assert run_cli(*collect_args(out, "demo", "push-v3", 3, "--episode-length=120")) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(collected_demo, tmp_path_factory) -> Path:
+    """A pi_star_recap policy trained for 3 steps on `collected_demo` with lerobot-train."""
+    work = tmp_path_factory.mktemp("train")
+    run_tool(
+        "lerobot-train",
+        "--dataset.repo_id=local/push_demo",
+        f"--dataset.root={collected_demo}",
+        f"--output_dir={work / 'run'}",
+        "--steps=3",
+        "--batch_size=4",
+        "--save_freq=3",
+        *TINY_POLICY,
+        cwd=work,
+    )
+    model = work / "run" / "checkpoints" / "last" / "pretrained_model"
+    assert (model / "model.safetensors").is_file()
+    return model
