@@ -1,0 +1,96 @@
+"""`pi-star-recap merge`: several RECAP datasets (e.g. the demos and each iteration's rollouts) -> one
+training dataset, for `lerobot-train`, which takes a single dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ..recap_dataset import RECAP_FEATURES, DatasetToolError, report_errors
+
+# Video encoder details may differ between datasets without preventing a merge (LeRobot ignores them too).
+IGNORED_INFO = "info"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "merge",
+        help="merge several datasets (collection iterations) into one training dataset",
+        description=(
+            "Concatenate LeRobot v3 datasets with identical features and fps into a NEW dataset (episodes "
+            "renumbered, tasks unified, stats aggregated) with LeRobot's merge_datasets. Inputs are only read."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--inputs", required=True, nargs="+", type=Path, help="dataset roots, in order")
+    parser.add_argument("--output", required=True, type=Path, help="new dataset folder (must not exist)")
+    parser.add_argument(
+        "--repo-id", default=None, help="repo id of the merged dataset (default: local/<output name>)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.set_defaults(run=run)
+
+
+def _comparable(feature: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in feature.items() if k != IGNORED_INFO}
+
+
+def check_compatible(roots: list[Path]) -> None:
+    """Same fps, robot type and features (name, dtype, shape) everywhere, or an error naming the difference."""
+    infos = [json.loads((root / "meta" / "info.json").read_text()) for root in roots]
+    first, reference = roots[0], infos[0]
+    for root, info in zip(roots[1:], infos[1:], strict=True):
+        for key in ("fps", "robot_type"):
+            if info.get(key) != reference.get(key):
+                raise DatasetToolError(
+                    f"{root} has {key}={info.get(key)!r} but {first} has {reference.get(key)!r}."
+                )
+        ours, theirs = reference["features"], info["features"]
+        only_first, only_this = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+        if only_first or only_this:
+            hint = (
+                " Label both with the RECAP fields first (`pi-star-recap annotate`)."
+                if set(RECAP_FEATURES) & set(only_first + only_this)
+                else ""
+            )
+            raise DatasetToolError(
+                f"features differ: only in {first}: {only_first}; only in {root}: {only_this}.{hint}"
+            )
+        for name in ours:
+            if _comparable(ours[name]) != _comparable(theirs[name]):
+                raise DatasetToolError(
+                    f"feature {name!r} differs: {first} has {_comparable(ours[name])}, {root} has "
+                    f"{_comparable(theirs[name])}. Record both with the same settings (image size, state, layout)."
+                )
+    missing = sorted(set(RECAP_FEATURES) - set(reference["features"]))
+    if missing:
+        logging.warning(
+            f"the inputs lack RECAP fields {missing}; annotate the merged dataset before training."
+        )
+
+
+@report_errors("merge")
+def run(args: argparse.Namespace) -> int:
+    from lerobot.datasets.dataset_tools import merge_datasets
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from ..recap_dataset import atomic_output_dir, check_dataset_root, print_summary
+
+    roots = [path.expanduser().resolve() for path in args.inputs]
+    if len(set(roots)) != len(roots):
+        raise DatasetToolError(f"--inputs lists a dataset twice: {[str(r) for r in roots]}.")
+    for root in roots:
+        check_dataset_root(root, "input")
+    check_compatible(roots)
+    datasets = [LeRobotDataset(f"local/{root.name}", root=root) for root in roots]
+    repo_id = args.repo_id or f"local/{args.output.name}"
+    with atomic_output_dir(args.output, args.overwrite, sources=roots) as out:
+        merge_datasets(datasets, output_repo_id=repo_id, output_dir=out)
+    print_summary(
+        args.output,
+        f"Merged {len(roots)} datasets ({sum(d.meta.total_episodes for d in datasets)} episodes, "
+        f"{sum(d.meta.total_frames for d in datasets)} frames) -> {args.output}",
+    )
+    return 0
