@@ -12,23 +12,12 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering; must be set before mujoco loads
 
 import numpy as np
+import pandas as pd
 import pytest
+from synthetic import TINY_CLI
 
 BIN = Path(sys.executable).parent
-# The tiny policy of the smoke tests (a few seconds per step on 2 CPU cores).
-TINY_POLICY = [
-    "--policy.type=pi_star_recap",
-    "--policy.expert_width=64",
-    "--policy.expert_depth=2",
-    "--policy.expert_heads=4",
-    "--policy.critic_hidden_dim=64",
-    "--policy.chunk_size=4",
-    "--policy.n_action_steps=4",
-    "--policy.device=cpu",
-    "--policy.push_to_hub=false",
-    "--wandb.enable=false",
-    "--num_workers=0",
-]
+TINY_POLICY = ["--policy.type=pi_star_recap", *TINY_CLI]  # the policy tests' tiny settings
 
 
 def run_cli(*argv: str) -> int:
@@ -48,6 +37,12 @@ def run_tool(name: str, *args: str, cwd: Path, timeout: int = 600) -> subprocess
     return result
 
 
+def read_frames(root: Path) -> pd.DataFrame:
+    """Every frame of a dataset (no images decoded), in global index order."""
+    files = sorted((root / "data").glob("*/*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files]).sort_values("index").reset_index(drop=True)
+
+
 def tree_hashes(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under `root`."""
     return {
@@ -55,6 +50,14 @@ def tree_hashes(root: Path) -> dict[str, str]:
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
+
+
+def annotate(src: Path, dst: Path, *args: str) -> pd.DataFrame:
+    """Run `pi-star-recap annotate`, check it succeeded without touching the source, return the frames."""
+    before = tree_hashes(src)
+    assert run_cli("annotate", "--src", src, "--dst", dst, *args) == 0
+    assert tree_hashes(src) == before, "the source dataset was modified"
+    return read_frames(dst)
 
 
 def make_source(

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import collect_args, run_cli, run_tool
+from conftest import collect_args, read_frames, run_cli, run_tool
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_pi_star_recap.recap_data import RecapTable
@@ -21,9 +21,7 @@ from lerobot_policy_pi_star_recap.sim.pool import EnvPool
 
 
 def episodes(root) -> list[pd.DataFrame]:
-    files = sorted((root / "data").glob("*/*.parquet"))
-    df = pd.concat([pd.read_parquet(f) for f in files]).sort_values("index")
-    return [group for _, group in df.groupby("episode_index")]
+    return [group for _, group in read_frames(root).groupby("episode_index")]
 
 
 def expert_actions(task: str, states: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import collect_args, make_source, run_cli, tree_hashes
+from conftest import collect_args, make_source, read_frames, run_cli, tree_hashes
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_pi_star_recap.recap_data import RecapTable
@@ -16,11 +16,6 @@ def rollouts(tmp_path_factory):
     out = tmp_path_factory.mktemp("merge") / "drawer_auto"
     assert run_cli(*collect_args(out, "auto", "drawer-open-v3", 2, "--episode-length=40")) == 0
     return out
-
-
-def table(root) -> pd.DataFrame:
-    files = sorted((root / "data").glob("*/*.parquet"))
-    return pd.concat([pd.read_parquet(f) for f in files]).sort_values("index").reset_index(drop=True)
 
 
 def test_merge_keeps_every_episode_and_its_recap_fields(collected_demo, rollouts, tmp_path, capsys):
@@ -35,9 +30,9 @@ def test_merge_keeps_every_episode_and_its_recap_fields(collected_demo, rollouts
     assert set(merged.meta.tasks.index) == {"Push the puck to a goal", "Open a drawer"}
     assert merged[len(merged) - 1]["task"] == "Open a drawer"
 
-    rows = table(out)
+    rows = read_frames(out)
     for column in ("data_type", "reward", "done", "intervention_mask", "next.success"):
-        expected = pd.concat([table(collected_demo)[column], table(rollouts)[column]]).tolist()
+        expected = pd.concat([read_frames(collected_demo)[column], read_frames(rollouts)[column]]).tolist()
         assert rows[column].tolist() == expected, column
     assert rows["index"].tolist() == list(range(len(rows)))
     assert rows.groupby("episode_index")["data_type"].first().tolist() == ["demo"] * 3 + ["auto"] * 2
