@@ -171,3 +171,19 @@ def test_a_crash_leaves_no_output(plain_source, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         run_cli("annotate", "--src", plain_source, "--dst", out / "labelled", "--all-success")
     assert list(out.iterdir()) == [], "a half-written dataset or temp folder was left behind"
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("annotate", ["--types-from-intervention", "--success-rule", "--c-fail", "(default: -1.0)"]),
+        ("collect", ["--mode", "--trigger", "--handback-steps", "--layout", "(default: 200)"]),
+        ("merge", ["--inputs", "--output", "--overwrite"]),
+    ],
+)
+def test_data_commands_explain_their_flags(command, flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(command, "--help")
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in flags)

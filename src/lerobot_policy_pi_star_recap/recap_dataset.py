@@ -96,6 +96,16 @@ def episode_columns(
     }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows `(default: X)` for options with a real default; None / False defaults are described in the
+    option's own help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def report_errors(command: str) -> Callable:
     """Decorate a subcommand's `run`: bad input (ValueError and its kin, FileNotFoundError) prints
     `pi-star-recap <command>: error: <message>` and exits with status 2 instead of a traceback."""

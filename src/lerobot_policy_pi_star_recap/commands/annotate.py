@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..recap_data import DATA_TYPES
-from ..recap_dataset import RECAP_FEATURES, DatasetToolError, report_errors
+from ..recap_dataset import RECAP_FEATURES, DatasetToolError, HelpFormatter, report_errors
 
 INTERVENTION_COLUMNS = ("intervention_mask", "intervention", "complementary_info.is_intervention")
 SUCCESS_COLUMNS = ("next.success", "success")
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(the source is never modified). Rewards follow the pi*0.6 paper: -1 per step, the last frame "
             "0 on success and -C_fail on failure. Existing columns of the same names are replaced."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--src", required=True, type=Path, help="source dataset root (meta/, data/)")
     parser.add_argument("--dst", required=True, type=Path, help="new dataset folder (must not exist)")
@@ -68,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="episodes with any intervention flag are 'intervention', the others --other-type",
     )
-    types.add_argument("--other-type", choices=["demo", "auto"], default="auto")
+    types.add_argument(
+        "--other-type", choices=["demo", "auto"], default="auto", help="unflagged episodes' type"
+    )
     types.add_argument(
         "--intervention-column",
         default=None,
@@ -93,8 +95,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reward.add_argument(
         "--c-fail", type=float, default=None, help="failure penalty (default: longest episode)"
     )
-    reward.add_argument("--step-reward", type=float, default=-1.0)
-    reward.add_argument("--success-reward", type=float, default=0.0)
+    reward.add_argument("--step-reward", type=float, default=-1.0, help="reward of every frame but the last")
+    reward.add_argument(
+        "--success-reward", type=float, default=0.0, help="last-frame reward of a successful episode"
+    )
     parser.set_defaults(run=run)
 
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..recap_dataset import report_errors
+from ..recap_dataset import HelpFormatter, report_errors
 
 # Actors without a policy checkpoint: a degraded expert that succeeds in roughly a third to a half of
 # the episodes of push-v3, drawer-open-v3 and button-press-v3 at 200 steps (measured on 12 seeds each).
@@ -25,25 +25,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(--policy) or a degraded expert; intervention: like auto, and the expert takes over when a "
             "trigger fires. Needs MUJOCO_GL=egl (or osmesa) on headless machines."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--mode", required=True, choices=["demo", "auto", "intervention"])
+    parser.add_argument(
+        "--mode",
+        required=True,
+        choices=["demo", "auto", "intervention"],
+        help="demo: scripted expert; auto: --policy or a degraded expert; intervention: auto + expert takeovers",
+    )
     parser.add_argument("--output", required=True, type=Path, help="new dataset folder (must not exist)")
     parser.add_argument("--task", default="push-v3", help="MetaWorld task: push-v3 (or metaworld-push-v3)")
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to record")
     parser.add_argument("--seed", type=int, default=0, help="episode i uses env seed SEED+i")
     parser.add_argument("--repo-id", default=None, help="dataset repo id (default: local/<output name>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
     env = parser.add_argument_group("environment")
     env.add_argument("--episode-length", type=int, default=200, help="step limit; reaching it = failure")
-    env.add_argument("--image-size", type=int, default=96)
+    env.add_argument("--image-size", type=int, default=96, help="square image size in pixels")
     env.add_argument("--cameras", default="corner2", help="comma separated MetaWorld cameras; '' for none")
     env.add_argument(
         "--state",
         choices=["full", "hand"],
         default=None,
-        help="full: the 39-d MetaWorld observation (default); hand: 4-d hand position + gripper",
+        help="full: the 39-d MetaWorld observation (default); hand: 4-d hand position + gripper "
+        "(the default with --layout lerobot)",
     )
     env.add_argument(
         "--layout",
@@ -51,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="recap",
         help="lerobot: observation.image + 4-d observation.state, as --env.type=metaworld (implies --state hand)",
     )
-    env.add_argument("--fps", type=int, default=80)
+    env.add_argument("--fps", type=int, default=80, help="dataset fps (MetaWorld's control rate)")
     env.add_argument(
         "--num-envs",
         type=int,
@@ -92,12 +98,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma separated: stall (no progress for --stall-steps), disagreement (actor vs expert action "
         "distance > --disagreement), random (--random-prob per step)",
     )
-    takeover.add_argument("--stall-steps", type=int, default=20)
+    takeover.add_argument("--stall-steps", type=int, default=20, help="stall: actor steps without progress")
     takeover.add_argument(
         "--stall-tolerance", type=float, default=1e-3, help="dense-reward gain that counts as progress"
     )
     takeover.add_argument("--disagreement", type=float, default=1.0, help="L2 distance of 4-d actions")
-    takeover.add_argument("--random-prob", type=float, default=0.02)
+    takeover.add_argument(
+        "--random-prob", type=float, default=0.02, help="random: takeover probability per step"
+    )
     takeover.add_argument(
         "--handback-steps", type=int, default=0, help="return control after M expert steps (0: never)"
     )

@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..recap_dataset import RECAP_FEATURES, DatasetToolError, report_errors
+from ..recap_dataset import RECAP_FEATURES, DatasetToolError, HelpFormatter, report_errors
 
 # Video encoder details may differ between datasets without preventing a merge (LeRobot ignores them too).
 IGNORED_INFO = "info"
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Concatenate LeRobot v3 datasets with identical features and fps into a NEW dataset (episodes "
             "renumbered, tasks unified, stats aggregated) with LeRobot's merge_datasets. Inputs are only read."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--inputs", required=True, nargs="+", type=Path, help="dataset roots, in order")
     parser.add_argument("--output", required=True, type=Path, help="new dataset folder (must not exist)")
