@@ -83,9 +83,13 @@ def test_types_file_and_success_file(plain_source, tmp_path):
 def test_existing_recap_columns_are_replaced(tmp_path, plain_source):
     first = tmp_path / "first"
     annotate(plain_source, first, "--all-success")
-    df = annotate(first, tmp_path / "second", "--type", "auto", "--success-episodes", "1")
+    second = tmp_path / "second"
+    df = annotate(first, second, "--type", "auto", "--success-episodes", "1")
     assert df["data_type"].tolist() == ["auto"] * 9
     assert df["reward"].tolist() == [-1, -1, -4, -1, -1, -1, 0, -1, -4]
+    # With no outcome option the outcome comes from next.success, which the last run wrote.
+    df = annotate(second, tmp_path / "third", "--type", "demo", "--c-fail", "7")
+    assert df["reward"].tolist() == [-1, -1, -7, -1, -1, -1, 0, -1, -7]
 
 
 def _tampered(root, tmp_path, column, row, value):

@@ -283,6 +283,15 @@ def test_policy_driven_intervention_collection(tiny_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_policy_needs_the_inputs_it_was_trained_on(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "never"
+    args = collect_args(out, "auto", "push-v3", 1, f"--policy={tiny_checkpoint}", "--state=hand")
+    assert run_cli(*args) == 2
+    assert "observation.state shape (39,) vs env (4,)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
 def test_lerobot_eval_runs_the_policy_in_metaworld_recap(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval"
     run_tool(
