@@ -133,6 +133,7 @@ def test_bad_labels_are_rejected(plain_source, tmp_path, capsys, args, message):
         ("observation.state", 4, [1.0, float("nan"), 2.0], "'observation.state' has NaN or infinite values"),
         ("next.reward", 2, float("inf"), "'next.reward' has NaN or infinite values"),
         ("timestamp", 5, 0.05, "episode 1: timestamps are not increasing at frame 2"),
+        ("timestamp", 6, float("nan"), "'timestamp' has NaN or infinite values"),
     ],
 )
 def test_bad_data_is_rejected(source, tmp_path, capsys, column, row, value, message):

@@ -24,7 +24,6 @@ from ..recap_dataset import RECAP_FEATURES, DatasetToolError, HelpFormatter, rep
 
 INTERVENTION_COLUMNS = ("intervention_mask", "intervention", "complementary_info.is_intervention")
 SUCCESS_COLUMNS = ("next.success", "success")
-META_COLUMNS = ("index", "episode_index", "frame_index", "timestamp", "task_index")
 COMPARISONS = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -192,7 +191,7 @@ def read_source(root: Path, features: dict, wanted: list[str]) -> SourceFrames:
     files = sorted((root / "data").glob("*/*.parquet"))
     if not files:
         raise DatasetToolError(f"{root} has no data/*/*.parquet files; is it a complete LeRobot v3 dataset?")
-    numeric = [name for name in features if _numeric(features, name) and name not in META_COLUMNS]
+    numeric = [name for name in features if _numeric(features, name)]  # timestamps included
     parts: dict[str, list[np.ndarray]] = {
         name: [] for name in ("episode_index", "frame_index", "timestamp", *wanted)
     }
