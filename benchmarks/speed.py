@@ -168,7 +168,9 @@ def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: boo
         intervention=None,
         success=None,
     )
-    policy.attach_dataset(RecapTable(columns, chunk_size=chunk, discount=0.99, n_step=config.advantage_n_step))
+    policy.attach_dataset(
+        RecapTable(columns, chunk_size=chunk, discount=0.99, n_step=config.advantage_n_step)
+    )
     return policy
 
 
@@ -264,7 +266,9 @@ def measure(name: str, policy, chunk: int, args, window: bool) -> dict:
         policy.get_optim_params() if hasattr(policy, "get_optim_params") else policy.parameters(), lr=1e-5
     )
     result = {"name": name, "parameters": sum(p.numel() for p in policy.parameters())}
-    result["train_step_s"] = median_seconds(train_step(policy, batch, optimizer, device, dtype), args.repeats, 2, device)
+    result["train_step_s"] = median_seconds(
+        train_step(policy, batch, optimizer, device, dtype), args.repeats, 2, device
+    )
     result["activation_bytes"] = saved_activation_bytes(policy, batch, device, dtype)
     policy.eval()
 
@@ -283,7 +287,9 @@ def measure(name: str, policy, chunk: int, args, window: bool) -> dict:
             for _ in range(args.episode_steps):
                 policy.select_action(single)
 
-    result["select_action_s"] = median_seconds(episode, max(args.repeats // 2, 1), 1, device) / args.episode_steps
+    result["select_action_s"] = (
+        median_seconds(episode, max(args.repeats // 2, 1), 1, device) / args.episode_steps
+    )
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         train_step(policy, batch, optimizer, device, dtype)()
@@ -292,7 +298,9 @@ def measure(name: str, policy, chunk: int, args, window: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--chunks", type=int, nargs="+", default=[16, 50])
     parser.add_argument("--batch-size", type=int, default=8)
@@ -308,19 +316,21 @@ def main() -> None:
     rows = []
     for chunk in args.chunks:
         models = {
-            "pi05 (BC)": (lambda: build_pi05(size, chunk, args.device, args.dtype), False),
-            "pi_star_recap policy-only": (lambda: build_recap(size, chunk, args.device, args.dtype, False), False),
-            "pi_star_recap full RECAP": (lambda: build_recap(size, chunk, args.device, args.dtype, True), True),
+            "pi05 (BC)": (build_pi05, (), False),
+            "pi_star_recap policy-only": (build_recap, (False,), False),
+            "pi_star_recap full RECAP": (build_recap, (True,), True),
         }
         results = {}
-        for name, (build, window) in models.items():
-            policy = build()
+        for name, (build, extra, window) in models.items():
+            policy = build(size, chunk, args.device, args.dtype, *extra)
             results[name] = measure(name, policy, chunk, args, window)
-            results[name]["chunk_flops_per_s"] = results[name]["chunk_flops"] / results[name]["chunk_latency_s"]
+            results[name]["chunk_flops_per_s"] = (
+                results[name]["chunk_flops"] / results[name]["chunk_latency_s"]
+            )
             results[name]["fraction_of_matmul_peak"] = results[name]["chunk_flops_per_s"] / peak
             del policy
         base = results["pi05 (BC)"]
-        for name, result in results.items():
+        for result in results.values():
             result["chunk"] = chunk
             result["train_step_ratio_vs_pi05"] = result["train_step_s"] / base["train_step_s"]
             result["chunk_latency_ratio_vs_pi05"] = result["chunk_latency_s"] / base["chunk_latency_s"]
@@ -346,7 +356,9 @@ def main() -> None:
 
 
 def print_table(rows: list[dict], peak: float, args) -> None:
-    print(f"\nsize={args.size} device={args.device} dtype={args.dtype} batch={args.batch_size}; matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"\nsize={args.size} device={args.device} dtype={args.dtype} batch={args.batch_size}; matmul peak {peak / 1e9:.1f} GFLOP/s"
+    )
     header = (
         f"{'model':<28}{'H':>4}{'params':>9}{'train s':>9}{'x pi05':>8}{'chunk ms':>10}{'x pi05':>8}"
         f"{'act ms':>8}{'x pi05':>8}{'act MB':>8}{'%peak':>7}"

@@ -215,9 +215,14 @@ def test_bad_inputs_get_clear_errors():
     fresh = PiStarRECAPPolicy(tiny_config())
     with pytest.raises(RecapDataError, match="without a dataset"):
         fresh(batch)
-    # images of another size are resized by the backbone
+    # images of another size are resized by the backbone; extra cameras are ignored
     small = {**inputs, IMAGE: torch.rand(2, 3, 20, 24)}
     assert policy.predict_action_chunk(small).shape[0] == 2
+    noise = torch.randn(2, policy.config.chunk_size, ACTION_DIM)
+    extra = {**inputs, "observation.images.wrist": torch.rand(2, 3, 32, 32)}
+    assert torch.equal(
+        policy.predict_action_chunk(extra, noise=noise), policy.predict_action_chunk(inputs, noise=noise)
+    )
 
 
 def test_checkpoint_errors(tmp_path):

@@ -10,14 +10,8 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> module in lerobot_policy_pi_star_recap.commands
-COMMANDS = {
-    "annotate": "annotate",
-    "collect": "collect",
-    "merge": "merge",
-    "eval": "eval",
-    "value": "value",  # value-train and value-label
-}
+# Modules in lerobot_policy_pi_star_recap.commands; each registers its subcommand(s).
+COMMAND_MODULES = ["annotate", "collect", "merge", "demo", "eval", "value"]  # value: value-train, value-label
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="pi*0.6 RECAP for LeRobot: label data, collect experience, train and evaluate.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in COMMANDS.values():
+    for module_name in COMMAND_MODULES:
         importlib.import_module(f"lerobot_policy_pi_star_recap.commands.{module_name}").register(subparsers)
     return parser
 
