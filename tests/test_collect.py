@@ -242,6 +242,29 @@ def test_lerobot_eval_rollout_sees_successes_and_stops_at_the_step_limit():
     assert data["success"][torch.arange(2), first_done].all(), "success is reported on the terminal step"
 
 
+def test_recap_reward_counts_steps_to_success():
+    """--env.reward=recap: -1 per step and 0 on the success step, so lerobot-eval's summed reward of a
+    successful episode is 1 - (steps to success) and a failure sums to -episode_length."""
+    from lerobot.scripts.lerobot_eval import rollout
+
+    identity = lambda x: x  # noqa: E731
+    for length, succeeds in ((150, True), (30, False)):
+        config = MetaWorldRecapEnvConfig(
+            task="button-press-v3", cameras="", episode_length=length, reward="recap"
+        )
+        env = config.create_envs(n_envs=1)["metaworld_recap"][0]
+        try:
+            data = rollout(
+                env, ExpertPolicy("button-press-v3"), identity, identity, identity, identity, seeds=[0]
+            )
+        finally:
+            env.close()
+        steps = int(data["done"][0].int().argmax()) + 1
+        total = float((data["reward"][0] * data["done"][0].cumsum(0).le(1)).sum())
+        assert bool(data["success"][0].any()) == succeeds
+        assert total == (1 - steps if succeeds else -length)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -201,7 +201,7 @@ class Demo:
         from ..plots import plot_bars
         from .eval import run as offline_eval
 
-        rows = [_row(name, info, self.plan.episode_length) for name, info in results.items()]
+        rows = [_row(name, info) for name, info in results.items()]
         plots = {
             "success_per_stage": str(
                 plot_bars(
@@ -254,17 +254,19 @@ class Demo:
         return report
 
 
-def _row(name: str, info: dict, episode_length: int) -> dict:
-    """Success rate and throughput (steps to success) of one stage from lerobot-eval's eval_info.json."""
-    episodes = info["per_episode"]
-    successes = [e for e in episodes if e["success"]]
-    lengths = [e.get("episode_length", episode_length) for e in successes]
+def _row(name: str, info: dict) -> dict:
+    """Success rate and throughput of one stage from lerobot-eval's eval_info.json. The env runs with
+    --env.reward=recap (-1 per step, 0 on the success step), so a successful episode's summed reward
+    is 1 - (steps to success)."""
+    metrics = [task["metrics"] for task in info["per_task"]]
+    successes = [bool(s) for m in metrics for s in m["successes"]]
+    sums = [float(r) for m in metrics for r in m["sum_rewards"]]
+    steps = [1 - total for total, success in zip(sums, successes, strict=True) if success]
     return {
         "stage": name,
-        "episodes": len(episodes),
-        "success_rate": len(successes) / max(len(episodes), 1),
-        "mean_steps_to_success": sum(lengths) / len(lengths) if lengths else float("nan"),
-        "avg_sum_reward": info["aggregated"]["avg_sum_reward"],
+        "episodes": len(successes),
+        "success_rate": sum(successes) / max(len(successes), 1),
+        "mean_steps_to_success": sum(steps) / len(steps) if steps else float("nan"),
     }
 
 

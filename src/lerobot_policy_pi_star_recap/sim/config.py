@@ -25,6 +25,7 @@ STATE_DIMS = {
     "hand": 4,
 }  # full: MetaWorld's observation (hand, objects, goal); hand: xyz + gripper
 LAYOUTS = ("recap", "lerobot")
+REWARDS = ("dense", "recap")
 CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
 MAX_EPISODE_LENGTH = 500  # MetaWorld refuses to step past max_path_length = 500
 
@@ -83,6 +84,9 @@ class MetaWorldRecapEnvConfig(EnvConfig):
     cameras: str = "corner2"  # comma separated; "" for state-only observations
     state: str = "full"
     layout: str = "recap"
+    # "dense": MetaWorld's shaped reward; "recap": the paper's -1 per step and 0 on the success step, so
+    # lerobot-eval's sum_reward of a successful episode is 1 - (steps to success).
+    reward: str = "dense"
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(default_factory=dict)
 
@@ -92,6 +96,8 @@ class MetaWorldRecapEnvConfig(EnvConfig):
         self.task = canonical_task(self.task)
         if self.state not in STATE_DIMS:
             raise ValueError(f"--env.state={self.state!r}: choose one of {list(STATE_DIMS)}.")
+        if self.reward not in REWARDS:
+            raise ValueError(f"--env.reward={self.reward!r}: choose one of {list(REWARDS)}.")
         if self.layout not in LAYOUTS:
             raise ValueError(f"--env.layout={self.layout!r}: choose one of {list(LAYOUTS)}.")
         if not 1 <= self.episode_length <= MAX_EPISODE_LENGTH:
@@ -128,6 +134,7 @@ class MetaWorldRecapEnvConfig(EnvConfig):
             "layout": self.layout,
             "episode_length": self.episode_length,
             "fps": self.fps,
+            "reward": self.reward,
         }
 
     def create_envs(self, n_envs: int, use_async_envs: bool = False):

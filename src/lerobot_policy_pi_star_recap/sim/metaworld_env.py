@@ -67,7 +67,8 @@ class MetaWorldRecapEnv(gym.Env):
     """One MetaWorld v3 task. Episodes terminate at the first success and are truncated at
     `episode_length` steps; `reset(seed=s)` places objects and goal deterministically from `s`.
 
-    The reward is MetaWorld's dense shaped reward (what `lerobot-eval` sums); `info["is_success"]` is the
+    The reward is MetaWorld's dense shaped reward (what `lerobot-eval` sums), or with reward="recap" the
+    paper's -1 per step and 0 on the success step; `info["is_success"]` is the
     task's success flag; `expert_action()` is the scripted expert's action for the current state.
     """
 
@@ -82,6 +83,7 @@ class MetaWorldRecapEnv(gym.Env):
         layout: str = "recap",
         episode_length: int = 200,
         fps: int = 80,
+        reward: str = "dense",
     ):
         super().__init__()
         config = MetaWorldRecapEnvConfig(
@@ -92,7 +94,9 @@ class MetaWorldRecapEnv(gym.Env):
             layout=layout,
             episode_length=episode_length,
             fps=fps,
+            reward=reward,
         )
+        self.reward = config.reward
         self.task = config.task
         self.task_description = task_descriptions()[self.task]
         self.cameras = tuple(cameras)
@@ -168,6 +172,8 @@ class MetaWorldRecapEnv(gym.Env):
         success = bool(info.get("success", 0.0))
         truncated = not success and self._steps >= self._max_episode_steps
         info = {"is_success": success, "task": self.task}
+        if self.reward == "recap":
+            reward = 0.0 if success else -1.0
         return self._observation(), float(reward), success, truncated, info
 
     def expert_action(self) -> np.ndarray:
