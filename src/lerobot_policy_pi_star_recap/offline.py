@@ -35,25 +35,38 @@ class EpisodePredictions:
 
 
 def load_policy(path: str | Path, device: str | None = None):
-    """A pi_star_recap checkpoint with its pre/post-processors."""
-    from lerobot.policies.factory import make_pre_post_processors
-
-    from .modeling_pi_star_recap import PiStarRECAPPolicy
+    """Any LeRobot policy checkpoint (a `pretrained_model` folder) with its pre/post-processors."""
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"{path} is not a checkpoint directory (no config.json); pass e.g. "
-            "outputs/<run>/checkpoints/last/pretrained_model."
+            f"{path} is not a policy checkpoint (no config.json); pass the `pretrained_model` folder, "
+            "e.g. outputs/train/<run>/checkpoints/last/pretrained_model."
         )
-    policy = PiStarRECAPPolicy.from_pretrained(path)
+    config = PreTrainedConfig.from_pretrained(path)
     if device is not None:
-        policy.config.device = device
-        policy.to(device)
-    overrides = {"device_processor": {"device": policy.config.device}}
+        config.device = device
+    policy = get_policy_class(config.type).from_pretrained(path, config=config)
+    policy.eval()
     preprocessor, postprocessor = make_pre_post_processors(
-        policy.config, pretrained_path=str(path), preprocessor_overrides=overrides
+        config,
+        pretrained_path=str(path),
+        preprocessor_overrides={"device_processor": {"device": config.device}},
     )
+    return policy, preprocessor, postprocessor
+
+
+def load_recap_policy(path: str | Path, device: str | None = None):
+    """A pi_star_recap checkpoint with its processors (offline evaluation and labelling need its critics)."""
+    from .modeling_pi_star_recap import PiStarRECAPPolicy
+
+    policy, preprocessor, postprocessor = load_policy(path, device)
+    if not isinstance(policy, PiStarRECAPPolicy):
+        raise SystemExit(
+            f"error: {path} holds a '{policy.config.type}' policy; this command needs pi_star_recap."
+        )
     return policy, preprocessor, postprocessor
 
 

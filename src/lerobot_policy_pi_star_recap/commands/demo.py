@@ -201,7 +201,7 @@ class Demo:
         from ..plots import plot_bars
         from .eval import run as offline_eval
 
-        rows = [_row(name, info) for name, info in results.items()]
+        rows = [{"stage": name, **eval_summary(info)} for name, info in results.items()]
         plots = {
             "success_per_stage": str(
                 plot_bars(
@@ -254,8 +254,8 @@ class Demo:
         return report
 
 
-def _row(name: str, info: dict) -> dict:
-    """Success rate and throughput of one stage from lerobot-eval's eval_info.json. The env runs with
+def eval_summary(info: dict) -> dict:
+    """Success rate and throughput from lerobot-eval's eval_info.json. The env runs with
     --env.reward=recap (-1 per step, 0 on the success step), so a successful episode's summed reward
     is 1 - (steps to success)."""
     metrics = [task["metrics"] for task in info["per_task"]]
@@ -263,10 +263,9 @@ def _row(name: str, info: dict) -> dict:
     sums = [float(r) for m in metrics for r in m["sum_rewards"]]
     steps = [1 - total for total, success in zip(sums, successes, strict=True) if success]
     return {
-        "stage": name,
         "episodes": len(successes),
         "success_rate": sum(successes) / max(len(successes), 1),
-        "mean_steps_to_success": sum(steps) / len(steps) if steps else float("nan"),
+        "mean_steps_to_success": sum(steps) / len(steps) if steps else None,
     }
 
 
@@ -277,7 +276,8 @@ def format_results(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['stage']} | {r['episodes']} | {r['success_rate']:.0%} | {r['mean_steps_to_success']:.0f} |"
+            f"| {r['stage']} | {r['episodes']} | {r['success_rate']:.0%} | "
+            f"{'-' if r['mean_steps_to_success'] is None else round(r['mean_steps_to_success'])} |"
         )
     return "\n".join(lines)
 

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets import LeRobotDatasetMetadata
 
     from ..evaluation import episode_advantages, episode_returns, format_table, summarize
-    from ..offline import load_policy, predict_episodes
+    from ..offline import load_recap_policy, predict_episodes
     from ..plots import plot_advantage_by_type, plot_calibration, plot_values_along_episodes
     from ..recap_data import DATA_TYPES
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir or f"outputs/offline_eval/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    policy, preprocessor, _ = load_policy(args.policy_path, args.device)
+    policy, preprocessor, _ = load_recap_policy(args.policy_path, args.device)
     config = policy.config
     predictions = predict_episodes(
         policy,

@@ -75,13 +75,13 @@ def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets import LeRobotDataset
     from lerobot.datasets.dataset_tools import add_features
 
-    from ..offline import episode_advantage, label_indicators, load_policy, predict_episodes
+    from ..offline import episode_advantage, label_indicators, load_recap_policy, predict_episodes
     from ..recap_data import DATA_TYPES
     from ..recap_dataset import atomic_output_dir, check_dataset_root
 
     src = Path(args.src).expanduser()
     check_dataset_root(src, "source dataset")
-    policy, preprocessor, _ = load_policy(args.value_path, args.device)
+    policy, preprocessor, _ = load_recap_policy(args.value_path, args.device)
     config = policy.config
     if policy.critics is None:
         raise SystemExit(f"error: {args.value_path} has no value function (trained as plain BC).")

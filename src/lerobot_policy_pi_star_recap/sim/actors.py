@@ -124,29 +124,18 @@ class PolicyActor(Actor):
 
     def __init__(self, path: str | Path, device: str, env_features: dict[str, Any], task: str):
         import torch
-        from lerobot.configs import PreTrainedConfig
-        from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{path} is not a policy checkpoint (no config.json); pass the `pretrained_model` folder, "
-                "e.g. outputs/train/<run>/checkpoints/last/pretrained_model."
-            )
-        config = PreTrainedConfig.from_pretrained(path)
-        config.device = device
+        from ..offline import load_policy
+
+        self.policy, self.preprocessor, self.postprocessor = load_policy(path, device)
+        config = self.policy.config
         if getattr(config, "n_obs_steps", 1) != 1:
             raise ValueError(
                 f"{path}: the collector feeds one observation per step; policies with n_obs_steps="
                 f"{config.n_obs_steps} are not supported."
             )
-        self._check_features(config, env_features, path)
-        self.policy = get_policy_class(config.type).from_pretrained(path, config=config)
-        self.policy.eval()
+        self._check_features(config, env_features, Path(path))
         self.policy.reset()
-        self.preprocessor, self.postprocessor = make_pre_post_processors(
-            config, pretrained_path=str(path), preprocessor_overrides={"device_processor": {"device": device}}
-        )
         self.n_action_steps = int(getattr(config, "n_action_steps", 1))
         self.task = task
         self._torch = torch
