@@ -234,3 +234,18 @@ def test_checkpoint_errors(tmp_path):
         PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt")
     with pytest.raises(FileNotFoundError):
         PiStarRECAPPolicy.from_pretrained(tmp_path / "nowhere")
+
+
+def test_stage_two_can_turn_recap_on_over_a_bc_checkpoint(tmp_path, caplog):
+    """A behaviour-cloning checkpoint has no critics or advantage embedding: a RECAP config loads it,
+    starts those fresh (with a warning), and everything else must still match exactly."""
+    bc = make_policy(use_advantage_weighting=False, use_advantage_conditioning=False)
+    assert bc.critics is None
+    bc.save_pretrained(tmp_path / "bc")
+    recap_config = tiny_config()
+    loaded = PiStarRECAPPolicy.from_pretrained(tmp_path / "bc", config=recap_config)
+    assert loaded.critics is not None and loaded.advantage_embedding is not None
+    assert "starts from a fresh initialisation" in caplog.text
+    assert torch.equal(loaded.expert.action_in.weight, bc.expert.action_in.weight)
+    with pytest.raises(RuntimeError, match="does not match"):
+        PiStarRECAPPolicy.from_pretrained(tmp_path / "bc", config=tiny_config(expert_depth=3))

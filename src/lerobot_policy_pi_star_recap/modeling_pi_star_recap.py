@@ -59,6 +59,20 @@ def current_and_next(x: Tensor, frame_dims: int) -> tuple[Tensor, Tensor | None]
     return x, None
 
 
+def fresh_modules(saved: PiStarRECAPConfig, requested: PiStarRECAPConfig) -> tuple[str, ...]:
+    """Modules a checkpoint cannot provide because the requested config adds (or changes) them, e.g. stage 2
+    turning RECAP's critics and conditioning on over a behaviour-cloning stage 1."""
+    fresh = []
+    if (saved.trains_critics, saved.advantage_estimator) != (
+        requested.trains_critics,
+        requested.advantage_estimator,
+    ):
+        fresh.append("critics.")
+    if saved.use_advantage_conditioning != requested.use_advantage_conditioning:
+        fresh.append("advantage_embedding.")
+    return tuple(fresh)
+
+
 def check_dataset_matches(config: PiStarRECAPConfig, dataset_meta) -> None:
     """Fail before training when the dataset's features disagree with the policy, or hold NaN / inf."""
     features = dataset_meta.features
@@ -157,6 +171,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         self.register_buffer("advantage_var", torch.tensor(1.0))
         self.register_buffer("indicator_threshold", torch.tensor(0.0))
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
+        self.register_buffer("advantage_updates", torch.tensor(0, dtype=torch.long))
         # Training noise comes from a generator seeded by (noise_seed, num_updates), both saved in the
         # checkpoint, so a resumed run draws exactly the noise the uninterrupted run would have drawn.
         self.register_buffer("noise_seed", torch.randint(0, 2**62, (), dtype=torch.long))
@@ -372,7 +387,8 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         batch_stats = distributed_mean(
             torch.stack([advantage.mean(), advantage.var(unbiased=False), quantile])
         )
-        momentum = 1.0 if self.num_updates.item() == 0 else STATS_MOMENTUM
+        momentum = 1.0 if self.advantage_updates.item() == 0 else STATS_MOMENTUM
+        self.advantage_updates += 1
         for buffer, value in zip(
             (self.advantage_mean, self.advantage_var, self.indicator_threshold), batch_stats, strict=True
         ):
@@ -648,11 +664,21 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             raise RuntimeError(
                 f"{weights} is truncated or corrupted ({e}); use another checkpoint (e.g. an earlier step)."
             ) from e
-        if missing or unexpected:
+        fresh = fresh_modules(PreTrainedConfig.from_pretrained(pretrained_name_or_path), config)
+        missing_elsewhere = [k for k in missing if not k.startswith(fresh)]
+        unexpected_elsewhere = [k for k in unexpected if not k.startswith(fresh)]
+        if missing_elsewhere or unexpected_elsewhere:
             raise RuntimeError(
-                f"{weights} does not match this pi_star_recap config: missing {missing[:5]}, unexpected "
-                f"{unexpected[:5]}. Was it saved with other options (critics, conditioning, backbone)?"
+                f"{weights} does not match this pi_star_recap config: missing {missing_elsewhere[:5]}, unexpected "
+                f"{unexpected_elsewhere[:5]}. Was it saved with other options (backbone, expert size)?"
             )
+        for prefix in fresh:
+            logging.warning(
+                f"pi_star_recap: '{prefix.rstrip('.')}' is not in {weights} (trained with other advantage options): "
+                "it starts from a fresh initialisation."
+            )
+        if "critics." in fresh:
+            policy.advantage_updates.zero_()  # advantage statistics restart with the new critics
         policy.to(config.device)
         policy.eval()
         return policy
