@@ -36,12 +36,9 @@ NO_ADVANTAGE = ["--policy.use_advantage_weighting=false", "--policy.use_advantag
 METHODS = {
     "bc": [*NO_ADVANTAGE, "--policy.intervention_weight=1"],
     "filtered_bc": [*NO_ADVANTAGE, "--policy.intervention_weight=1", "--policy.success_only=true"],
-    "awr": ["--policy.use_advantage_conditioning=false"],
+    "awr": ["--policy.use_advantage_weighting=true", "--policy.use_advantage_conditioning=false"],
     "recap_iql": [],
-    "recap_paper": [
-        "--policy.advantage_estimator=mc_distributional",
-        "--policy.use_advantage_weighting=false",
-    ],
+    "recap_paper": ["--policy.advantage_estimator=mc_distributional"],
 }
 GUIDANCE = {"recap_paper": [1.0, 1.5, 2.5]}
 

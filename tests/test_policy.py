@@ -182,6 +182,8 @@ def test_guidance_beta_one_is_conditional_and_zero_unconditional():
     for module in policy.expert.modules():  # adaLN starts at zero: give the condition an effect
         if isinstance(module, torch.nn.Linear) and module.out_features in (2 * 64, 6 * 64):
             torch.nn.init.normal_(module.weight, std=0.1)
+    for parameter in policy.advantage_embedding.parameters():  # its output layer starts at zero too
+        torch.nn.init.normal_(parameter, std=0.1)
     policy.eval()
     inputs = observation(make_batch(policy.config, [0, 12]))
     current, _ = policy._observation(inputs)
@@ -249,3 +251,16 @@ def test_stage_two_can_turn_recap_on_over_a_bc_checkpoint(tmp_path, caplog):
     assert torch.equal(loaded.expert.action_in.weight, bc.expert.action_in.weight)
     with pytest.raises(RuntimeError, match="does not match"):
         PiStarRECAPPolicy.from_pretrained(tmp_path / "bc", config=tiny_config(expert_depth=3))
+
+
+def test_expert_corrected_frames_are_conditioned_on_at_least_the_inference_advantage():
+    policy = make_policy(advantage_scale=1.5)
+    policy.advantage_mean.fill_(0.0)
+    policy.advantage_var.fill_(4.0)  # std 2: raw advantages -4, 1, 8 are -2, 0.5, 4 -> clamped 3 std
+    advantage = torch.tensor([-4.0, 1.0, 8.0, -4.0, 1.0])
+    targets = {
+        "intervention": torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0]),
+        "indicator": torch.full((5,), float("nan")),
+    }
+    value = policy._condition_value(advantage, targets)
+    assert torch.allclose(value, torch.tensor([-2.0, 0.5, 3.0, 1.5, 1.5]))

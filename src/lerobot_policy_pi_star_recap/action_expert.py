@@ -136,6 +136,10 @@ class AdvantageEmbedding(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(1, width), nn.SiLU(), nn.Linear(width, width))
+        # Zero-initialised output: adding conditioning to a trained expert (stage 2 over a BC stage 1)
+        # starts from exactly the unconditioned policy instead of perturbing it.
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
         self.null = nn.Parameter(torch.zeros(width))
 
     def forward(self, value: Tensor, keep: Tensor) -> Tensor:

@@ -403,7 +403,11 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             if self.config.advantage_source == "dataset" and not torch.isnan(targets["indicator"]).any():
                 return targets["indicator"]
             return advantage_indicator(advantage, self.indicator_threshold, targets["intervention"])
-        return self._standardise(advantage).clamp(-3.0, 3.0)
+        standardised = self._standardise(advantage).clamp(-3.0, 3.0)
+        # The paper's rule for human corrections, in continuous form: a corrected frame is labelled with at
+        # least the advantage the policy is asked for at inference, whatever happened after the correction.
+        corrected = targets["intervention"] > 0.5
+        return torch.where(corrected, standardised.clamp(min=self.config.advantage_scale), standardised)
 
     def _standardise(self, advantage: Tensor) -> Tensor:
         """Advantage in units of its running standard deviation, centred on its running mean."""

@@ -146,12 +146,15 @@ class Demo:
         output = self.out / name
         # Returns are normalised by the worst possible one (every step -1, then -C_fail = episode length),
         # fixed from stage 1 on, so values mean the same in every stage (stage 1 sees no failures).
+        # Stage 1 is behaviour cloning; stage 2 turns RECAP's critics and advantage conditioning on.
         fresh = [
             "--policy.type=pi_star_recap",
             *POLICY_FLAGS,
             f"--policy.return_normalizer={2 * self.plan.episode_length}",
+            "--policy.use_advantage_conditioning=false",
         ]
-        policy = [f"--policy.path={init}"] if init is not None else fresh
+        recap = [f"--policy.path={init}", "--policy.use_advantage_conditioning=true"]
+        policy = recap if init is not None else fresh
         self.run_step(
             f"train_{name}",
             [
@@ -203,7 +206,7 @@ class Demo:
         plan, seed = self.plan, self.args.seed
         demos = self.collect("demos", "demo", plan.demos, seed)
         stage1 = self.train("stage1", demos, plan.stage1_steps, None)
-        checkpoints = {"stage 1 (demos only)": stage1}
+        checkpoints = {"stage 1 (BC on demos)": stage1}
         latest, experience = stage1, [demos]
         for iteration in range(1, self.args.iterations + 1):
             seed_base = seed + 1000 * iteration

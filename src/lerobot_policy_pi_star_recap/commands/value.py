@@ -135,7 +135,7 @@ def run_value_label(args: argparse.Namespace) -> int:
             )
     print(
         f"Train the policy on it: lerobot-train --policy.type=pi_star_recap --dataset.repo_id={repo_id} "
-        f"--dataset.root={args.dst} --policy.advantage_source=dataset --policy.use_advantage_weighting=false ..."
+        f"--dataset.root={args.dst} --policy.advantage_source=dataset ..."
     )
     return 0
 
