@@ -56,6 +56,8 @@ POLICY_FLAGS = [
     "--policy.policy_lr=3e-4",
     "--policy.scheduler_warmup_steps=100",
 ]
+# What stage 2 changes over the stage-1 checkpoint: RECAP's critics and advantage conditioning turn on.
+RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
 
 
 def register(subparsers) -> None:
@@ -142,19 +144,27 @@ class Demo:
         )
         return output
 
-    def train(self, name: str, dataset: Path, steps: int, init: Path | None) -> Path:
+    def train(
+        self,
+        name: str,
+        dataset: Path,
+        steps: int,
+        init: Path | None,
+        flags: tuple[str, ...] = RECAP_FLAGS,
+        seed: int | None = None,
+    ) -> Path:
+        """Stage 1 (init None) is behaviour cloning from scratch; later stages start from `init` with
+        `flags` (by default RECAP's critics and advantage conditioning turned on)."""
         output = self.out / name
         # Returns are normalised by the worst possible one (every step -1, then -C_fail = episode length),
         # fixed from stage 1 on, so values mean the same in every stage (stage 1 sees no failures).
-        # Stage 1 is behaviour cloning; stage 2 turns RECAP's critics and advantage conditioning on.
         fresh = [
             "--policy.type=pi_star_recap",
             *POLICY_FLAGS,
             f"--policy.return_normalizer={2 * self.plan.episode_length}",
             "--policy.use_advantage_conditioning=false",
         ]
-        recap = [f"--policy.path={init}", "--policy.use_advantage_conditioning=true"]
-        policy = recap if init is not None else fresh
+        policy = fresh if init is None else [f"--policy.path={init}", *flags]
         self.run_step(
             f"train_{name}",
             [
@@ -167,7 +177,7 @@ class Demo:
                 f"--batch_size={self.plan.batch_size}",
                 f"--save_freq={steps}",
                 f"--log_freq={max(steps // 10, 1)}",
-                f"--seed={self.args.seed}",
+                f"--seed={self.args.seed if seed is None else seed}",
                 "--num_workers=1",
                 "--policy.device=cpu",
                 "--policy.push_to_hub=false",
@@ -179,7 +189,7 @@ class Demo:
         )
         return output / "checkpoints" / "last" / "pretrained_model"
 
-    def evaluate(self, name: str, checkpoint: Path) -> dict:
+    def evaluate(self, name: str, checkpoint: Path, flags: tuple[str, ...] = ()) -> dict:
         output = self.out / "eval" / name
         shutil.rmtree(output, ignore_errors=True)
         self.run_step(
@@ -197,9 +207,19 @@ class Demo:
                 "--policy.device=cpu",
                 f"--output_dir={output}",
                 f"--seed={self.args.seed + 10_000}",
+                *flags,
             ],
         )
         return json.loads((output / "eval_info.json").read_text())
+
+    def gather(self, iteration: int, policy: Path, experience: list[Path]) -> Path:
+        """Autonomous rollouts and corrected episodes of `policy`, appended to `experience`, all merged."""
+        seed = self.args.seed + 1000 * iteration
+        experience.append(self.collect(f"rollouts{iteration}", "auto", self.plan.rollouts, seed, policy))
+        experience.append(
+            self.collect(f"corrections{iteration}", "intervention", self.plan.corrections, seed + 500, policy)
+        )
+        return self.merge(f"mixed{iteration}", experience)
 
     # --- The loop --------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -209,14 +229,7 @@ class Demo:
         checkpoints = {"stage 1 (BC on demos)": stage1}
         latest, experience = stage1, [demos]
         for iteration in range(1, self.args.iterations + 1):
-            seed_base = seed + 1000 * iteration
-            experience.append(self.collect(f"rollouts{iteration}", "auto", plan.rollouts, seed_base, latest))
-            experience.append(
-                self.collect(
-                    f"corrections{iteration}", "intervention", plan.corrections, seed_base + 500, latest
-                )
-            )
-            mixed = self.merge(f"mixed{iteration}", experience)
+            mixed = self.gather(iteration, latest, experience)
             # Like the paper, every iteration retrains from the pre-trained (stage 1) checkpoint.
             latest = self.train(f"stage{iteration + 1}", mixed, plan.stage2_steps, stage1)
             checkpoints[f"stage {iteration + 1} (RECAP, iteration {iteration})"] = latest
