@@ -60,7 +60,9 @@ class TaskBench:
 
     def __init__(self, task: str, budget: Budget, root: Path):
         fields = asdict(budget.plan)
-        args = argparse.Namespace(task=task, output_dir=str(root / task), seed=0, quick=False, **fields)
+        args = argparse.Namespace(
+            task=task, output_dir=str(root / task), seed=0, quick=False, advantage_estimator="iql", **fields
+        )
         self.demo = Demo(args)
         self.task, self.budget, self.root = task, budget, root / task
 

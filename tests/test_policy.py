@@ -238,17 +238,26 @@ def test_checkpoint_errors(tmp_path):
         PiStarRECAPPolicy.from_pretrained(tmp_path / "nowhere")
 
 
-def test_stage_two_can_turn_recap_on_over_a_bc_checkpoint(tmp_path, caplog):
+@pytest.mark.parametrize("estimator", ["iql", "mc_distributional"])
+def test_stage_two_can_turn_recap_on_over_a_bc_checkpoint(tmp_path, caplog, estimator):
     """A behaviour-cloning checkpoint has no critics or advantage embedding: a RECAP config loads it,
-    starts those fresh (with a warning), and everything else must still match exactly."""
+    starts those fresh (with a warning), everything else must still match exactly, and the conditioned
+    policy starts out acting exactly like the stage-1 policy."""
     bc = make_policy(use_advantage_weighting=False, use_advantage_conditioning=False)
     assert bc.critics is None
     bc.save_pretrained(tmp_path / "bc")
-    recap_config = tiny_config()
+    recap_config = tiny_config(advantage_estimator=estimator)
     loaded = PiStarRECAPPolicy.from_pretrained(tmp_path / "bc", config=recap_config)
     assert loaded.critics is not None and loaded.advantage_embedding is not None
     assert "starts from a fresh initialisation" in caplog.text
     assert torch.equal(loaded.expert.action_in.weight, bc.expert.action_in.weight)
+    bc.eval()
+    loaded.eval()
+    inputs = observation(make_batch(bc.config, [0, 12]))
+    noise = torch.randn(2, bc.config.chunk_size, ACTION_DIM)
+    torch.testing.assert_close(
+        loaded.predict_action_chunk(inputs, noise=noise), bc.predict_action_chunk(inputs, noise=noise)
+    )
     with pytest.raises(RuntimeError, match="does not match"):
         PiStarRECAPPolicy.from_pretrained(tmp_path / "bc", config=tiny_config(expert_depth=3))
 

@@ -71,6 +71,12 @@ def register(subparsers) -> None:
     parser.add_argument("--output-dir", default="outputs/demo")
     parser.add_argument("--iterations", type=int, default=1, help="rollout + RECAP rounds after stage 1")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--advantage-estimator",
+        choices=["iql", "mc_distributional"],
+        default="iql",
+        help="stage 2's value function: the spec's IQL critics (default) or the paper's distributional value",
+    )
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke test (tiny budgets)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     for name, default in asdict(DemoPlan()).items():
@@ -231,7 +237,10 @@ class Demo:
         for iteration in range(1, self.args.iterations + 1):
             mixed = self.gather(iteration, latest, experience)
             # Like the paper, every iteration retrains from the pre-trained (stage 1) checkpoint.
-            latest = self.train(f"stage{iteration + 1}", mixed, plan.stage2_steps, stage1)
+            estimator = f"--policy.advantage_estimator={self.args.advantage_estimator}"
+            latest = self.train(
+                f"stage{iteration + 1}", mixed, plan.stage2_steps, stage1, (*RECAP_FLAGS, estimator)
+            )
             checkpoints[f"stage {iteration + 1} (RECAP, iteration {iteration})"] = latest
         results = {
             name: self.evaluate(Path(str(ckpt)).parents[2].name, ckpt) for name, ckpt in checkpoints.items()
@@ -273,6 +282,7 @@ class Demo:
         report = {
             "task": self.args.task,
             "seed": self.args.seed,
+            "advantage_estimator": self.args.advantage_estimator,
             "plan": asdict(self.plan),
             "policy_flags": POLICY_FLAGS,
             "stages": rows,
