@@ -41,7 +41,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "recap_paper": (*RECAP_FLAGS, "--policy.advantage_estimator=mc_distributional"),
 }
 GUIDANCE = {"recap_paper": (1.0, 1.5, 2.5)}
-TASKS = ("push-v3", "button-press-v3", "drawer-open-v3")
+TASKS = ("push-v3", "button-press-v3", "sweep-into-v3")
 
 
 @dataclass(frozen=True)
