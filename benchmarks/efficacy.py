@@ -152,7 +152,8 @@ def format_table(summary: list[dict]) -> str:
     ]
     for s in summary:
         steps = f"{s['steps_to_success_mean']:.0f}" if s["steps_to_success_mean"] is not None else "-"
-        success = f"{100 * s['success_mean']:.0f}% ± {100 * s['success_std']:.0f}"
+        spread = f" ± {100 * s['success_std']:.0f}" if s["seeds"] > 1 else ""  # no spread from one seed
+        success = f"{100 * s['success_mean']:.0f}%{spread}"
         lines.append(f"| {s['task']} | {s['method']} | {s['seeds']} | {success} | {steps} |")
     return "\n".join(lines)
 
