@@ -156,11 +156,11 @@ class Demo:
         dataset: Path,
         steps: int,
         init: Path | None,
-        flags: tuple[str, ...] = RECAP_FLAGS,
+        flags: tuple[str, ...] = (),
         seed: int | None = None,
     ) -> Path:
         """Stage 1 (init None) is behaviour cloning from scratch; later stages start from `init` with
-        `flags` (by default RECAP's critics and advantage conditioning turned on)."""
+        `flags` overriding its config (e.g. RECAP_FLAGS to turn RECAP on)."""
         output = self.out / name
         # Returns are normalised by the worst possible one (every step -1, then -C_fail = episode length),
         # fixed from stage 1 on, so values mean the same in every stage (stage 1 sees no failures).
