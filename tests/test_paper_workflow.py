@@ -13,7 +13,13 @@ import torch
 from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.offline import episode_advantage, label_indicators
+from lerobot_policy_pi_star_recap.commands.value import fold_training_episodes
+from lerobot_policy_pi_star_recap.offline import (
+    episode_advantage,
+    label_indicators,
+    load_recap_policy,
+    predict_episodes,
+)
 from lerobot_policy_pi_star_recap.recap_data import RecapDataError
 
 BIN = Path(sys.executable).parent
@@ -84,13 +90,23 @@ def run_cli(*args: str, cwd: Path) -> str:
     return result.stdout
 
 
+def test_fold_training_episodes_hold_out_each_fold_once():
+    folds = fold_training_episodes([0, 1, 2, 3, 4, 5, 6], 3)
+    assert folds == [[1, 2, 4, 5], [0, 2, 3, 5, 6], [0, 1, 3, 4, 6]]
+    held_out = [set(range(7)) - set(f) for f in folds]
+    assert set().union(*held_out) == set(range(7)) and sum(map(len, held_out)) == 7
+
+
 def test_staged_value_train_label_then_policy(tmp_path):
+    """value-train --folds 2 -> value-label with both folds (each episode valued by the fold that did not
+    train on it) -> lerobot-train on the labels."""
     types = ["demo", "auto", "intervention", "auto", "demo", "auto"]
     root = make_dataset(tmp_path / "data", types, length=10, successes=[True, False, True, False, True, True])
     before = _digest(root)
     value_out = tmp_path / "value"
-    run_cli(
+    printed = run_cli(
         "value-train",
+        "--folds=2",
         "--dataset.repo_id=local/data",
         f"--dataset.root={root}",
         f"--output_dir={value_out}",
@@ -101,15 +117,24 @@ def test_staged_value_train_label_then_policy(tmp_path):
         *TINY_CLI,
         cwd=tmp_path,
     )
-    value_ckpt = value_out / "checkpoints" / "last" / "pretrained_model"
+    folds = [value_out / f"fold{k}" / "checkpoints" / "last" / "pretrained_model" for k in range(2)]
+    assert "value-label --value.path" in printed
     labelled = tmp_path / "labelled"
     printed = run_cli(
-        "value-label", f"--value.path={value_ckpt}", f"--src={root}", f"--dst={labelled}", cwd=tmp_path
+        "value-label", "--value.path", *map(str, folds), f"--src={root}", f"--dst={labelled}", cwd=tmp_path
     )
-    assert "3-step" in printed and "threshold" in printed
+    assert "3-step" in printed and "threshold" in printed and "in-sample" not in printed
     assert _digest(root) == before  # the source is untouched
 
     frames = pd.concat(pd.read_parquet(p) for p in sorted((labelled / "data").rglob("*.parquet")))
+    # Fold k never saw episodes k, k+2, k+4; their values must be fold k's predictions.
+    for k, checkpoint in enumerate(folds):
+        policy, preprocessor, _ = load_recap_policy(checkpoint, "cpu")
+        held_out = [k, k + 2, k + 4]
+        for prediction in predict_episodes(policy, preprocessor, "local/data", root, held_out):
+            rows = frames.set_index("index").loc[prediction.index]
+            np.testing.assert_allclose(rows["value"].to_numpy(), prediction.value, rtol=1e-5, atol=1e-6)
+
     indicator = frames["advantage_indicator"].to_numpy()
     mask = frames["intervention_mask"].to_numpy()
     assert set(np.unique(indicator)) <= {0.0, 1.0}
@@ -118,12 +143,26 @@ def test_staged_value_train_label_then_policy(tmp_path):
     assert abs(non_forced.mean() - 0.3) < 0.1
     assert np.isfinite(frames["value"]).all() and np.isfinite(frames["advantage"]).all()
 
+    # One fold alone labels its own training episodes in-sample: allowed, with a warning.
+    printed = run_cli(
+        "value-label", f"--value.path={folds[0]}", f"--src={root}", f"--dst={tmp_path / 'one'}", cwd=tmp_path
+    )
+    assert "in-sample" in printed
+    # The same fold twice leaves its training episodes without an out-of-sample value: refused.
+    result = subprocess.run(
+        [str(BIN / "pi-star-recap"), "value-label", "--value.path", str(folds[0]), str(folds[0]),
+         f"--src={root}", f"--dst={tmp_path / 'two'}"],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0 and "seen by every value checkpoint" in result.stderr
+    assert not (tmp_path / "two").exists()
+
     # refuses to overwrite without --overwrite
     result = subprocess.run(
         [
             str(BIN / "pi-star-recap"),
             "value-label",
-            f"--value.path={value_ckpt}",
+            f"--value.path={folds[0]}",
             f"--src={root}",
             f"--dst={labelled}",
         ],

@@ -1,14 +1,22 @@
 """The paper's staged workflow: `value-train` fits the value function alone, `value-label` writes
 value / advantage / indicator columns into a new dataset, and the policy then trains on that dataset
-with `lerobot-train ... --policy.advantage_source=dataset`."""
+with `lerobot-train ... --policy.advantage_source=dataset`.
+
+Cross-fitting: a value function trained on a few dozen episodes memorises them (each episode's object
+placement identifies it), so on its own training frames V equals the return and every advantage is ~0.
+`value-train --folds K` trains K value functions, each without one fold of episodes, and `value-label`
+labels every episode with the value functions that never saw it, so advantages are out-of-sample."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 VALUE_TRAIN_FLAGS = [
     "--policy.advantage_estimator=mc_distributional",
@@ -28,6 +36,13 @@ def register(subparsers) -> None:
             "policy options such as --policy.vlm_model_name or --policy.value_num_bins)."
         ),
     )
+    train.add_argument(
+        "--folds",
+        type=int,
+        default=1,
+        help="K > 1: train K value functions, the k-th without episodes e with e %% K == k, into "
+        "<output_dir>/fold<k> (cross-fitting; label with all K checkpoints)",
+    )
     train.set_defaults(run=run_value_train, accepts_extra=True)
 
     label = subparsers.add_parser(
@@ -41,7 +56,12 @@ def register(subparsers) -> None:
         ),
     )
     label.add_argument(
-        "--value.path", dest="value_path", required=True, help="value-train checkpoint directory"
+        "--value.path",
+        dest="value_paths",
+        nargs="+",
+        required=True,
+        help="value-train checkpoint directory, or the K fold checkpoints of `value-train --folds K`: each "
+        "episode is then labelled by the checkpoints that did not train on it",
     )
     label.add_argument("--src", required=True, help="local root of the dataset to label")
     label.add_argument("--dst", required=True, help="local root of the labelled copy (must not exist)")
@@ -65,26 +85,78 @@ def register(subparsers) -> None:
 def run_value_train(args: argparse.Namespace) -> int:
     extra = list(args.extra)
     policy = [] if any(a.startswith("--policy.path") for a in extra) else ["--policy.type=pi_star_recap"]
-    command = [str(Path(sys.executable).parent / "lerobot-train"), *policy, *VALUE_TRAIN_FLAGS, *extra]
+    command = [str(Path(sys.executable).parent / "lerobot-train"), *policy, *VALUE_TRAIN_FLAGS]
+    if args.folds < 1:
+        raise SystemExit(f"error: --folds must be >= 1, got {args.folds}.")
+    if args.folds == 1:
+        return _call([*command, *extra])
+    output_dir = _option(extra, "--output_dir")
+    episodes = _dataset_episodes(extra)
+    rest = [a for a in extra if not a.startswith(("--output_dir=", "--dataset.episodes="))]
+    checkpoints = []
+    for fold, train_episodes in enumerate(fold_training_episodes(episodes, args.folds)):
+        out = Path(output_dir) / f"fold{fold}"
+        code = _call([*command, *rest, f"--output_dir={out}", f"--dataset.episodes={train_episodes}"])
+        if code:
+            return code
+        checkpoints.append(str(out / "checkpoints" / "last" / "pretrained_model"))
+    print(f"Trained {args.folds} cross-fitted value functions. Label with:")
+    print(
+        f"  pi-star-recap value-label --value.path {' '.join(checkpoints)} --src=<dataset root> --dst=<new root>"
+    )
+    return 0
+
+
+def fold_training_episodes(episodes: list[int], folds: int) -> list[list[int]]:
+    """For each fold k, the episodes its value function trains on: all but those at positions k, k+K, ...
+    Interleaving keeps every data type in every fold (merged datasets list demos, rollouts and
+    corrections in blocks)."""
+    if len(episodes) < folds:
+        raise SystemExit(
+            f"error: --folds={folds} needs at least {folds} episodes, the dataset has {len(episodes)}."
+        )
+    held_out = [set(episodes[k::folds]) for k in range(folds)]
+    return [[e for e in episodes if e not in held_out[k]] for k in range(folds)]
+
+
+def _call(command: list[str]) -> int:
     print("Running:", shlex.join(command), flush=True)
     return subprocess.call(command)
 
 
+def _option(extra: list[str], name: str) -> str:
+    values = [a.split("=", 1)[1] for a in extra if a.startswith(name + "=")]
+    if not values:
+        raise SystemExit(f"error: value-train --folds needs {name}=... (each fold writes a subfolder of it).")
+    return values[-1]
+
+
+def _dataset_episodes(extra: list[str]) -> list[int]:
+    """The episodes `--dataset.episodes` selects, or every episode of `--dataset.root`."""
+    if any(a.startswith("--dataset.episodes=") for a in extra):
+        return [int(e) for e in json.loads(_option(extra, "--dataset.episodes"))]
+    from lerobot.datasets import LeRobotDatasetMetadata
+
+    from ..recap_dataset import check_dataset_root
+
+    root = Path(_option(extra, "--dataset.root")).expanduser()
+    check_dataset_root(root, "--dataset.root")
+    total = LeRobotDatasetMetadata(_option(extra, "--dataset.repo_id"), root=root).total_episodes
+    return list(range(total))
+
+
 def run_value_label(args: argparse.Namespace) -> int:
-    import numpy as np
     from lerobot.datasets import LeRobotDataset
     from lerobot.datasets.dataset_tools import add_features
 
-    from ..offline import episode_advantage, label_indicators, load_recap_policy, predict_episodes
+    from ..offline import episode_advantage, label_indicators
     from ..recap_data import DATA_TYPES
     from ..recap_dataset import atomic_output_dir, check_dataset_root
 
     src = Path(args.src).expanduser()
     check_dataset_root(src, "source dataset")
-    policy, preprocessor, _ = load_recap_policy(args.value_path, args.device)
-    config = policy.config
-    if policy.critics is None:
-        raise SystemExit(f"error: {args.value_path} has no value function (trained as plain BC).")
+    source = LeRobotDataset(_repo_id(src), root=src)
+    config, episodes = predict_out_of_sample(args.value_paths, source, args.batch_size, args.device)
     fraction = args.positive_fraction or config.indicator_positive_fraction
     if args.full_return:
         n_step = None
@@ -93,10 +165,6 @@ def run_value_label(args: argparse.Namespace) -> int:
     else:
         n_step = config.advantage_n_step if config.advantage_horizon == "n_step" else None
 
-    source = LeRobotDataset(_repo_id(src), root=src)
-    episodes = predict_episodes(
-        policy, preprocessor, source.repo_id, src, list(range(source.meta.total_episodes)), args.batch_size
-    )
     index = np.concatenate([e.index for e in episodes])
     value = np.concatenate([e.value for e in episodes])
     if config.advantage_estimator == "iql":
@@ -138,6 +206,62 @@ def run_value_label(args: argparse.Namespace) -> int:
         f"--dataset.root={args.dst} --policy.advantage_source=dataset ..."
     )
     return 0
+
+
+def predict_out_of_sample(paths: list[str], source, batch_size: int, device: str | None):
+    """Value (and Q) predictions for every episode of `source`, each from the checkpoints that did not
+    train on it (averaged when several did not); with one checkpoint, from that one."""
+    from ..offline import load_recap_policy, predict_episodes
+
+    total = source.meta.total_episodes
+    trained = [_trained_episodes(path, total) for path in paths]
+    labellers = {e: [k for k, seen in enumerate(trained) if e not in seen] for e in range(total)}
+    if len(paths) == 1:
+        in_sample = sum(e in trained[0] for e in range(total))
+        labellers = {e: [0] for e in range(total)}
+        if in_sample:
+            print(
+                f"warning: {paths[0]} trained on {in_sample} of the {total} episodes it labels; their "
+                "advantages are in-sample (near 0 where it memorised returns). Cross-fit with "
+                "`value-train --folds K` and pass all K checkpoints."
+            )
+    unlabelled = [e for e, ks in labellers.items() if not ks]
+    if unlabelled:
+        raise SystemExit(
+            f"error: episodes {unlabelled[:10]} were seen by every value checkpoint given, so no "
+            "out-of-sample value exists for them; pass the checkpoints of all folds of `value-train --folds K`."
+        )
+    config, per_episode = None, {}
+    for k, path in enumerate(paths):
+        policy, preprocessor, _ = load_recap_policy(path, device)
+        if policy.critics is None:
+            raise SystemExit(f"error: {path} has no value function (trained as plain BC).")
+        if config is not None and policy.config.advantage_estimator != config.advantage_estimator:
+            raise SystemExit("error: the value checkpoints mix advantage estimators; train them alike.")
+        config = config or policy.config
+        mine = [e for e, ks in labellers.items() if k in ks]
+        predictions = predict_episodes(policy, preprocessor, source.repo_id, source.root, mine, batch_size)
+        for prediction in predictions:
+            per_episode.setdefault(prediction.episode_index, []).append(prediction)
+        del policy
+    return config, [_average(per_episode[e]) for e in range(total)]
+
+
+def _trained_episodes(path: str, total: int) -> set[int]:
+    """Episodes a checkpoint trained on, from the train_config.json lerobot-train saves beside it."""
+    train_config = Path(path) / "train_config.json"
+    if not train_config.is_file():
+        return set(range(total))  # unknown: assume it saw everything
+    episodes = json.loads(train_config.read_text()).get("dataset", {}).get("episodes")
+    return set(range(total)) if episodes is None else set(episodes)
+
+
+def _average(predictions: list):
+    first = predictions[0]
+    first.value = np.mean([p.value for p in predictions], axis=0)
+    if first.q is not None:
+        first.q = np.mean([p.q for p in predictions], axis=0)
+    return first
 
 
 def _repo_id(root: Path) -> str:
