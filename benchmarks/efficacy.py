@@ -11,7 +11,8 @@ dataset with stock `lerobot-train`, and is evaluated with stock `lerobot-eval` o
   filtered_bc  successful episodes only (the strong offline-RL baseline)
   awr          IQL advantage weights exp(A / beta), no conditioning
   recap_iql    the spec's defaults (IQL advantage conditioning, intervention weight 2)
-  recap_paper  distributional value + advantage indicator, evaluated with guidance beta 1.0, 1.5, 2.5
+  recap_paper  the paper's staged workflow: cross-fitted distributional values (`value-train --folds 2`),
+               `value-label` indicators, then the policy; evaluated with guidance beta 1.0, 1.5, 2.5
 
 Resumable per (task, method, seed): finished datasets, checkpoints and result JSONs are reused, so an
 interrupted run continues where it stopped. Prints a table (success rate and mean steps to success, mean
@@ -38,8 +39,13 @@ METHODS: dict[str, tuple[str, ...]] = {
     "filtered_bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1", "--policy.success_only=true"),
     "awr": ("--policy.use_advantage_weighting=true", "--policy.use_advantage_conditioning=false"),
     "recap_iql": RECAP_FLAGS,
-    "recap_paper": (*RECAP_FLAGS, "--policy.advantage_estimator=mc_distributional"),
+    "recap_paper": (
+        *RECAP_FLAGS,
+        "--policy.advantage_estimator=mc_distributional",
+        "--policy.advantage_source=dataset",
+    ),
 }
+LABELLED = {"recap_paper"}  # trained on the cross-fitted labelled copy of the mixed dataset
 GUIDANCE = {"recap_paper": (1.0, 1.5, 2.5)}
 TASKS = ("push-v3", "button-press-v3", "sweep-into-v3")
 
@@ -77,6 +83,14 @@ class TaskBench:
             self.demo.gather(1, stage1, [self.demos()])
         return stage1, mixed
 
+    def labelled(self, mixed: Path) -> Path:
+        """The mixed dataset with cross-fitted advantage labels, as the demo builds it."""
+        path = self.root / "data" / f"{mixed.name}_labelled"
+        if _dataset_done(path):
+            return path
+        shutil.rmtree(self.root / f"value_{mixed.name}", ignore_errors=True)
+        return self.demo.label_advantages(mixed.name, mixed)
+
     def demos(self) -> Path:
         path = self.root / "data" / "demos"
         if _dataset_done(path):
@@ -109,7 +123,8 @@ class TaskBench:
                 name = f"{method}_seed{seed}"
                 print(f"\n##### {self.task} / {method} / seed {seed}", flush=True)
                 steps = self.budget.plan.stage2_steps
-                checkpoint = self.checkpoint(name, mixed, steps, stage1, METHODS[method], seed)
+                data = self.labelled(mixed) if method in LABELLED else mixed
+                checkpoint = self.checkpoint(name, data, steps, stage1, METHODS[method], seed)
                 for beta in GUIDANCE.get(method, (None,)):
                     if beta is None:
                         rows.append(self.evaluate(name, checkpoint, method, seed))

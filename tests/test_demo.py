@@ -34,3 +34,9 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     for name in ("stage1", "stage2"):
         assert (out / name / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()
     assert (out / "stage2" / "tensorboard").is_dir()
+    # stage 2 trained on cross-fitted labels: two value functions, the labelled copy, held-out value plots
+    for fold in ("fold0", "fold1"):
+        assert (out / "value_mixed1" / fold / "checkpoints" / "last" / "pretrained_model").is_dir()
+    assert (out / "data" / "mixed1_labelled" / "meta" / "info.json").is_file()
+    offline = json.loads((out / "offline_eval" / "offline_eval.json").read_text())
+    assert set(offline["episode_indices"]) <= {0, 2, 4, 6}  # fold 0 trained on the odd episodes only

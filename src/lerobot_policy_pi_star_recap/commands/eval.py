@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         meta.root,
         episodes,
         args.batch_size,
-        sample_actions=True,
+        sample_actions=config.train_policy,  # a value-train checkpoint has an untrained action expert
         seed=args.seed,
     )
     n_step = config.advantage_n_step if config.advantage_horizon == "n_step" else None
