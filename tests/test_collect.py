@@ -306,6 +306,21 @@ def test_policy_driven_intervention_collection(tiny_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
+def test_policy_rollouts_are_reproducible_from_the_seed(tiny_checkpoint, tmp_path):
+    """The policy samples actions from noise; the same --seed must give the same episodes."""
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        args = collect_args(
+            out, "auto", "push-v3", 2, f"--policy={tiny_checkpoint}", "--device=cpu", "--episode-length=20",
+            "--num-envs=2", "--seed=3",
+        )  # fmt: skip
+        assert run_cli(*args) == 0
+        runs.append(np.concatenate([np.stack(e["action"]) for e in episodes(out)]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.slow
 def test_a_policy_needs_the_inputs_it_was_trained_on(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "never"
     args = collect_args(out, "auto", "push-v3", 1, f"--policy={tiny_checkpoint}", "--state=hand")

@@ -193,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
                     env_to_policy_features(env_config),
                     task_descriptions()[env_config.task],
                 )
+                # The policy's sampling noise comes from torch's global generator: seeding it makes a
+                # collection with the same --seed, policy and machine produce the same episodes.
+                torch.manual_seed(args.seed)
             else:
                 actor = ExpertActor(degradation, seed=args.seed)
             collector = Collector(
