@@ -127,7 +127,10 @@ def _call(command: list[str]) -> int:
 def _option(extra: list[str], name: str) -> str:
     values = [a.split("=", 1)[1] for a in extra if a.startswith(name + "=")]
     if not values:
-        raise SystemExit(f"error: value-train --folds needs {name}=... (each fold writes a subfolder of it).")
+        raise SystemExit(
+            f"error: value-train --folds needs {name}=... (folds are written to <output_dir>/fold<k> and "
+            "split the episodes of a local dataset: --dataset.root, or --dataset.episodes=[...])."
+        )
     return values[-1]
 
 
