@@ -6,8 +6,8 @@ simulated expert corrections -> stage 2 (lerobot-train --policy.path=stage 1, RE
 
 Stage 2's advantages (default, the paper's estimator): `value-train --folds 2` fits two distributional
 value functions, each on half of the episodes, `value-label` labels every episode with the one that never
-saw it (a value function memorises the episodes it trains on, which makes in-sample advantages ~0), and
-the policy trains on the labelled copy. `--advantage-estimator iql` instead trains the spec's IQL critics
+saw it (a value function fits its own training episodes' returns better, which shrinks in-sample
+advantages towards 0), and the policy trains on the labelled copy. `--advantage-estimator iql` instead trains the spec's IQL critics
 jointly with the policy.
 """
 

@@ -2,10 +2,10 @@
 value / advantage / indicator columns into a new dataset, and the policy then trains on that dataset
 with `lerobot-train ... --policy.advantage_source=dataset`.
 
-Cross-fitting: a value function trained on a few dozen episodes memorises them (each episode's object
-placement identifies it), so on its own training frames V equals the return and every advantage is ~0.
-`value-train --folds K` trains K value functions, each without one fold of episodes, and `value-label`
-labels every episode with the value functions that never saw it, so advantages are out-of-sample."""
+Cross-fitting: a value function trained on a few dozen episodes fits their returns better than those
+of new episodes (push-v3: Pearson 0.61 in-sample vs 0.43 held-out), which shrinks in-sample advantages
+towards 0. `value-train --folds K` trains K value functions, each without one fold of episodes, and
+`value-label` labels every episode with the value functions that never saw it."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
         "--folds",
         type=int,
         default=1,
-        help="K > 1: train K value functions, the k-th without episodes e with e %% K == k, into "
+        help="K > 1: train K value functions, the k-th without the episodes at positions k, k+K, ..., into "
         "<output_dir>/fold<k> (cross-fitting; label with all K checkpoints)",
     )
     train.set_defaults(run=run_value_train, accepts_extra=True)
@@ -225,7 +225,7 @@ def predict_out_of_sample(paths: list[str], source, batch_size: int, device: str
         if in_sample:
             print(
                 f"warning: {paths[0]} trained on {in_sample} of the {total} episodes it labels; their "
-                "advantages are in-sample (near 0 where it memorised returns). Cross-fit with "
+                "advantages are in-sample (shrunk towards 0 where it fits the returns). Cross-fit with "
                 "`value-train --folds K` and pass all K checkpoints."
             )
     unlabelled = [e for e, ks in labellers.items() if not ks]
