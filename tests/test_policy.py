@@ -69,7 +69,7 @@ def test_success_only_drops_failed_episodes():
 def test_training_lowers_the_loss():
     policy = make_policy(use_advantage_weighting=False, use_advantage_conditioning=False, policy_lr=1e-3)
     policy.train()
-    optimizer = torch.optim.AdamW(policy.get_optim_params())
+    optimizer = policy.config.get_optimizer_preset().build(policy.get_optim_params())  # as lerobot-train
     batches = [make_batch(policy.config, index=list(range(i, i + 8)), seed=i) for i in range(0, 32, 8)]
     history = []
     for step in range(200):
@@ -110,6 +110,41 @@ def test_learning_rates_are_separate_parameter_groups():
     ids = [id(p) for g in groups.values() for p in g["params"]]
     assert len(ids) == len(set(ids))
     assert not any(p is t for p in groups["q"]["params"] for t in policy.critics.q_target.parameters())
+
+
+def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():
+    """The preset's fused AdamW is a faster kernel, not a different optimizer; fused_optimizer=false opts out."""
+    batch = make_batch(tiny_config(), [0, 12, 25, 35])
+    stepped = {}
+    for fused in (True, False):
+        policy = make_policy(fused_optimizer=fused, policy_lr=1e-3)
+        optimizer = policy.config.get_optimizer_preset().build(policy.get_optim_params())
+        assert optimizer.defaults["fused"] is fused
+        assert {g["name"]: g["lr"] for g in optimizer.param_groups} == {"policy": 1e-3, "q": 3e-4, "v": 3e-4}
+        policy.train()
+        torch.manual_seed(1)
+        loss, _ = policy(batch)
+        loss.backward()
+        optimizer.step()
+        stepped[fused] = policy.state_dict()
+    initial = make_policy().state_dict()
+    for name, value in stepped[True].items():
+        assert torch.allclose(value, stepped[False][name], atol=1e-6), name
+    assert not torch.equal(stepped[True]["expert.action_out.weight"], initial["expert.action_out.weight"])
+
+
+def test_compiled_policy_keeps_checkpoint_names_and_actions():
+    eager = make_policy()
+    compiled = make_policy(compile_model=True)
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
+    compiled.load_state_dict(eager.state_dict())
+    inputs = observation(make_batch(eager.config, [0, 12]))
+    noise = torch.randn(2, eager.config.chunk_size, ACTION_DIM)
+    assert torch.allclose(
+        compiled.predict_action_chunk(inputs, noise=noise),
+        eager.predict_action_chunk(inputs, noise=noise),
+        atol=1e-5,
+    )
 
 
 def test_critic_and_policy_gradients_stay_apart():

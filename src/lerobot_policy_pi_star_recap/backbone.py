@@ -259,9 +259,10 @@ class VLMBackbone(nn.Module):
     # --- Forward ---------------------------------------------------------------------------------
     def embed_image(self, image: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, N, hidden) image tokens in the language model's space."""
-        image = F.interpolate(
-            image, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
-        )
+        if image.shape[-2:] != (self.image_size, self.image_size):
+            image = F.interpolate(
+                image, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
         pixels = (image - self.image_mean) / self.image_std
         if self.family_name == TEXT_ONLY:
             return self.image_projector(self.vision_tower(pixel_values=pixels).last_hidden_state)

@@ -182,6 +182,10 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             self.attach_dataset(RecapTable.from_dataset_root(dataset_meta.root, **self._table_kwargs()))
         self.monitor = TrainingMonitor(config)
         self._apply_freezing()
+        if config.compile_model:
+            # In place (nn.Module.compile), so parameter names and checkpoints stay the eager model's.
+            self.backbone.compile(mode=config.compile_mode)
+            self.expert.compile(mode=config.compile_mode)
         self.reset()
 
     # --- Data ------------------------------------------------------------------------------------
