@@ -122,8 +122,8 @@ class PiStarRECAPConfig(PreTrainedConfig):
     scheduler_decay_factor: float = 0.1
     dtype: str = "float32"  # "bfloat16" runs training under autocast (lerobot-train reads this field)
     on_nonfinite: str = "raise"  # "raise" or "skip": what a non-finite loss does
-    # torch.compile the backbone and the action expert. Measured on a 2-core CPU (tiny size): inference
-    # about 2x faster after ~1 min of compiling, training slower; see BENCHMARKS.md.
+    # torch.compile the backbone and the action expert. Measured on a 2-core CPU (tiny size, after ~20 s of
+    # compiling): one action chunk 0.4-0.65x the eager time, a training step 0.75-0.8x; see BENCHMARKS.md.
     compile_model: bool = False
     compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead, max-autotune, ...
     tensorboard_dir: str | None = None  # None: <lerobot-train output_dir>/tensorboard
