@@ -55,11 +55,14 @@ def main() -> None:
     parser.add_argument("--output", default="benchmarks/results/compile.json")
     args = parser.parse_args()
     torch.manual_seed(0)
-    policy = build_recap(SIZES[args.size], args.chunk, args.device, args.dtype, full_recap=True)
+    size = SIZES[args.size]
+    policy = build_recap(size, args.chunk, args.device, args.dtype, full_recap=True)
+    compiled_policy = build_recap(
+        size, args.chunk, args.device, args.dtype, full_recap=True, compile_model=True
+    )
+    compiled_policy.load_state_dict(policy.state_dict())
     eager = timings(policy, args, warmup=2)
-    policy.backbone.compile()  # what compile_model=True does at construction
-    policy.expert.compile()
-    compiled = timings(policy, args, warmup=args.warmup)
+    compiled = timings(compiled_policy, args, warmup=args.warmup)
     ratios = {key: compiled[key] / eager[key] for key in ("chunk_latency_s", "train_step_s")}
     print(f"\nsize={args.size} device={args.device} dtype={args.dtype} chunk={args.chunk}")
     print(f"{'':<10}{'chunk ms':>10}{'train s':>10}{'warm-up s':>11}")

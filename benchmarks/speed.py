@@ -134,7 +134,7 @@ def paligemma_config(size: Size) -> dict:
     ).to_dict()
 
 
-def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: bool):
+def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: bool, **overrides):
     from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
     from lerobot_policy_pi_star_recap.recap_data import RecapColumns, RecapTable
 
@@ -155,6 +155,7 @@ def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: boo
         use_advantage_conditioning=full_recap,
         input_features=inputs,
         output_features=outputs,
+        **overrides,
     )
     policy = PiStarRECAPPolicy(config, load_vlm_weights=False).to(device)
     frames = 4096
