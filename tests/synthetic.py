@@ -119,9 +119,11 @@ def make_dataset(
     image_size: int = 16,
     fps: int = 10,
     successes: list[bool] | None = None,
+    state_scale: float = 1.0,
+    state_shift: float = 0.0,
 ) -> Path:
     """A local LeRobotDataset (v3, images stored as PNG) with the spec's RECAP fields and the paper's
-    rewards (-1 per step, 0 at success, -length at failure)."""
+    rewards (-1 per step, 0 at success, -length at failure); states ~ N(state_shift, state_scale^2)."""
     successes = successes if successes is not None else [True] * len(types)
     from lerobot.datasets import LeRobotDataset
 
@@ -147,7 +149,7 @@ def make_dataset(
     for data_type, success in zip(types, successes, strict=True):
         for t in range(length):
             last = t == length - 1
-            state = rng.normal(size=STATE_DIM).astype(np.float32)
+            state = (state_shift + state_scale * rng.normal(size=STATE_DIM)).astype(np.float32)
             dataset.add_frame(
                 {
                     STATE: state,

@@ -104,3 +104,48 @@ def test_observation_windows_follow_the_critic():
     )
     assert full.observation_delta_indices == [0]
     assert PiStarRECAPConfig(device="cpu").action_delta_indices == list(range(16))
+
+
+def test_scheduler_warmup_means_what_it_says_in_short_runs():
+    """LeRobot's cosine_decay_with_warmup shrinks a 100-step warm-up to 2 steps in a 600-step fine-tune;
+    ours warms up over exactly 100 steps, then decays to decay_lr at the run's last step."""
+    import torch
+    from lerobot.optim import CosineDecayWithWarmupSchedulerConfig
+
+    config = PiStarRECAPConfig(device="cpu", policy_lr=1e-3, scheduler_warmup_steps=100)
+
+    def lrs(scheduler_config) -> list[float]:
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+        scheduler = scheduler_config.build(optimizer, num_training_steps=600)
+        out = []
+        for _ in range(601):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    ours = lrs(config.get_scheduler_preset())
+    assert ours[0] == pytest.approx(1e-3 / 101) and ours[49] == pytest.approx(1e-3 * 50 / 101)
+    assert ours[100] == pytest.approx(1e-3) and ours[600] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(ours[100:], ours[101:], strict=False))  # monotone decay
+    stock = CosineDecayWithWarmupSchedulerConfig(
+        num_warmup_steps=100, num_decay_steps=30_000, peak_lr=1e-3, decay_lr=1e-4
+    )
+    assert lrs(stock)[3] > 0.99e-3  # LeRobot's: at peak after 2 steps
+
+
+def test_state_std_floor_applies_to_state_stats_only():
+    import numpy as np
+    from synthetic import tiny_config
+
+    from lerobot_policy_pi_star_recap.processor_pi_star_recap import floor_state_std
+
+    config = tiny_config()
+    stats = {
+        "observation.state": {"mean": np.zeros(5), "std": np.array([0.001, 0.5, 0.0, 2.0, 0.01])},
+        "action": {"mean": np.zeros(3), "std": np.array([0.001, 0.5, 1.0])},
+    }
+    floored = floor_state_std(config, stats)
+    np.testing.assert_allclose(floored["observation.state"]["std"], [0.01, 0.5, 0.01, 2.0, 0.01])
+    np.testing.assert_allclose(floored["action"]["std"], [0.001, 0.5, 1.0])
+    np.testing.assert_allclose(stats["observation.state"]["std"][0], 0.001)  # the input is not modified

@@ -13,9 +13,9 @@ import torch
 from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
+from lerobot_policy_pi_star_recap.advantage import episode_advantage, nstep_advantage
 from lerobot_policy_pi_star_recap.commands.value import fold_training_episodes
 from lerobot_policy_pi_star_recap.offline import (
-    episode_advantage,
     label_indicators,
     load_recap_policy,
     predict_episodes,
@@ -63,6 +63,31 @@ def test_episode_advantage_hand_computed():
     np.testing.assert_allclose(episode_advantage(values, rewards, None), [0.6, 0.3, 0.3, 0.2])
 
 
+def test_episode_advantage_truncated_and_cut_at_takeover():
+    values = np.array([-0.9, -0.5, -0.4, -0.2])
+    rewards = np.array([-0.1, -0.1, -0.1, -1.0])  # a time-out: the last reward is the failure penalty
+    # truncated: windows stop at the last frame and bootstrap V(o_3) = -0.2 instead of counting -1.0
+    # N=2: t=0: -0.2 + V2 - V0 = 0.3; t=1: -0.2 + V3 - V1 = 0.1; t=2: -0.1 + V3 - V2 = 0.1; t=3: 0
+    np.testing.assert_allclose(episode_advantage(values, rewards, 2, terminal=False), [0.3, 0.1, 0.1, 0.0])
+    # the same as a terminal failure: t=2: -1.1 + 0.4 = -0.7; t=3: -1.0 + 0.2 = -0.8
+    np.testing.assert_allclose(episode_advantage(values, rewards, 2, terminal=True), [0.3, 0.1, -0.7, -0.8])
+    # the expert takes over at frame 1: frame 0's window stops there (-0.1 + V1 - V0 = 0.3)
+    controller = np.array([0, 1, 1, 1])
+    advantage = episode_advantage(values, rewards, 2, terminal=False, controller=controller)
+    np.testing.assert_allclose(advantage, [0.3, 0.1, 0.1, 0.0])
+    rewards = np.array([-0.1, -0.1, -0.1, 0.0])
+    np.testing.assert_allclose(
+        episode_advantage(values, rewards, None, True, controller), [0.3, 0.3, 0.3, 0.2]
+    )
+
+
+def test_nstep_advantage_numpy_and_torch_agree():
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=8) for _ in range(4)]
+    torch_out = nstep_advantage(*(torch.tensor(p) for p in parts)).numpy()
+    np.testing.assert_allclose(nstep_advantage(*parts), torch_out)
+
+
 def test_label_indicators_fraction_and_forced_interventions():
     advantage = np.arange(20.0)
     task = np.zeros(20, dtype=int)
@@ -72,6 +97,18 @@ def test_label_indicators_fraction_and_forced_interventions():
     assert indicator[14:].sum() == 6 and indicator[1:14].sum() == 0 and indicator[0] == 1
     with pytest.raises(RecapDataError, match="all advantages of task 0 are equal"):
         label_indicators(np.zeros(10), np.zeros(10, dtype=int), np.zeros(10), 0.3)
+
+
+def test_label_indicators_threshold_per_value_function():
+    """Two cross-fitted value functions with offsets of +10 and -10: each labels its own top 30%."""
+    advantage = np.r_[np.arange(10.0) + 10, np.arange(10.0) - 10]
+    labeller = np.r_[np.zeros(10, dtype=int), np.ones(10, dtype=int)]
+    task, intervention = np.zeros(20, dtype=int), np.zeros(20)
+    indicator, thresholds = label_indicators(advantage, task, intervention, 0.3, labeller)
+    assert indicator[:10].sum() == 3 and indicator[10:].sum() == 3
+    assert indicator[7:10].all() and indicator[17:].all() and len(thresholds) == 2
+    shared, _ = label_indicators(advantage, task, intervention, 0.3)
+    assert shared[10:].sum() == 0  # one shared threshold: the second fold gets no positives
 
 
 def _digest(root: Path) -> str:

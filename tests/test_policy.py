@@ -12,6 +12,7 @@ from synthetic import (
     observation,
     tiny_config,
 )
+from torch import Tensor
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
 from lerobot_policy_pi_star_recap.recap_data import RecapDataError
@@ -308,3 +309,36 @@ def test_expert_corrected_frames_are_conditioned_on_at_least_the_inference_advan
     }
     value = policy._condition_value(advantage, targets)
     assert torch.allclose(value, torch.tensor([-2.0, 0.5, 3.0, 1.5, 1.5]))
+
+
+def test_fine_tunes_with_other_seeds_draw_other_training_noise(tmp_path):
+    """The noise seed saved in a checkpoint is mixed with the run's seed: fine-tunes of one checkpoint
+    with --seed 0 / 1 draw different flow noise, a resumed run (same seed) the same noise again."""
+    make_policy().save_pretrained(tmp_path / "ckpt")
+
+    def first_draw(seed: int) -> Tensor:
+        torch.manual_seed(seed)  # what lerobot-train does before building the policy
+        policy = PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt")
+        return torch.rand(4, generator=policy._step_generator(torch.device("cpu")))
+
+    assert torch.equal(first_draw(0), first_draw(0))
+    assert not torch.equal(first_draw(0), first_draw(1))
+
+
+def test_chunk_loss_stops_where_the_controller_changes():
+    """A chunk starting on an expert frame is trained only on the expert's actions (not the policy's after
+    hand-back): changing the actions after the switch leaves the loss of that sample unchanged."""
+    policy = make_policy(use_advantage_conditioning=False)  # BC: no critic sees the chunk
+    columns = episode_columns(TYPES, length=10, successes=[True, False, True, True])
+    table = attach_table(policy, columns)
+    # intervention episode 2 (frames 20-29): expert frames 25-29; frame 23's chunk (size 4) covers 23-26
+    assert table.lookup(torch.tensor([23]))["segment_left"].item() == 2
+    batch = make_batch(policy.config, [23, 3], seed=0)
+    changed = {**batch, "action": batch["action"].clone()}
+    changed["action"][0, 2:] += 5.0
+    policy.train()
+    loss, _ = policy(batch, reduction="none")
+    loss_changed, _ = policy(changed, reduction="none")
+    assert torch.allclose(loss[0], loss_changed[0]) and torch.allclose(loss[1], loss_changed[1])
+    changed["action"][0, :2] += 5.0
+    assert not torch.allclose(policy(changed, reduction="none")[0][0], loss[0])

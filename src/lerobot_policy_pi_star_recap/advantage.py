@@ -72,23 +72,83 @@ def distributional_value_loss(
     return -(target_probs * F.log_softmax(logits.float(), -1)).sum(-1)
 
 
+# --- Multi-step windows along one episode (numpy; precomputed per frame) --------------------------
+#
+# Every multi-step quantity (IQL's chunk backup, the paper's N-step advantage, the full return) is
+#   reward_sum[t] + bootstrap_discount[t] * V(o_{b_t}),  b_t = min(t + H, cut_t),
+# with reward_sum[t] = sum_{t<=k<b_t} gamma^(k-t) r_k. `cut_t` is where the window must stop: the end of
+# the episode (a terminal end has no state after it, so nothing is bootstrapped; a truncated end -- a
+# time-out -- bootstraps from its last observation instead of counting its final reward), or the next
+# change of controller (policy -> expert or back) when `switches` are given, so that a rescue's success
+# is not credited to the stall that triggered it.
+
+
+def reverse_discounted_cumsum(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """R[t] = r[t] + gamma * R[t+1] within one episode."""
+    out = np.zeros(len(rewards) + 1, dtype=np.float64)
+    for t in range(len(rewards) - 1, -1, -1):
+        out[t] = rewards[t] + gamma * out[t + 1]
+    return out[:-1]
+
+
+def window_cuts(length: int, terminal: bool, controller: np.ndarray | None = None) -> np.ndarray:
+    """Per frame, the index where its window stops: the next change of `controller` after t, else the
+    episode's end (`length` if terminal, the last frame if truncated)."""
+    end = length if terminal else length - 1
+    cuts = np.full(length, end, dtype=np.int64)
+    if controller is not None:
+        controller = np.asarray(controller).reshape(-1)
+        switches = np.flatnonzero(controller[1:] != controller[:-1]) + 1
+        for start, stop in zip(np.r_[0, switches], np.r_[switches, length], strict=True):
+            cuts[start:stop] = min(stop, end) if stop < length else end
+    return cuts
+
+
+def window_targets(
+    rewards: np.ndarray, horizon: int | None, gamma: float, cuts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reward_sum, bootstrap_discount, bootstrap_index) of every frame; horizon None = no limit (full
+    return). bootstrap_discount is 0 where the window reaches a terminal end (no state to bootstrap)."""
+    length = len(rewards)
+    returns = reverse_discounted_cumsum(rewards, gamma)
+    t = np.arange(length)
+    stop = cuts if horizon is None else np.minimum(t + horizon, cuts)
+    tail = np.r_[returns, 0.0][stop]
+    reward_sum = returns - gamma ** (stop - t) * tail
+    discount = np.where(stop < length, gamma ** (stop - t), 0.0)
+    return reward_sum, discount, np.minimum(stop, length - 1)
+
+
+def episode_advantage(
+    values: np.ndarray,
+    rewards: np.ndarray,
+    n_step: int | None,
+    terminal: bool = True,
+    controller: np.ndarray | None = None,
+) -> np.ndarray:
+    """Paper advantage along one episode: sum_{k<N} r_{t+k} + V(o_{t+N}) - V(o_t) (n_step None: the
+    return to the window's end minus V), windows cut as in `window_cuts`."""
+    cuts = window_cuts(len(rewards), terminal, controller)
+    reward_sum, discount, index = window_targets(rewards, n_step, 1.0, cuts)
+    return nstep_advantage(reward_sum, discount, values[index], values)
+
+
 # --- Advantage indicator -------------------------------------------------------------------------
 
 
-def nstep_advantage(
-    nstep_reward: Tensor, nstep_bootstrap: Tensor, value_next: Tensor, value: Tensor
-) -> Tensor:
-    """sum_{k<N} r_{t+k} + V(o_{t+N}) - V(o_t) (no bootstrap when the episode ends within N steps)."""
+def nstep_advantage(nstep_reward, nstep_bootstrap, value_next, value):
+    """sum_{k<N} r_{t+k} + V(o_{t+N}) - V(o_t) (no bootstrap when a terminal end comes within N steps);
+    the same formula for torch tensors (training) and numpy arrays (labelling)."""
     return nstep_reward + nstep_bootstrap * value_next - value
 
 
 def quantile_thresholds(
-    advantage: np.ndarray, task_index: np.ndarray, positive_fraction: float
+    advantage: np.ndarray, group: np.ndarray, positive_fraction: float
 ) -> dict[int, float]:
-    """Per-task threshold eps such that a `positive_fraction` share of that task's frames has A > eps."""
+    """Per-group (task, or task x value function) threshold eps such that a `positive_fraction` share of
+    that group's frames has A > eps."""
     return {
-        int(task): float(np.quantile(advantage[task_index == task], 1.0 - positive_fraction))
-        for task in np.unique(task_index)
+        int(g): float(np.quantile(advantage[group == g], 1.0 - positive_fraction)) for g in np.unique(group)
     }
 
 

@@ -4,11 +4,13 @@ Every option of the user's spec is here with the spec's default. The IQL tuning 
 `iql_preset` option: a preset fills `iql_expectile` / `iql_temperature`, explicit values win.
 """
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 from lerobot.configs import NormalizationMode, PreTrainedConfig
-from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig, OptimizerConfig
+from lerobot.optim import AdamWConfig, LRSchedulerConfig, OptimizerConfig
+from torch.optim.lr_scheduler import LambdaLR
 
 # The spec's "Hyperparameter Tuning" table: (expectile tau, temperature beta).
 IQL_PRESETS: dict[str, tuple[float, float]] = {
@@ -39,6 +41,36 @@ class PiStarRECAPAdamWConfig(AdamWConfig):
         kwargs = asdict(self)
         kwargs.pop("grad_clip_norm")
         return torch.optim.AdamW(params, **kwargs)
+
+
+@LRSchedulerConfig.register_subclass("pi_star_recap_cosine")
+@dataclass
+class PiStarRECAPCosineSchedulerConfig(LRSchedulerConfig):
+    """Linear warm-up over exactly `num_warmup_steps`, then cosine decay to `decay_lr` at step
+    min(num_decay_steps, the run's steps), constant after.
+
+    LeRobot's cosine_decay_with_warmup shrinks the warm-up with the run (warm-up x steps / decay_steps:
+    100 -> 2 steps for a 600-step fine-tune), so every short fine-tune started at peak learning rate with
+    fresh Adam moments. Here the warm-up means what it says, however short the run.
+    """
+
+    num_warmup_steps: int
+    num_decay_steps: int
+    peak_lr: float
+    decay_lr: float
+
+    def build(self, optimizer: torch.optim.Optimizer, num_training_steps: int) -> LambdaLR:
+        warmup = min(self.num_warmup_steps, num_training_steps)
+        decay_end = max(min(self.num_decay_steps, num_training_steps), warmup + 1)
+        floor = self.decay_lr / self.peak_lr
+
+        def lr_lambda(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = min((step - warmup) / (decay_end - warmup), 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return LambdaLR(optimizer, lr_lambda, -1)
 
 
 @PreTrainedConfig.register_subclass("pi_star_recap")
@@ -94,6 +126,13 @@ class PiStarRECAPConfig(PreTrainedConfig):
     indicator_positive_fraction: float = (
         0.3  # per-task quantile threshold -> this share of frames is positive
     )
+    # Episodes that end without success ran out of time: treat their end as a truncation (bootstrap from
+    # the last observation) rather than a terminal failure whose penalty a time-blind value cannot predict.
+    # A `truncated` / `next.truncated` column, where present, marks truncations explicitly.
+    timeouts_truncate: bool = True
+    # value-label: stop N-step windows where the expert takes over or hands back, so the stall before a
+    # takeover is not credited with the rescue that follows it.
+    cut_at_takeovers: bool = True
 
     # --- RECAP data mixing ----------------------------------------------------------------------
     demo_weight: float = 1.0
@@ -117,6 +156,8 @@ class PiStarRECAPConfig(PreTrainedConfig):
     weight_decay: float = 1e-10
     grad_clip_norm: float = 10.0
     fused_optimizer: bool = True  # PyTorch's fused AdamW kernel (CPU and CUDA); false: the for-loop AdamW
+    # Warm-up over exactly this many steps (also in short fine-tunes), then cosine decay to
+    # policy_lr x scheduler_decay_factor over min(scheduler_decay_steps, the run's --steps).
     scheduler_warmup_steps: int = 1_000
     scheduler_decay_steps: int = 30_000
     scheduler_decay_factor: float = 0.1
@@ -128,6 +169,11 @@ class PiStarRECAPConfig(PreTrainedConfig):
     compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead, max-autotune, ...
     tensorboard_dir: str | None = None  # None: <lerobot-train output_dir>/tensorboard
 
+    # Fine-tuning a checkpoint on another dataset (lerobot-train --policy.path=...): normalise with the
+    # statistics the checkpoint was trained with, so stage 2 starts acting exactly like stage 1. LeRobot
+    # would otherwise re-normalise states and actions with the new dataset's statistics.
+    keep_pretrained_stats: bool = True
+    state_std_floor: float = 1e-2  # lower bound on the std of normalised state dims, in their own units
     normalization_mapping: dict[str, NormalizationMode] = field(
         default_factory=lambda: {
             "VISUAL": NormalizationMode.IDENTITY,
@@ -212,6 +258,7 @@ class PiStarRECAPConfig(PreTrainedConfig):
             "return_normalizer",
             "must be > 0 or None.",
         )
+        require(self.state_std_floor >= 0.0, "state_std_floor", "must be >= 0 (0 disables the floor).")
         require(self.dtype in ("float32", "bfloat16"), "dtype", "must be 'float32' or 'bfloat16'.")
         require(self.on_nonfinite in ("raise", "skip"), "on_nonfinite", "must be 'raise' or 'skip'.")
         require(
@@ -262,8 +309,8 @@ class PiStarRECAPConfig(PreTrainedConfig):
             fused=self.fused_optimizer,
         )
 
-    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
-        return CosineDecayWithWarmupSchedulerConfig(
+    def get_scheduler_preset(self) -> PiStarRECAPCosineSchedulerConfig:
+        return PiStarRECAPCosineSchedulerConfig(
             peak_lr=self.policy_lr,
             decay_lr=self.policy_lr * self.scheduler_decay_factor,
             num_warmup_steps=self.scheduler_warmup_steps,

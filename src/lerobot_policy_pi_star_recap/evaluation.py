@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from .offline import EpisodePredictions, episode_advantage
-from .recap_data import DATA_TYPES, reverse_discounted_cumsum
+from .advantage import episode_advantage, reverse_discounted_cumsum
+from .offline import EpisodePredictions
+from .recap_data import DATA_TYPES
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -43,15 +44,28 @@ def episode_returns(episode: EpisodePredictions, discount: float) -> np.ndarray:
     return reverse_discounted_cumsum(episode.reward.astype(np.float64), discount)
 
 
-def episode_advantages(episode: EpisodePredictions, estimator: str, n_step: int | None) -> np.ndarray:
-    """IQL: min Q(s, recorded chunk) - V(s). Paper: N-step (or full-return) advantage from V."""
+def episode_advantages(
+    episode: EpisodePredictions, estimator: str, n_step: int | None, cut_at_takeovers: bool = True
+) -> np.ndarray:
+    """IQL: min Q(s, recorded chunk) - V(s). Paper: N-step (or full-return) advantage from V, windows
+    cut at a truncated end and, with `cut_at_takeovers`, where the expert takes over or hands back."""
     if estimator == "iql":
         return episode.q - episode.value
-    return episode_advantage(episode.value, episode.reward.astype(np.float64), n_step)
+    return episode_advantage(
+        episode.value,
+        episode.reward.astype(np.float64),
+        n_step,
+        terminal=episode.terminal,
+        controller=episode.intervention if cut_at_takeovers else None,
+    )
 
 
 def summarize(
-    episodes: list[EpisodePredictions], estimator: str, discount: float, n_step: int | None
+    episodes: list[EpisodePredictions],
+    estimator: str,
+    discount: float,
+    n_step: int | None,
+    cut_at_takeovers: bool = True,
 ) -> dict:
     """The offline-evaluation report (JSON-ready)."""
     # IQL's critics estimate discounted returns; the paper's value the undiscounted return.
@@ -82,7 +96,9 @@ def summarize(
                 "pearson_vs_return": pearson(q, returns),
                 "mean_abs_error": float(np.abs(q - returns).mean()),
             }
-        advantage = np.concatenate([episode_advantages(e, estimator, n_step) for e in episodes])
+        advantage = np.concatenate(
+            [episode_advantages(e, estimator, n_step, cut_at_takeovers) for e in episodes]
+        )
         if len(known) == len(episodes):
             report["success_separation"] = _separation(episodes)
     else:

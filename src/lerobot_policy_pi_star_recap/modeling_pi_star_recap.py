@@ -102,6 +102,34 @@ def check_dataset_matches(config: PiStarRECAPConfig, dataset_meta) -> None:
             )
 
 
+def pin_normalization_stats(config: PiStarRECAPConfig, dataset_meta, checkpoint: Path) -> None:
+    """Make lerobot-train normalise a fine-tune with the checkpoint's statistics (keep_pretrained_stats).
+
+    lerobot-train builds the policy, then its processors from `dataset_meta.stats`, which override the
+    stats saved with the checkpoint: stage 2 would see states scaled differently from stage 1 and decode
+    its actions with other stats. The statistics the policy normalises are therefore replaced, in the
+    dataset metadata lerobot-train holds, by the checkpoint's (or, with keep_pretrained_stats=false, the
+    dataset's with the std floor). On --resume the checkpoint's stats win in LeRobot anyway."""
+    from .processor_pi_star_recap import checkpoint_normalization_stats, floor_state_std
+
+    if dataset_meta.stats is None:
+        return
+    keys = {**config.input_features, **config.output_features}
+    if config.keep_pretrained_stats:
+        saved = checkpoint_normalization_stats(checkpoint)
+        replaced = {k: saved[k] for k in keys if k in saved}
+    else:
+        floored = floor_state_std(config, dataset_meta.stats)
+        replaced = {k: floored[k] for k in keys if k in floored}
+    for key, stats in replaced.items():
+        dataset_meta.stats[key] = {**dataset_meta.stats.get(key, {}), **stats}
+    if config.keep_pretrained_stats and replaced:
+        logging.info(
+            f"pi_star_recap: normalising {sorted(replaced)} with the statistics of {checkpoint} "
+            "(keep_pretrained_stats=true), not those of the new dataset."
+        )
+
+
 def distributed_mean(x: Tensor) -> Tensor:
     """Average over data-parallel ranks so running statistics stay identical on every rank."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -175,6 +203,9 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         # Training noise comes from a generator seeded by (noise_seed, num_updates), both saved in the
         # checkpoint, so a resumed run draws exactly the noise the uninterrupted run would have drawn.
         self.register_buffer("noise_seed", torch.randint(0, 2**62, (), dtype=torch.long))
+        # The run's seed (lerobot-train seeds torch before building the policy): a fine-tune of a checkpoint
+        # draws new noise for every --seed, while a resumed run (same seed) draws the same noise again.
+        self.run_seed = torch.initial_seed()
 
         self.recap_table: RecapTable | None = None
         if dataset_meta is not None and getattr(dataset_meta, "root", None) is not None:
@@ -195,6 +226,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             "discount": self.config.iql_discount,
             "n_step": self.config.advantage_n_step,
             "need_rewards": self.config.trains_critics,
+            "timeouts_truncate": self.config.timeouts_truncate,
         }
 
     def attach_dataset(self, table: RecapTable) -> None:
@@ -463,7 +495,12 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         prefix_kv, attention_mask = self.expert.prefix_cache(prefix, prefix_mask)
         velocity = self.expert(noisy, time, condition, prefix_kv, attention_mask)
         error = (velocity.float() - (noise - actions).float()).square().mean(-1)
-        valid = (~action_pad).float()
+        # Only the actions the controller of frame t executed: a chunk that starts on an expert frame ends
+        # where the policy takes back over (and vice versa).
+        same_controller = (
+            torch.arange(actions.shape[1], device=actions.device) < targets["segment_left"][:, None]
+        )
+        valid = (~action_pad & same_controller).float()
         flow_loss = (error * valid).sum(1) / valid.sum(1).clamp_min(1.0)
         stats["policy_loss"] = weights * flow_loss
         stats["flow_loss"] = flow_loss
@@ -471,7 +508,9 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
 
     def _step_generator(self, device: torch.device) -> torch.Generator:
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        seed = int(self.noise_seed) + 1_000_003 * int(self.num_updates) + 7_919 * rank
+        seed = (
+            int(self.noise_seed) + 1_000_003 * int(self.num_updates) + 7_919 * rank + 104_729 * self.run_seed
+        )
         return torch.Generator(device=device).manual_seed(seed % 2**63)
 
     def _data_type_weights(self, targets: dict) -> Tensor:
@@ -687,6 +726,8 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             )
         if "critics." in fresh:
             policy.advantage_updates.zero_()  # advantage statistics restart with the new critics
+        if kwargs.get("dataset_meta") is not None:
+            pin_normalization_stats(config, kwargs["dataset_meta"], weights.parent)
         policy.to(config.device)
         policy.eval()
         return policy

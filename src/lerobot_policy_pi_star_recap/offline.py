@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from .advantage import quantile_thresholds
-from .recap_data import RecapDataError, RecapTable, reverse_discounted_cumsum
+from .recap_data import RecapDataError, RecapTable
 
 
 @dataclass
@@ -28,6 +28,7 @@ class EpisodePredictions:
     task_index: np.ndarray
     reward: np.ndarray
     success: float  # 1, 0, or nan when the dataset does not say
+    terminal: bool  # False: the episode was truncated (a time-out), bootstrap from its last frame
     value: np.ndarray
     q: np.ndarray | None = None
     action_mse: np.ndarray | None = None  # sampled chunk vs recorded chunk, normalised action units
@@ -73,7 +74,11 @@ def load_recap_policy(path: str | Path, device: str | None = None):
 def recap_table_for(policy, root: str | Path) -> RecapTable:
     config = policy.config
     return RecapTable.from_dataset_root(
-        root, chunk_size=config.chunk_size, discount=config.iql_discount, n_step=config.advantage_n_step
+        root,
+        chunk_size=config.chunk_size,
+        discount=config.iql_discount,
+        n_step=config.advantage_n_step,
+        timeouts_truncate=config.timeouts_truncate,
     )
 
 
@@ -137,6 +142,7 @@ def split_by_episode(table: RecapTable, flat: dict[str, np.ndarray | None]) -> l
                 task_index=table.task_index[pos],
                 reward=table.reward[pos],
                 success=float(table.success[pos][0]),
+                terminal=bool(table.terminal[pos][0]),
                 value=flat["value"][rows],
                 q=flat["q"][rows] if flat["q"] is not None else None,
                 action_mse=flat["action_mse"][rows] if flat["action_mse"] is not None else None,
@@ -145,39 +151,32 @@ def split_by_episode(table: RecapTable, flat: dict[str, np.ndarray | None]) -> l
     return out
 
 
-# --- Advantages over whole episodes ------------------------------------------------------------
-
-
-def episode_advantage(values: np.ndarray, rewards: np.ndarray, n_step: int | None) -> np.ndarray:
-    """Paper advantage along one episode: sum_{k<N} r_{t+k} + V(o_{t+N}) - V(o_t), or G_t - V(o_t) if
-    n_step is None; no bootstrap past the episode's end (episodes end in success or failure)."""
-    returns = reverse_discounted_cumsum(rewards, 1.0)
-    if n_step is None:
-        return returns - values
-    length = len(rewards)
-    advantage = np.empty(length)
-    for t in range(length):
-        if t + n_step < length:
-            advantage[t] = returns[t] - returns[t + n_step] + values[t + n_step] - values[t]
-        else:
-            advantage[t] = returns[t] - values[t]
-    return advantage
+# --- Advantage indicators over whole episodes ---------------------------------------------------
 
 
 def label_indicators(
-    advantage: np.ndarray, task_index: np.ndarray, intervention: np.ndarray, positive_fraction: float
+    advantage: np.ndarray,
+    task_index: np.ndarray,
+    intervention: np.ndarray,
+    positive_fraction: float,
+    labeller: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[int, float]]:
-    """Per-task quantile thresholds and the indicator (interventions forced positive)."""
-    for task in np.unique(task_index):
-        values = advantage[task_index == task]
+    """Quantile thresholds per task -- and per value function (`labeller`) when several labelled the data,
+    since cross-fitted value functions are not calibrated alike -- and the indicator (interventions forced
+    positive). Thresholds are keyed by task_index * (number of labellers) + labeller."""
+    labeller = np.zeros_like(task_index) if labeller is None else np.asarray(labeller)
+    group = task_index * (int(labeller.max()) + 1) + labeller
+    for key in np.unique(group):
+        values = advantage[group == key]
         if np.ptp(values) <= 1e-9 * max(1.0, np.abs(values).max()):
+            task = key // (int(labeller.max()) + 1)
             raise RecapDataError(
                 f"all advantages of task {int(task)} are equal ({values[0]:.4g}), so no threshold can select "
                 f"{positive_fraction:.0%} of its frames as positive. The value function is probably constant "
                 "(untrained, or trained on one outcome only): train it longer or on episodes with both "
                 "successes and failures."
             )
-    thresholds = quantile_thresholds(advantage, task_index, positive_fraction)
-    threshold = np.array([thresholds[int(t)] for t in task_index])
+    thresholds = quantile_thresholds(advantage, group, positive_fraction)
+    threshold = np.array([thresholds[int(g)] for g in group])
     indicator = (advantage > threshold) | (intervention > 0.5)
     return indicator.astype(np.float32), thresholds

@@ -7,10 +7,14 @@ policy looks them up by the global frame `index`, which the pipeline keeps (see 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from lerobot.configs import FeatureType, NormalizationMode
 from lerobot.processor import (
     NewLineTaskProcessorStep,
     PolicyAction,
@@ -23,6 +27,50 @@ from lerobot.processor import (
 
 from .backbone import load_tokenizer
 from .configuration_pi_star_recap import PiStarRECAPConfig
+
+PREPROCESSOR_FILE = "policy_preprocessor.json"
+NORMALIZER_STEP = "normalizer_processor"
+
+
+def floor_state_std(config: PiStarRECAPConfig, stats: dict | None) -> dict | None:
+    """A copy of `stats` whose state std is at least `config.state_std_floor` (in the state's own units).
+
+    A dimension that barely moves in the training episodes (an object resting on the table: std 0.003)
+    otherwise turns every off-demonstration state into a z-score in the hundreds."""
+    if not stats:
+        return stats
+    out = dict(stats)
+    for key, feature in config.input_features.items():
+        mode = config.normalization_mapping.get(feature.type.value)
+        normalised_state = (
+            feature.type in (FeatureType.STATE, FeatureType.ENV) and mode == NormalizationMode.MEAN_STD
+        )
+        if normalised_state and "std" in out.get(key, {}):
+            std = np.asarray(out[key]["std"], dtype=np.float64)
+            out[key] = {**out[key], "std": np.maximum(std, config.state_std_floor)}
+    return out
+
+
+def checkpoint_normalization_stats(checkpoint: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The normalisation statistics saved with a checkpoint's preprocessor (what it was trained with)."""
+    from safetensors.numpy import load_file
+
+    pipeline_file = checkpoint / PREPROCESSOR_FILE
+    if not pipeline_file.is_file():
+        raise FileNotFoundError(
+            f"{pipeline_file} does not exist, so the checkpoint's normalisation statistics are unknown; "
+            "pass --policy.keep_pretrained_stats=false to normalise with the new dataset's statistics."
+        )
+    steps = json.loads(pipeline_file.read_text())["steps"]
+    state_files = [
+        s["state_file"] for s in steps if s.get("registry_name") == NORMALIZER_STEP and "state_file" in s
+    ]
+    stats: dict[str, dict[str, np.ndarray]] = {}
+    for name in state_files:
+        for flat_key, value in load_file(str(checkpoint / name)).items():
+            key, stat = flat_key.rsplit(".", 1)
+            stats.setdefault(key, {})[stat] = value
+    return stats
 
 
 @dataclass
@@ -46,7 +94,7 @@ def make_pi_star_recap_pre_post_processors(
 ]:
     """Rename -> batch -> newline-terminated task -> tokenize -> device -> normalise; and
     unnormalise -> cpu for actions."""
-    steps = make_default_policy_processor_steps(config, dataset_stats)
+    steps = make_default_policy_processor_steps(config, floor_state_std(config, dataset_stats))
     input_steps = [
         steps.rename_observations,
         steps.add_batch_dim,

@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from .advantage import reverse_discounted_cumsum, window_cuts, window_targets
+
 DATA_TYPES = ("demo", "auto", "intervention")
 DEMO, AUTO, INTERVENTION = range(3)
 
@@ -27,6 +29,7 @@ REWARD_KEYS = ("reward", "next.reward")
 DONE_KEYS = ("done", "next.done")
 INTERVENTION_KEYS = ("intervention_mask", "intervention", "complementary_info.is_intervention")
 SUCCESS_KEYS = ("success", "next.success")
+TRUNCATED_KEYS = ("truncated", "next.truncated")
 # Written by `pi-star-recap value-label` (paper workflow).
 ADVANTAGE_KEY = "advantage"
 INDICATOR_KEY = "advantage_indicator"
@@ -73,6 +76,7 @@ class RecapColumns:
     done: np.ndarray | None
     intervention: np.ndarray | None
     success: np.ndarray | None
+    truncated: np.ndarray | None = None
     advantage: np.ndarray | None = None
     indicator: np.ndarray | None = None
 
@@ -107,6 +111,7 @@ def read_recap_columns(root: str | Path) -> RecapColumns:
         "done": _first_present(names, DONE_KEYS),
         "intervention": _first_present(names, INTERVENTION_KEYS),
         "success": _first_present(names, SUCCESS_KEYS),
+        "truncated": _first_present(names, TRUNCATED_KEYS),
         "advantage": ADVANTAGE_KEY if ADVANTAGE_KEY in names else None,
         "indicator": INDICATOR_KEY if INDICATOR_KEY in names else None,
     }
@@ -141,6 +146,7 @@ def read_recap_columns(root: str | Path) -> RecapColumns:
         done=optional("done", bool),
         intervention=optional("intervention", np.float64),
         success=optional("success", bool),
+        truncated=optional("truncated", bool),
         advantage=optional("advantage", np.float64),
         indicator=optional("indicator", np.float64),
     )
@@ -175,40 +181,22 @@ def validate_columns(columns: RecapColumns, where: str, need_rewards: bool) -> N
             )
 
 
-def reverse_discounted_cumsum(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """R[t] = r[t] + gamma * R[t+1] within one episode."""
-    out = np.zeros(len(rewards) + 1, dtype=np.float64)
-    for t in range(len(rewards) - 1, -1, -1):
-        out[t] = rewards[t] + gamma * out[t + 1]
-    return out[:-1]
+def episode_is_terminal(
+    done_last: bool, success: float, truncated_last: bool, timeouts_truncate: bool
+) -> bool:
+    """Whether an episode's end is terminal (nothing to bootstrap after it) or a truncation.
 
-
-def chunk_targets(
-    rewards: np.ndarray, terminal: bool, horizon: int, gamma: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame (discounted reward sum, bootstrap discount) of one episode for an H-step backup.
-
-    The backup target is `reward_sum + bootstrap_discount * V(o_{min(t+H, last)})`, i.e.
-    sum_{k<H} gamma^k r_{t+k} + gamma^H V(o_{t+H}) inside the episode. Near the end of a terminal
-    episode the sum runs to the last frame and nothing is bootstrapped; a truncated episode bootstraps
-    from its last observation (the one LeRobot's clamped delta index returns).
+    A `truncated` flag on the last frame marks a truncation. Without one, an episode that did not succeed
+    ended because time ran out (the collector's episodes end only at success or at the length limit), so
+    with `timeouts_truncate` it is a truncation: a value that cannot see the time left cannot predict the
+    failure penalty of the last frames, and counting it made failure tails look better than the rest of
+    the episode. Episodes without `done` or success information are terminal.
     """
-    length = len(rewards)
-    returns = reverse_discounted_cumsum(rewards, gamma)
-    reward_sum = np.empty(length)
-    discount = np.empty(length)
-    last = length - 1
-    for t in range(length):
-        if t + horizon <= last:
-            reward_sum[t] = returns[t] - gamma**horizon * returns[t + horizon]
-            discount[t] = gamma**horizon
-        elif terminal:
-            reward_sum[t] = returns[t]
-            discount[t] = 0.0
-        else:
-            reward_sum[t] = returns[t] - gamma ** (last - t) * returns[last]
-            discount[t] = gamma ** (last - t)
-    return reward_sum, discount
+    if truncated_last:
+        return False
+    if timeouts_truncate and success == 0.0:
+        return False
+    return bool(done_last)
 
 
 class RecapTable:
@@ -225,6 +213,7 @@ class RecapTable:
         n_step: int,
         where: str = "dataset",
         need_rewards: bool = True,
+        timeouts_truncate: bool = True,
     ):
         validate_columns(columns, where, need_rewards)
         self.where = where
@@ -258,6 +247,9 @@ class RecapTable:
         self.mc_return = full(0.0, np.float32)
         self.nstep_reward = full(0.0, np.float32)
         self.nstep_bootstrap = full(0.0, np.float32)
+        # Frames from t to the next change of controller (policy <-> expert) or the episode's end: the
+        # part of an action chunk that the controller of frame t really executed.
+        self.segment_left = full(1, np.int64)
         self.advantage = full(np.nan, np.float32)
         self.indicator = full(np.nan, np.float32)
 
@@ -282,22 +274,34 @@ class RecapTable:
         self.episode_lengths = ends - starts
         self.max_abs_return = 0.0
         self.min_return, self.max_return = 0.0, 0.0
+        self.terminal = full(True, bool)  # per frame: its episode ends in a terminal state
         for start, end in zip(starts, ends, strict=True):
             frames = position[start:end]
+            length = end - start
+            self.segment_left[frames] = window_cuts(length, True, intervention[start:end]) - np.arange(length)
             if columns.success is not None:
                 self.success[frames] = float(columns.success[start:end].any())
             if not self.has_rewards:
                 continue
             rewards = columns.reward[start:end]
             self.reward[frames] = rewards
-            terminal = True if columns.done is None else bool(columns.done[end - 1])
-            reward_sum, bootstrap = chunk_targets(rewards, terminal, chunk_size, discount)
+            terminal = episode_is_terminal(
+                True if columns.done is None else bool(columns.done[end - 1]),
+                float(self.success[frames[0]]),
+                columns.truncated is not None and bool(columns.truncated[end - 1]),
+                timeouts_truncate,
+            )
+            self.terminal[frames] = terminal
+            # The bootstrap observation is LeRobot's o_{t+H}, clamped to the last frame: windows are cut
+            # only at the episode's end here (value-label also cuts them at changes of controller).
+            cuts = window_cuts(length, terminal)
+            reward_sum, bootstrap, _ = window_targets(rewards, chunk_size, discount, cuts)
             self.chunk_reward[frames] = reward_sum
             self.chunk_discount[frames] = bootstrap
             # The paper's value target: undiscounted Monte-Carlo return to the episode's end.
             mc = reverse_discounted_cumsum(rewards, 1.0)
             self.mc_return[frames] = mc
-            nstep_sum, nstep_bootstrap = chunk_targets(rewards, True, n_step, 1.0)
+            nstep_sum, nstep_bootstrap, _ = window_targets(rewards, n_step, 1.0, cuts)
             self.nstep_reward[frames] = nstep_sum
             self.nstep_bootstrap[frames] = nstep_bootstrap
             self.min_return = min(self.min_return, float(mc.min()))
@@ -346,6 +350,7 @@ class RecapTable:
             "mc_return",
             "nstep_reward",
             "nstep_bootstrap",
+            "segment_left",
             "advantage",
             "indicator",
         )

@@ -29,11 +29,14 @@ class DemoPlan:
     """How much of everything the demo does; `--quick` is the CI smoke-test size."""
 
     demos: int = 10
-    stage1_steps: int = 600
+    # BC on 10 demos plateaus after ~1200 steps (push-v3: 24% at 600, 60% at 1200, 64% at 1800): stage 1
+    # must be converged, or "stage 2 beats stage 1" only rewards the extra steps.
+    stage1_steps: int = 1200
     rollouts: int = 20  # autonomous episodes of the latest policy, per iteration
     corrections: int = 20  # episodes where the expert takes over when the policy stalls, per iteration
     stage2_steps: int = 600
-    eval_episodes: int = 50
+    eval_episodes: int = 100  # per arm, on the same env seeds (paired comparison)
+    eval_batch_size: int = 10  # envs per lerobot-eval batch (one batched policy pass for all of them)
     batch_size: int = 32
     episode_length: int = 200
     image_size: int = 96
@@ -49,6 +52,7 @@ QUICK = DemoPlan(
     stage2_steps=30,
     value_steps=20,
     eval_episodes=3,
+    eval_batch_size=3,
     batch_size=8,
     episode_length=60,
 )
@@ -86,6 +90,12 @@ def register(subparsers) -> None:
         default="mc_distributional",
         help="stage 2's advantages: the paper's distributional value, cross-fitted (default), or the spec's "
         "IQL critics trained jointly with the policy",
+    )
+    parser.add_argument(
+        "--no-null-control",
+        dest="null_control",
+        action="store_false",
+        help="skip the null control (stage 1 fine-tuned on its own demos with stage 2's steps)",
     )
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke test (tiny budgets)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
@@ -266,7 +276,7 @@ class Demo:
                 f"--env.episode_length={self.plan.episode_length}",
                 "--env.reward=recap",
                 f"--eval.n_episodes={self.plan.eval_episodes}",
-                "--eval.batch_size=1",
+                f"--eval.batch_size={self.plan.eval_batch_size}",
                 "--policy.device=cpu",
                 f"--output_dir={output}",
                 f"--seed={self.args.seed + 10_000}",
@@ -290,6 +300,10 @@ class Demo:
         demos = self.collect("demos", "demo", plan.demos, seed)
         stage1 = self.train("stage1", demos, plan.stage1_steps, None)
         checkpoints = {"stage 1 (BC on demos)": stage1}
+        if self.args.null_control:
+            # The same fine-tuning path and budget as stage 2, on data that carries nothing new: what
+            # stage 2 must beat to show that the experience, not the extra steps, helped.
+            checkpoints[NULL_CONTROL] = self.train("null_control", demos, plan.stage2_steps, stage1)
         latest, experience = stage1, [demos]
         for iteration in range(1, self.args.iterations + 1):
             mixed = self.gather(iteration, latest, experience)
@@ -314,6 +328,7 @@ class Demo:
         from .eval import run as offline_eval
 
         rows = [{"stage": name, **eval_summary(info)} for name, info in results.items()]
+        comparisons = paired_comparisons(results)
         plots = {
             "success_per_stage": str(
                 plot_bars(
@@ -350,6 +365,7 @@ class Demo:
             "plan": asdict(self.plan),
             "policy_flags": POLICY_FLAGS,
             "stages": rows,
+            "comparisons": comparisons,
             "eval_info": {
                 name: str(self.out / "eval" / Path(str(c)).parents[2].name / "eval_info.json")
                 for name, c in checkpoints.items()
@@ -358,7 +374,7 @@ class Demo:
             "seconds": {k: round(v, 1) for k, v in self.timings.items()},
         }
         (self.out / "results.json").write_text(json.dumps(report, indent=2))
-        table = format_results(rows)
+        table = format_results(rows) + "\n\n" + format_comparisons(comparisons)
         (self.out / "results.md").write_text(table + "\n")
         print("\n" + table)
         print(
@@ -369,29 +385,70 @@ class Demo:
         return report
 
 
+NULL_CONTROL = "null control (stage 1 + stage-2 steps on the demos)"
+
+
+def episode_successes(info: dict) -> list[bool]:
+    """Per-episode success from lerobot-eval's eval_info.json, in env-seed order."""
+    return [bool(s) for task in info["per_task"] for s in task["metrics"]["successes"]]
+
+
+def paired_comparisons(results: dict[str, dict]) -> list[dict]:
+    """Every later stage against stage 1 and against the null control, paired on the same env seeds."""
+    from ..paired import paired_difference
+
+    names = list(results)
+    baselines = [names[0]] + ([NULL_CONTROL] if NULL_CONTROL in results else [])
+    out = []
+    for name in names[1:]:
+        for baseline in baselines:
+            if name == baseline:
+                continue
+            a, b = episode_successes(results[name]), episode_successes(results[baseline])
+            out.append({"stage": name, "baseline": baseline, **paired_difference(a, b)})
+    return out
+
+
+def format_comparisons(comparisons: list[dict]) -> str:
+    lines = [
+        "| stage | vs | difference | 95% CI (paired bootstrap) | wins / losses | McNemar p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        lines.append(
+            f"| {c['stage'].split(' (')[0]} | {c['baseline'].split(' (')[0]} | {c['difference']:+.0%} | "
+            f"[{c['ci_low']:+.0%}, {c['ci_high']:+.0%}] | {c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def eval_summary(info: dict) -> dict:
     """Success rate and throughput from lerobot-eval's eval_info.json. The env runs with
     --env.reward=recap (-1 per step, 0 on the success step), so a successful episode's summed reward
     is 1 - (steps to success)."""
-    metrics = [task["metrics"] for task in info["per_task"]]
-    successes = [bool(s) for m in metrics for s in m["successes"]]
-    sums = [float(r) for m in metrics for r in m["sum_rewards"]]
+    from ..paired import wilson_interval
+
+    successes = episode_successes(info)
+    sums = [float(r) for task in info["per_task"] for r in task["metrics"]["sum_rewards"]]
     steps = [1 - total for total, success in zip(sums, successes, strict=True) if success]
+    low, high = wilson_interval(sum(successes), len(successes))
     return {
         "episodes": len(successes),
         "success_rate": sum(successes) / max(len(successes), 1),
+        "success_ci": [low, high],
         "mean_steps_to_success": sum(steps) / len(steps) if steps else None,
     }
 
 
 def format_results(rows: list[dict]) -> str:
     lines = [
-        "| stage | episodes | success rate | mean steps to success |",
-        "|---|---|---|---|",
+        "| stage | episodes | success rate | 95% CI | mean steps to success |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
+        low, high = r["success_ci"]
         lines.append(
-            f"| {r['stage']} | {r['episodes']} | {r['success_rate']:.0%} | "
+            f"| {r['stage']} | {r['episodes']} | {r['success_rate']:.0%} | [{low:.0%}, {high:.0%}] | "
             f"{'-' if r['mean_steps_to_success'] is None else round(r['mean_steps_to_success'])} |"
         )
     return "\n".join(lines)

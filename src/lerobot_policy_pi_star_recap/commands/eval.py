@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     n_step = config.advantage_n_step if config.advantage_horizon == "n_step" else None
-    report = summarize(predictions, config.advantage_estimator, config.iql_discount, n_step)
+    report = summarize(
+        predictions, config.advantage_estimator, config.iql_discount, n_step, config.cut_at_takeovers
+    )
     report.update(policy_path=str(args.policy_path), dataset=args.repo_id, episode_indices=episodes)
 
     plots = {}
@@ -99,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         )
         advantages = {name: [] for name in DATA_TYPES}
         for episode in predictions:
-            advantage = episode_advantages(episode, config.advantage_estimator, n_step)
+            advantage = episode_advantages(
+                episode, config.advantage_estimator, n_step, config.cut_at_takeovers
+            )
             for code, name in enumerate(DATA_TYPES):
                 advantages[name].append(advantage[episode.data_type == code])
         plots["advantage_by_type"] = plot_advantage_by_type(

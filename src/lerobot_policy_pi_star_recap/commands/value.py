@@ -152,14 +152,17 @@ def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets import LeRobotDataset
     from lerobot.datasets.dataset_tools import add_features
 
-    from ..offline import episode_advantage, label_indicators
+    from ..evaluation import episode_advantages
+    from ..offline import label_indicators
     from ..recap_data import DATA_TYPES
     from ..recap_dataset import atomic_output_dir, check_dataset_root
 
     src = Path(args.src).expanduser()
     check_dataset_root(src, "source dataset")
     source = LeRobotDataset(_repo_id(src), root=src)
-    config, episodes = predict_out_of_sample(args.value_paths, source, args.batch_size, args.device)
+    config, episodes, labellers = predict_out_of_sample(
+        args.value_paths, source, args.batch_size, args.device
+    )
     fraction = args.positive_fraction or config.indicator_positive_fraction
     if args.full_return:
         n_step = None
@@ -170,15 +173,14 @@ def run_value_label(args: argparse.Namespace) -> int:
 
     index = np.concatenate([e.index for e in episodes])
     value = np.concatenate([e.value for e in episodes])
-    if config.advantage_estimator == "iql":
-        advantage = np.concatenate([e.q - e.value for e in episodes])
-    else:
-        advantage = np.concatenate(
-            [episode_advantage(e.value, e.reward.astype(np.float64), n_step) for e in episodes]
-        )
+    advantage = np.concatenate(
+        [episode_advantages(e, config.advantage_estimator, n_step, config.cut_at_takeovers) for e in episodes]
+    )
     task = np.concatenate([e.task_index for e in episodes])
     intervention = np.concatenate([e.intervention for e in episodes])
-    indicator, thresholds = label_indicators(advantage, task, intervention, fraction)
+    # Each episode's threshold comes from the frames valued by the same value function(s).
+    labeller = np.concatenate([np.full(len(e.index), labellers[e.episode_index]) for e in episodes])
+    indicator, thresholds = label_indicators(advantage, task, intervention, fraction, labeller)
 
     # Columns in the dataset's own row order (global index order).
     order = np.argsort(index)
@@ -195,8 +197,9 @@ def run_value_label(args: argparse.Namespace) -> int:
     data_type = np.concatenate([e.data_type for e in episodes])
     print(f"Labelled {len(index)} frames of {source.meta.total_episodes} episodes -> {args.dst} ({repo_id})")
     print("advantage: " + ("full return - V" if n_step is None else f"{n_step}-step"))
-    for task_index, threshold in thresholds.items():
-        print(f"task {task_index}: threshold {threshold:.4f}")
+    groups = int(labeller.max()) + 1
+    for key, threshold in thresholds.items():
+        print(f"task {key // groups}, value function set {key % groups}: threshold {threshold:.4f}")
     for code, name in enumerate(DATA_TYPES):
         rows = data_type == code
         if rows.any():
@@ -213,7 +216,8 @@ def run_value_label(args: argparse.Namespace) -> int:
 
 def predict_out_of_sample(paths: list[str], source, batch_size: int, device: str | None):
     """Value (and Q) predictions for every episode of `source`, each from the checkpoints that did not
-    train on it (averaged when several did not); with one checkpoint, from that one."""
+    train on it (averaged when several did not); with one checkpoint, from that one. Also returns, per
+    episode, a code for the set of checkpoints that valued it (0, 1, ...)."""
     from ..offline import load_recap_policy, predict_episodes
 
     total = source.meta.total_episodes
@@ -247,7 +251,9 @@ def predict_out_of_sample(paths: list[str], source, batch_size: int, device: str
         for prediction in predictions:
             per_episode.setdefault(prediction.episode_index, []).append(prediction)
         del policy
-    return config, [_average(per_episode[e]) for e in range(total)]
+    sets = sorted({tuple(ks) for ks in labellers.values()})
+    codes = {e: sets.index(tuple(ks)) for e, ks in labellers.items()}
+    return config, [_average(per_episode[e]) for e in range(total)], codes
 
 
 def _trained_episodes(path: str, total: int) -> set[int]:

@@ -1,0 +1,148 @@
+"""Where do the advantage indicators of a labelled dataset fall, under each labelling rule?
+
+Recomputes the N-step advantage from the `value` column that `pi-star-recap value-label` wrote (no model,
+seconds) under the old rules and under each fix, and reports, per rule, the share of positive frames by
+data type, in the stall before each takeover, in the tails of failed episodes, and per cross-fitting
+fold. Known ground truth: expert frames should be positive (they are forced), the stall frames that
+triggered a takeover and the tails of failed episodes should not.
+
+    python benchmarks/label_quality.py outputs/demo/data/mixed1_labelled --folds 2 \\
+        --output benchmarks/results/label_quality_push-v3.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from lerobot_policy_pi_star_recap.advantage import episode_advantage
+from lerobot_policy_pi_star_recap.offline import label_indicators
+from lerobot_policy_pi_star_recap.recap_data import RecapTable, read_recap_columns
+
+# (name, failed episodes truncated, windows cut at takeovers, threshold per fold), cumulative
+RULES = [
+    ("before: terminal time-outs, no cuts, one threshold", False, False, False),
+    ("+ time-outs truncated", True, False, False),
+    ("+ windows cut at takeovers", True, True, False),
+    ("+ threshold per fold (all fixes)", True, True, True),
+]
+
+
+def value_column(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    table = pq.ParquetDataset(sorted((root / "data").glob("**/*.parquet"))).read(columns=["index", "value"])
+    table = table.sort_by("index")
+    value = table.column("value").combine_chunks()
+    if str(value.type).startswith(("list", "fixed_size_list")):
+        value = value.flatten()
+    return np.asarray(table.column("index").to_numpy()), np.asarray(value.to_numpy(), dtype=np.float64)
+
+
+def label(columns, value: np.ndarray, n_step: int, fraction: float, folds: int, rule: tuple) -> np.ndarray:
+    _, truncate, cut, per_fold = rule
+    table = RecapTable(columns, chunk_size=1, discount=1.0, n_step=n_step, timeouts_truncate=truncate)
+    position = columns.index - table.offset
+    advantage = np.empty(len(value))
+    starts = np.flatnonzero(np.r_[True, columns.episode_index[1:] != columns.episode_index[:-1]])
+    for start, end in zip(starts, np.r_[starts[1:], len(value)], strict=True):
+        rows = slice(start, end)
+        advantage[rows] = episode_advantage(
+            value[rows],
+            table.reward[position[rows]].astype(np.float64),
+            n_step,
+            terminal=bool(table.terminal[position[start]]),
+            controller=table.intervention[position[rows]] if cut else None,
+        )
+    labeller = columns.episode_index % folds if per_fold else None
+    indicator, _ = label_indicators(
+        advantage, columns.task_index, table.intervention[position], fraction, labeller
+    )
+    return indicator > 0.5, advantage
+
+
+def report(columns, table: RecapTable, positive: np.ndarray, advantage: np.ndarray, folds: int) -> dict:
+    position = columns.index - table.offset
+    expert = table.intervention[position] > 0.5
+    episode, data_type = columns.episode_index, columns.data_type
+    stall = np.zeros(len(positive), dtype=bool)
+    tail = np.zeros(len(positive), dtype=bool)
+    early_failure = np.zeros(len(positive), dtype=bool)
+    for e in np.unique(episode):
+        rows = np.flatnonzero(episode == e)
+        mask = expert[rows]
+        for takeover in np.flatnonzero(mask & ~np.r_[False, mask[:-1]]):
+            stall[rows[max(0, takeover - 20) : takeover]] = True
+        if table.success[position[rows[0]]] == 0.0:
+            from_end = len(rows) - 1 - np.arange(len(rows))
+            tail[rows[from_end < 50]] = True
+            early_failure[rows[from_end >= 50]] = True
+    stall &= ~expert
+    tail &= ~expert
+    early_failure &= ~expert
+
+    def share(selection: np.ndarray) -> dict:
+        return {
+            "frames": int(selection.sum()),
+            "positive": float(positive[selection].mean()) if selection.any() else None,
+            "share_of_all_positives": float(positive[selection].sum() / max(positive.sum(), 1)),
+        }
+
+    out = {
+        "positive_fraction": float(positive.mean()),
+        "demo frames": share(data_type == 0),
+        "autonomous frames": share(data_type == 1),
+        "policy frames of corrected episodes": share((data_type == 2) & ~expert),
+        "expert frames (ground truth: positive)": share(expert),
+        "20 stall frames before a takeover (ground truth: negative)": share(stall),
+        "last 50 frames of failed episodes": share(tail),
+        "frames 50+ steps before a failure's end": share(early_failure),
+    }
+    for fold in range(folds):
+        rows = (episode % folds == fold) & ~expert
+        out[f"non-expert frames valued by fold {fold}"] = {
+            "frames": int(rows.sum()),
+            "positive": float(positive[rows].mean()),
+            "mean_advantage": float(advantage[rows].mean()),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("root", type=Path, help="a dataset written by `pi-star-recap value-label`")
+    parser.add_argument("--folds", type=int, default=2, help="value-train --folds used to label it")
+    parser.add_argument("--n-step", type=int, default=50)
+    parser.add_argument("--positive-fraction", type=float, default=0.3)
+    parser.add_argument("--output", type=Path, default=None, help="write the report as JSON here")
+    args = parser.parse_args()
+
+    columns = read_recap_columns(args.root)
+    index, value = value_column(args.root)
+    if not np.array_equal(index, columns.index):
+        raise SystemExit(f"error: {args.root}: the value column does not cover every frame.")
+    table = RecapTable(columns, chunk_size=1, discount=1.0, n_step=args.n_step)
+    results = {}
+    for rule in RULES:
+        positive, advantage = label(columns, value, args.n_step, args.positive_fraction, args.folds, rule)
+        results[rule[0]] = report(columns, table, positive, advantage, args.folds)
+    keys = [k for k in results[RULES[0][0]] if k != "positive_fraction"]
+    print("| frames | " + " | ".join(r[0] for r in RULES) + " |")
+    print("|---" * (len(RULES) + 1) + "|")
+    for key in keys:
+        cells = []
+        for rule in RULES:
+            entry = results[rule[0]][key]
+            cells.append("-" if entry["positive"] is None else f"{entry['positive']:.0%}")
+        print(f"| {key} ({results[RULES[0][0]][key]['frames']}) | " + " | ".join(cells) + " |")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"dataset": str(args.root), "rules": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
