@@ -19,16 +19,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from lerobot_policy_pi_star_recap.advantage import episode_advantage
+from lerobot_policy_pi_star_recap.advantage import episode_advantage, frames_before_takeovers
 from lerobot_policy_pi_star_recap.offline import label_indicators
 from lerobot_policy_pi_star_recap.recap_data import RecapTable, read_recap_columns
 
-# (name, failed episodes truncated, windows cut at takeovers, threshold per fold), cumulative
+# (name, failed episodes truncated, windows cut at takeovers, threshold per fold, frames negative before a
+# takeover); the first four are cumulative, the last row is the cut that was tried and is off by default.
 RULES = [
-    ("before: terminal time-outs, no cuts, one threshold", False, False, False),
-    ("+ time-outs truncated", True, False, False),
-    ("+ windows cut at takeovers", True, True, False),
-    ("+ threshold per fold (all fixes)", True, True, True),
+    ("before: terminal time-outs, one threshold", False, False, False, 0),
+    ("+ time-outs truncated", True, False, False, 0),
+    ("+ threshold per fold", True, False, True, 0),
+    ("+ 20 frames before a takeover negative (demo)", True, False, True, 20),
+    ("(tried) windows cut at takeovers instead", True, True, True, 0),
 ]
 
 
@@ -42,10 +44,11 @@ def value_column(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label(columns, value: np.ndarray, n_step: int, fraction: float, folds: int, rule: tuple) -> np.ndarray:
-    _, truncate, cut, per_fold = rule
+    _, truncate, cut, per_fold, before = rule
     table = RecapTable(columns, chunk_size=1, discount=1.0, n_step=n_step, timeouts_truncate=truncate)
     position = columns.index - table.offset
     advantage = np.empty(len(value))
+    forced_negative = np.zeros(len(value), dtype=bool)
     starts = np.flatnonzero(np.r_[True, columns.episode_index[1:] != columns.episode_index[:-1]])
     for start, end in zip(starts, np.r_[starts[1:], len(value)], strict=True):
         rows = slice(start, end)
@@ -56,9 +59,10 @@ def label(columns, value: np.ndarray, n_step: int, fraction: float, folds: int, 
             terminal=bool(table.terminal[position[start]]),
             controller=table.intervention[position[rows]] if cut else None,
         )
+        forced_negative[rows] = frames_before_takeovers(table.intervention[position[rows]], before)
     labeller = columns.episode_index % folds if per_fold else None
     indicator, _ = label_indicators(
-        advantage, columns.task_index, table.intervention[position], fraction, labeller
+        advantage, columns.task_index, table.intervention[position], fraction, labeller, forced_negative
     )
     return indicator > 0.5, advantage
 
@@ -72,14 +76,11 @@ def report(columns, table: RecapTable, positive: np.ndarray, advantage: np.ndarr
     early_failure = np.zeros(len(positive), dtype=bool)
     for e in np.unique(episode):
         rows = np.flatnonzero(episode == e)
-        mask = expert[rows]
-        for takeover in np.flatnonzero(mask & ~np.r_[False, mask[:-1]]):
-            stall[rows[max(0, takeover - 20) : takeover]] = True
+        stall[rows] = frames_before_takeovers(expert[rows], 20)
         if table.success[position[rows[0]]] == 0.0:
             from_end = len(rows) - 1 - np.arange(len(rows))
             tail[rows[from_end < 50]] = True
             early_failure[rows[from_end >= 50]] = True
-    stall &= ~expert
     tail &= ~expert
     early_failure &= ~expert
 

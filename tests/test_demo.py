@@ -21,9 +21,20 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "results.json").read_text())
-    assert [s["stage"] for s in report["stages"]] == ["stage 1 (BC on demos)", "stage 2 (RECAP, iteration 1)"]
+    assert [s["stage"] for s in report["stages"]] == [
+        "stage 1 (BC on demos)",
+        "null control (stage 1 + stage-2 steps on the demos)",
+        "stage 2 (RECAP, iteration 1)",
+    ]
     for stage in report["stages"]:
         assert stage["episodes"] == 3 and 0.0 <= stage["success_rate"] <= 1.0
+        low, high = stage["success_ci"]
+        assert 0.0 <= low <= stage["success_rate"] <= high <= 1.0
+    # paired comparisons on the same seeds: null control vs stage 1, stage 2 vs stage 1 and vs the control
+    pairs = [(c["stage"].split(" (")[0], c["baseline"].split(" (")[0]) for c in report["comparisons"]]
+    assert pairs == [("null control", "stage 1"), ("stage 2", "stage 1"), ("stage 2", "null control")]
+    for c in report["comparisons"]:
+        assert c["episodes"] == 3 and c["ci_low"] <= c["difference"] <= c["ci_high"]
     for path in report["eval_info"].values():
         assert json.loads(Path(path).read_text())["overall"]["n_episodes"] == 3
     for path in report["plots"].values():
@@ -31,7 +42,7 @@ def test_quick_demo_runs_end_to_end(tmp_path):
             assert image.format == "PNG"
     assert "| stage 2 (RECAP, iteration 1) | 3 |" in (out / "results.md").read_text()
     assert "| stage 1 (BC on demos) |" in result.stdout  # the table is printed at the end
-    for name in ("stage1", "stage2"):
+    for name in ("stage1", "null_control", "stage2"):
         assert (out / name / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()
     assert (out / "stage2" / "tensorboard").is_dir()
     # stage 2 trained on cross-fitted labels: two value functions, the labelled copy, held-out value plots

@@ -116,48 +116,11 @@ def test_stage_two_starts_from_stage_one(stage1):
     assert any(not torch.equal(first[k], second[k]) for k in trained)
 
 
-def finetune_as_lerobot_train_does(checkpoint: Path, root: Path, **config_overrides):
-    """The policy and processors `lerobot-train --policy.path=<checkpoint>` builds for a new dataset
-    (scripts/lerobot_train.py in LeRobot 0.6.1: make_policy, then processors with the dataset's stats)."""
-    from lerobot.configs import PreTrainedConfig
-    from lerobot.datasets import LeRobotDatasetMetadata
-    from lerobot.policies.factory import make_policy, make_pre_post_processors
-
-    meta = LeRobotDatasetMetadata("local/other", root=root)
-    config = PreTrainedConfig.from_pretrained(checkpoint)
-    config.pretrained_path = checkpoint
-    for name, value in config_overrides.items():
-        setattr(config, name, value)
-    policy = make_policy(cfg=config, ds_meta=meta)
-    features = {**policy.config.input_features, **policy.config.output_features}
-    preprocessor, postprocessor = make_pre_post_processors(
-        policy_cfg=config,
-        pretrained_path=checkpoint,
-        dataset_stats=meta.stats,
-        preprocessor_overrides={
-            "device_processor": {"device": "cpu"},
-            "normalizer_processor": {
-                "stats": meta.stats,
-                "features": features,
-                "norm_map": policy.config.normalization_mapping,
-            },
-        },
-        postprocessor_overrides={
-            "unnormalizer_processor": {
-                "stats": meta.stats,
-                "features": policy.config.output_features,
-                "norm_map": policy.config.normalization_mapping,
-            }
-        },
-    )
-    return policy, preprocessor, postprocessor
-
-
 @pytest.mark.parametrize("keep", [True, False])
 def test_fine_tune_on_another_dataset_starts_with_stage_one_actions(stage1, keep):
     """Stage 2 on a dataset with other statistics acts exactly like stage 1 at step 0, because it keeps
     the checkpoint's normalisation (keep_pretrained_stats); LeRobot's default re-normalises and does not."""
-    from lerobot_policy_pi_star_recap.offline import load_policy
+    from lerobot_policy_pi_star_recap.offline import load_for_fine_tuning, load_policy
 
     work, _, out = stage1
     checkpoint = out / "checkpoints" / "last" / "pretrained_model"
@@ -165,7 +128,7 @@ def test_fine_tune_on_another_dataset_starts_with_stage_one_actions(stage1, keep
         work / f"shifted_{keep}", ["auto", "auto"], length=12, state_scale=5.0, state_shift=3.0
     )
     before, pre1, post1 = load_policy(checkpoint, "cpu")
-    after, pre2, post2 = finetune_as_lerobot_train_does(checkpoint, other, keep_pretrained_stats=keep)
+    after, pre2, post2 = load_for_fine_tuning(checkpoint, other, "cpu", keep_pretrained_stats=keep)
     observation = {STATE: 3.0 + torch.randn(5), IMAGE: torch.rand(3, 16, 16), "task": "push the block"}
     noise = torch.randn(1, before.config.chunk_size, 3)
     first = post1(before.predict_action_chunk(pre1(dict(observation)), noise=noise))

@@ -133,6 +133,15 @@ def episode_advantage(
     return nstep_advantage(reward_sum, discount, values[index], values)
 
 
+def frames_before_takeovers(controller: np.ndarray, steps: int) -> np.ndarray:
+    """Mask of the (up to) `steps` frames before each takeover (controller 0 -> 1) of one episode."""
+    expert = np.asarray(controller).reshape(-1) > 0.5
+    mask = np.zeros(len(expert), dtype=bool)
+    for takeover in np.flatnonzero(expert & ~np.r_[False, expert[:-1]]):
+        mask[max(0, takeover - steps) : takeover] = True
+    return mask & ~expert
+
+
 # --- Advantage indicator -------------------------------------------------------------------------
 
 

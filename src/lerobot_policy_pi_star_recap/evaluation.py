@@ -45,7 +45,7 @@ def episode_returns(episode: EpisodePredictions, discount: float) -> np.ndarray:
 
 
 def episode_advantages(
-    episode: EpisodePredictions, estimator: str, n_step: int | None, cut_at_takeovers: bool = True
+    episode: EpisodePredictions, estimator: str, n_step: int | None, cut_at_takeovers: bool = False
 ) -> np.ndarray:
     """IQL: min Q(s, recorded chunk) - V(s). Paper: N-step (or full-return) advantage from V, windows
     cut at a truncated end and, with `cut_at_takeovers`, where the expert takes over or hands back."""
@@ -65,7 +65,7 @@ def summarize(
     estimator: str,
     discount: float,
     n_step: int | None,
-    cut_at_takeovers: bool = True,
+    cut_at_takeovers: bool = False,
 ) -> dict:
     """The offline-evaluation report (JSON-ready)."""
     # IQL's critics estimate discounted returns; the paper's value the undiscounted return.

@@ -59,6 +59,47 @@ def load_policy(path: str | Path, device: str | None = None):
     return policy, preprocessor, postprocessor
 
 
+def load_for_fine_tuning(checkpoint: str | Path, root: str | Path, device: str = "cpu", **config_overrides):
+    """The policy and processors `lerobot-train --policy.path=<checkpoint>` builds to fine-tune on the
+    dataset at `root` (LeRobot 0.6.1's lerobot_train.py: make_policy, then the checkpoint's processors with
+    the new dataset's statistics as overrides), e.g. to check that stage 2 starts acting like stage 1."""
+    from lerobot.configs import PreTrainedConfig
+    from lerobot.datasets import LeRobotDatasetMetadata
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+    checkpoint = Path(checkpoint)
+    meta = LeRobotDatasetMetadata(f"local/{Path(root).name}", root=root)
+    config = PreTrainedConfig.from_pretrained(checkpoint)
+    config.pretrained_path = checkpoint
+    config.device = device
+    for name, value in config_overrides.items():
+        setattr(config, name, value)
+    policy = make_policy(cfg=config, ds_meta=meta)
+    norm_map = policy.config.normalization_mapping
+    preprocessor, postprocessor = make_pre_post_processors(
+        policy_cfg=config,
+        pretrained_path=checkpoint,
+        dataset_stats=meta.stats,
+        preprocessor_overrides={
+            "device_processor": {"device": device},
+            "normalizer_processor": {
+                "stats": meta.stats,
+                "features": {**policy.config.input_features, **policy.config.output_features},
+                "norm_map": norm_map,
+            },
+        },
+        postprocessor_overrides={
+            "unnormalizer_processor": {
+                "stats": meta.stats,
+                "features": policy.config.output_features,
+                "norm_map": norm_map,
+            }
+        },
+    )
+    policy.eval()
+    return policy, preprocessor, postprocessor
+
+
 def load_recap_policy(path: str | Path, device: str | None = None):
     """A pi_star_recap checkpoint with its processors (offline evaluation and labelling need its critics)."""
     from .modeling_pi_star_recap import PiStarRECAPPolicy
@@ -160,10 +201,12 @@ def label_indicators(
     intervention: np.ndarray,
     positive_fraction: float,
     labeller: np.ndarray | None = None,
+    forced_negative: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[int, float]]:
     """Quantile thresholds per task -- and per value function (`labeller`) when several labelled the data,
     since cross-fitted value functions are not calibrated alike -- and the indicator (interventions forced
-    positive). Thresholds are keyed by task_index * (number of labellers) + labeller."""
+    positive, `forced_negative` frames negative). Thresholds are keyed by task_index * (number of
+    labellers) + labeller."""
     labeller = np.zeros_like(task_index) if labeller is None else np.asarray(labeller)
     group = task_index * (int(labeller.max()) + 1) + labeller
     for key in np.unique(group):
@@ -178,5 +221,8 @@ def label_indicators(
             )
     thresholds = quantile_thresholds(advantage, group, positive_fraction)
     threshold = np.array([thresholds[int(g)] for g in group])
-    indicator = (advantage > threshold) | (intervention > 0.5)
+    indicator = advantage > threshold
+    if forced_negative is not None:
+        indicator &= ~np.asarray(forced_negative, dtype=bool)
+    indicator |= intervention > 0.5
     return indicator.astype(np.float32), thresholds

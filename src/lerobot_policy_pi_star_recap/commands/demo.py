@@ -69,6 +69,7 @@ POLICY_FLAGS = [
     "--policy.policy_lr=3e-4",
     "--policy.scheduler_warmup_steps=100",
 ]
+STALL_STEPS = 20  # the expert takes over after this many steps without progress
 # What stage 2 changes over the stage-1 checkpoint: RECAP's critics and advantage conditioning turn on.
 RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
 
@@ -164,7 +165,7 @@ class Demo:
         if mode == "intervention":
             # The expert takes over only once the policy has made no progress for 20 steps, and hands
             # back after 20 steps: the data keeps the policy's own behaviour and the corrections.
-            command += ["--trigger=stall", "--stall-steps=20", "--handback-steps=20"]
+            command += ["--trigger=stall", f"--stall-steps={STALL_STEPS}", "--handback-steps=20"]
         self.run_step(f"collect_{name}", command)
         return output
 
@@ -232,6 +233,8 @@ class Demo:
                 *map(str, checkpoints),
                 f"--src={dataset}",
                 f"--dst={labelled}",
+                # The expert took over because the policy stalled for STALL_STEPS: those frames are bad.
+                f"--negative-before-takeover={STALL_STEPS}",
                 "--device=cpu",
                 "--overwrite",
             ],

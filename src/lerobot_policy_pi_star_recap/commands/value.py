@@ -76,6 +76,18 @@ def register(subparsers) -> None:
         "--n-step", type=int, default=None, help="N of the N-step advantage (default: checkpoint's)"
     )
     horizon.add_argument("--full-return", action="store_true", help="advantage = Monte-Carlo return - V")
+    label.add_argument(
+        "--negative-before-takeover",
+        type=int,
+        default=None,
+        help="label the policy's last K frames before each takeover negative (default: the checkpoint's, 0)",
+    )
+    label.add_argument(
+        "--cut-at-takeovers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop N-step windows where the expert takes over or hands back (default: the checkpoint's, off)",
+    )
     label.add_argument("--batch-size", type=int, default=32)
     label.add_argument("--device", default=None)
     label.add_argument("--overwrite", action="store_true")
@@ -152,11 +164,16 @@ def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets import LeRobotDataset
     from lerobot.datasets.dataset_tools import add_features
 
+    from ..advantage import frames_before_takeovers
     from ..evaluation import episode_advantages
     from ..offline import label_indicators
     from ..recap_data import DATA_TYPES
     from ..recap_dataset import atomic_output_dir, check_dataset_root
 
+    if args.negative_before_takeover is not None and args.negative_before_takeover < 0:
+        raise SystemExit(
+            f"error: --negative-before-takeover must be >= 0, got {args.negative_before_takeover}."
+        )
     src = Path(args.src).expanduser()
     check_dataset_root(src, "source dataset")
     source = LeRobotDataset(_repo_id(src), root=src)
@@ -173,14 +190,20 @@ def run_value_label(args: argparse.Namespace) -> int:
 
     index = np.concatenate([e.index for e in episodes])
     value = np.concatenate([e.value for e in episodes])
+    cut = config.cut_at_takeovers if args.cut_at_takeovers is None else args.cut_at_takeovers
+    before = args.negative_before_takeover
+    before = config.negative_before_takeover if before is None else before
     advantage = np.concatenate(
-        [episode_advantages(e, config.advantage_estimator, n_step, config.cut_at_takeovers) for e in episodes]
+        [episode_advantages(e, config.advantage_estimator, n_step, cut) for e in episodes]
     )
+    forced_negative = np.concatenate([frames_before_takeovers(e.intervention, before) for e in episodes])
     task = np.concatenate([e.task_index for e in episodes])
     intervention = np.concatenate([e.intervention for e in episodes])
     # Each episode's threshold comes from the frames valued by the same value function(s).
     labeller = np.concatenate([np.full(len(e.index), labellers[e.episode_index]) for e in episodes])
-    indicator, thresholds = label_indicators(advantage, task, intervention, fraction, labeller)
+    indicator, thresholds = label_indicators(
+        advantage, task, intervention, fraction, labeller, forced_negative
+    )
 
     # Columns in the dataset's own row order (global index order).
     order = np.argsort(index)
