@@ -1,25 +1,29 @@
 """Does RECAP beat behaviour cloning? Same experience, backbone, steps and seeds for every method.
 
 Per MetaWorld task the data comes from RECAP's own loop, exactly as `pi-star-recap demo` builds it:
-scripted-expert demos -> stage 1 (behaviour cloning on the demos) -> autonomous rollouts of stage 1
-(a mix of successes and failures) and rollouts where the expert corrects the policy when it stalls,
-merged into one mixed-quality dataset. Every method then fine-tunes the same stage-1 checkpoint on that
-dataset with stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same seeds:
+scripted-expert demos -> stage 1 (behaviour cloning on the demos, trained to its plateau) -> autonomous
+rollouts of stage 1 and rollouts where the expert corrects the policy when it stalls, merged into one
+mixed-quality dataset. Every method then fine-tunes the same stage-1 checkpoint with the same steps with
+stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same env seeds:
 
-  stage1       the starting point, no fine-tuning (reference)
-  bc           all data, equal weights, no advantage
-  filtered_bc  successful episodes only (the strong offline-RL baseline)
-  awr          IQL advantage weights exp(A / beta), no conditioning
-  recap_iql    the spec's defaults (IQL advantage conditioning, intervention weight 2)
-  recap_paper  the paper's staged workflow: cross-fitted distributional values (`value-train --folds 2`),
-               `value-label` indicators, then the policy; evaluated with guidance beta 1.0, 1.5, 2.5
+  stage1        the starting point, no fine-tuning (reference)
+  null_control  stage 1 fine-tuned on its own demos: the gain of extra steps alone
+  bc            all data, equal weights, no advantage
+  filtered_bc   successful episodes only (the strong offline-RL baseline)
+  dagger        the demos and the expert-controlled frames of the corrected episodes only
+  awr           IQL advantage weights exp(A / beta), no conditioning
+  recap_iql     the spec's defaults (IQL advantage conditioning, intervention weight 2)
+  recap_paper   the paper's staged workflow (the demo's stage 2): cross-fitted distributional values,
+                `value-label` indicators, then the policy; evaluated with guidance beta 1.0, 1.5, 2.5
 
-Resumable per (task, method, seed): finished datasets, checkpoints and result JSONs are reused, so an
-interrupted run continues where it stopped. Prints a table (success rate and mean steps to success, mean
-and spread over seeds) and writes JSON + a PNG.
+Every (task, method, seed) cell writes one small JSON with its per-episode successes under
+`--results` (default benchmarks/results/efficacy/, committed), and a cell whose JSON exists is not run
+again: the grid accumulates across sessions. Data and checkpoints (under --root) are rebuilt from their
+seeds when missing. Methods are compared on the pairs (same env seeds): paired-bootstrap 95% intervals and
+McNemar's test, pooled over seeds.
 
-    python benchmarks/efficacy.py           # default budget: 3 tasks x 1 seed (about 1.5 h on 2 CPU cores)
-    python benchmarks/efficacy.py --full    # 3 tasks x 3 seeds x 50 episodes, longer fine-tuning
+    python benchmarks/efficacy.py                       # 3 tasks x 3 seeds x 100 episodes, every method
+    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --methods bc filtered_bc
 """
 
 from __future__ import annotations
@@ -31,12 +35,24 @@ import statistics
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from lerobot_policy_pi_star_recap.commands.demo import RECAP_FLAGS, Demo, DemoPlan, eval_summary
+import numpy as np
+
+from lerobot_policy_pi_star_recap.commands.demo import (
+    RECAP_FLAGS,
+    Demo,
+    DemoPlan,
+    episode_successes,
+    eval_summary,
+)
+from lerobot_policy_pi_star_recap.paired import paired_difference
 
 NO_ADVANTAGE = ("--policy.use_advantage_weighting=false", "--policy.use_advantage_conditioning=false")
 METHODS: dict[str, tuple[str, ...]] = {
+    "null_control": NO_ADVANTAGE,
     "bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1"),
     "filtered_bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1", "--policy.success_only=true"),
+    # autonomous frames (also the policy's own frames in corrected episodes) get no loss
+    "dagger": (*NO_ADVANTAGE, "--policy.intervention_weight=1", "--policy.auto_weight=0"),
     "awr": ("--policy.use_advantage_weighting=true", "--policy.use_advantage_conditioning=false"),
     "recap_iql": RECAP_FLAGS,
     "recap_paper": (
@@ -46,6 +62,8 @@ METHODS: dict[str, tuple[str, ...]] = {
     ),
 }
 LABELLED = {"recap_paper"}  # trained on the cross-fitted labelled copy of the mixed dataset
+ON_DEMOS = {"null_control"}  # trained on the demos alone
+BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
 GUIDANCE = {"recap_paper": (1.0, 1.5, 2.5)}
 TASKS = ("push-v3", "button-press-v3", "sweep-into-v3")
 
@@ -57,20 +75,26 @@ class Budget:
     plan: DemoPlan  # data sizes; stage2_steps is each method's fine-tuning length
 
 
-DEFAULT = Budget(TASKS, (0,), DemoPlan(stage2_steps=400, eval_episodes=30))
-FULL = Budget(TASKS, (0, 1, 2), DemoPlan(rollouts=30, corrections=30, stage2_steps=1000, eval_episodes=50))
+# The demo's own plan, so push-v3 / seed 0 cells reproduce (and can reuse) `pi-star-recap demo`'s runs.
+DEFAULT = Budget(TASKS, (0, 1, 2), DemoPlan())
 
 
 class TaskBench:
     """One task's data, stage 1 and method runs, under <root>/<task>/, reusing whatever is finished."""
 
-    def __init__(self, task: str, budget: Budget, root: Path):
+    def __init__(self, task: str, budget: Budget, root: Path, results: Path):
         fields = asdict(budget.plan)
         args = argparse.Namespace(
-            task=task, output_dir=str(root / task), seed=0, quick=False, advantage_estimator="iql", **fields
+            task=task,
+            output_dir=str(root / task),
+            seed=0,
+            quick=False,
+            advantage_estimator="iql",
+            null_control=True,
+            **fields,
         )
         self.demo = Demo(args)
-        self.task, self.budget, self.root = task, budget, root / task
+        self.task, self.budget, self.root, self.results = task, budget, root / task, results / task
 
     def experience(self) -> tuple[Path, Path]:
         """(stage-1 checkpoint, mixed dataset), built like the demo's first iteration."""
@@ -107,32 +131,61 @@ class TaskBench:
         return self.demo.train(name, dataset, steps, init, *train_args)
 
     def evaluate(self, name: str, checkpoint: Path, method: str, seed: int, flags=()) -> dict:
-        """One lerobot-eval run, cached as results/<name>.json."""
-        result = self.root / "results" / f"{name}.json"
+        """One lerobot-eval run, kept as <results>/<task>/<name>.json with its per-episode successes."""
+        result = self.results / f"{name}.json"
         if not result.is_file():
-            summary = eval_summary(self.demo.evaluate(name, checkpoint, tuple(flags)))
+            info = self.demo.evaluate(name, checkpoint, tuple(flags))
+            cell = {
+                "task": self.task,
+                "method": method,
+                "seed": seed,
+                "plan": asdict(self.budget.plan),
+                "flags": list(METHODS.get(method.split("_beta")[0], ())) + list(flags),
+                **eval_summary(info),
+                "successes": episode_successes(info),
+            }
             result.parent.mkdir(parents=True, exist_ok=True)
-            result.write_text(json.dumps({"task": self.task, "method": method, "seed": seed, **summary}))
+            staging = result.with_suffix(".tmp")
+            staging.write_text(json.dumps(cell, indent=1))
+            staging.replace(result)
         return json.loads(result.read_text())
 
     def run(self, methods: list[str]) -> list[dict]:
-        stage1, mixed = self.experience()
-        rows = [self.evaluate("stage1", stage1, "stage1", 0)]
+        """Every cell of this task, reading the finished ones and building data only when one is missing."""
+        experience: tuple[Path, Path] | None = None
+
+        def built() -> tuple[Path, Path]:
+            nonlocal experience
+            experience = experience or self.experience()
+            return experience
+
+        rows = [self.cached("stage1") or self.evaluate("stage1", built()[0], "stage1", 0)]
         for method in methods:
             for seed in self.budget.seeds:
                 name = f"{method}_seed{seed}"
+                betas = GUIDANCE.get(method, (None,))
+                cells = [name if b is None else f"{method}_beta{b}_seed{seed}" for b in betas]
+                if all(self.cached(c) for c in cells):
+                    rows += [self.cached(c) for c in cells]
+                    continue
                 print(f"\n##### {self.task} / {method} / seed {seed}", flush=True)
+                stage1, mixed = built()
+                data = mixed
+                if method in LABELLED:
+                    data = self.labelled(mixed)
+                elif method in ON_DEMOS:
+                    data = self.demos()
                 steps = self.budget.plan.stage2_steps
-                data = self.labelled(mixed) if method in LABELLED else mixed
                 checkpoint = self.checkpoint(name, data, steps, stage1, METHODS[method], seed)
-                for beta in GUIDANCE.get(method, (None,)):
-                    if beta is None:
-                        rows.append(self.evaluate(name, checkpoint, method, seed))
-                    else:
-                        label = f"{method}_beta{beta}"
-                        flags = (f"--policy.cfg_beta={beta}",)
-                        rows.append(self.evaluate(f"{label}_seed{seed}", checkpoint, label, seed, flags))
+                for beta, cell in zip(betas, cells, strict=True):
+                    label = method if beta is None else f"{method}_beta{beta}"
+                    flags = () if beta is None else (f"--policy.cfg_beta={beta}",)
+                    rows.append(self.cached(cell) or self.evaluate(cell, checkpoint, label, seed, flags))
         return rows
+
+    def cached(self, name: str) -> dict | None:
+        path = self.results / f"{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _dataset_done(path: Path) -> bool:
@@ -140,6 +193,9 @@ def _dataset_done(path: Path) -> bool:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
+    """Per (task, method): mean success over seeds, and paired differences against each baseline with
+    episodes pooled over seeds (seed k of a method against seed k of the baseline; stage 1 has one)."""
+    cells = {(r["task"], r["method"], r["seed"]): r for r in rows}
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["task"], row["method"]), []).append(row)
@@ -147,29 +203,50 @@ def summarize(rows: list[dict]) -> list[dict]:
     for (task, method), group in groups.items():
         rates = [r["success_rate"] for r in group]
         steps = [r["mean_steps_to_success"] for r in group if r["mean_steps_to_success"] is not None]
-        out.append(
-            {
-                "task": task,
-                "method": method,
-                "seeds": len(group),
-                "success_mean": statistics.mean(rates),
-                "success_std": statistics.pstdev(rates) if len(rates) > 1 else 0.0,
-                "steps_to_success_mean": statistics.mean(steps) if steps else None,
-            }
-        )
+        entry = {
+            "task": task,
+            "method": method,
+            "seeds": len(group),
+            "episodes": sum(r["episodes"] for r in group),
+            "success_mean": statistics.mean(rates),
+            "success_std": statistics.pstdev(rates) if len(rates) > 1 else 0.0,
+            "steps_to_success_mean": statistics.mean(steps) if steps else None,
+            "paired": {},
+        }
+        for baseline in BASELINES:
+            if baseline == method:
+                continue
+            pairs = [
+                (r, cells.get((task, baseline, 0 if baseline == "stage1" else r["seed"]))) for r in group
+            ]
+            if pairs and all(b is not None for _, b in pairs):
+                a = np.concatenate([r["successes"] for r, _ in pairs])
+                b = np.concatenate([b["successes"] for _, b in pairs])
+                entry["paired"][baseline] = paired_difference(a, b)
+        out.append(entry)
     return out
 
 
 def format_table(summary: list[dict]) -> str:
+    head = " | ".join(f"vs {b} (95% CI)" for b in BASELINES)
     lines = [
-        "| task | method | seeds | success rate (mean ± std) | mean steps to success |",
-        "|---|---|---|---|---|",
+        f"| task | method | seeds x episodes | success (mean ± std over seeds) | {head} |",
+        "|---|---|---|---|" + "---|" * len(BASELINES),
     ]
     for s in summary:
-        steps = f"{s['steps_to_success_mean']:.0f}" if s["steps_to_success_mean"] is not None else "-"
         spread = f" ± {100 * s['success_std']:.0f}" if s["seeds"] > 1 else ""  # no spread from one seed
-        success = f"{100 * s['success_mean']:.0f}%{spread}"
-        lines.append(f"| {s['task']} | {s['method']} | {s['seeds']} | {success} | {steps} |")
+        cells = []
+        for baseline in BASELINES:
+            p = s["paired"].get(baseline)
+            cells.append(
+                "-"
+                if p is None
+                else f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]"
+            )
+        lines.append(
+            f"| {s['task']} | {s['method']} | {s['seeds']} x {s['episodes'] // s['seeds']} | "
+            f"{100 * s['success_mean']:.0f}%{spread} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -202,31 +279,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--full", action="store_true", help="3 tasks x 3 seeds x 50 episodes, 1000 steps")
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per method")
     parser.add_argument("--eval-episodes", type=int, default=None)
-    parser.add_argument("--root", default="outputs/efficacy", help="data, runs, results (reused: resumable)")
+    parser.add_argument("--root", default="outputs/efficacy", help="data and checkpoints (reused)")
+    parser.add_argument(
+        "--results", default="benchmarks/results/efficacy", help="one JSON per cell (commit them)"
+    )
     args = parser.parse_args()
-    budget = FULL if args.full else DEFAULT
     plan_overrides = {"stage2_steps": args.steps, "eval_episodes": args.eval_episodes}
     budget = Budget(
-        tuple(args.tasks) if args.tasks else budget.tasks,
-        tuple(args.seeds) if args.seeds else budget.seeds,
-        replace(budget.plan, **{k: v for k, v in plan_overrides.items() if v is not None}),
+        tuple(args.tasks) if args.tasks else DEFAULT.tasks,
+        tuple(args.seeds) if args.seeds else DEFAULT.seeds,
+        replace(DEFAULT.plan, **{k: v for k, v in plan_overrides.items() if v is not None}),
     )
-    root = Path(args.root)
-    rows = [row for task in budget.tasks for row in TaskBench(task, budget, root).run(args.methods)]
+    root, results = Path(args.root), Path(args.results)
+    rows = [row for task in budget.tasks for row in TaskBench(task, budget, root, results).run(args.methods)]
     summary = summarize(rows)
     table = format_table(summary)
     print("\n" + table)
     report = {"budget": asdict(budget), "methods": {m: list(METHODS[m]) for m in args.methods}}
-    (root / "efficacy.json").write_text(json.dumps({**report, "rows": rows, "summary": summary}, indent=2))
-    (root / "efficacy.md").write_text(table + "\n")
-    plot(summary, root / "efficacy.png")
-    print(f"Wrote {root / 'efficacy.json'}, {root / 'efficacy.md'}, {root / 'efficacy.png'}")
+    slim = [{k: v for k, v in r.items() if k != "successes"} for r in rows]
+    (results / "efficacy.json").write_text(json.dumps({**report, "rows": slim, "summary": summary}, indent=2))
+    (results / "efficacy.md").write_text(table + "\n")
+    plot(summary, results / "efficacy.png")
+    print(f"Wrote {results / 'efficacy.json'}, {results / 'efficacy.md'}, {results / 'efficacy.png'}")
 
 
 if __name__ == "__main__":

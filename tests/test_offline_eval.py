@@ -27,6 +27,7 @@ def _episode(i, values, rewards, success, data_type, q=None, mse=None):
         task_index=np.zeros(n, dtype=int),
         reward=np.array(rewards, dtype=float),
         success=success,
+        terminal=True,
         value=np.array(values, dtype=float),
         q=None if q is None else np.array(q, dtype=float),
         action_mse=None if mse is None else np.array(mse, dtype=float),

@@ -241,3 +241,21 @@ def test_dataset_source_without_labels_is_refused(tmp_path):
     policy = PiStarRECAPPolicy(tiny_config(advantage_source="dataset"))
     with pytest.raises(RecapDataError, match="value-label"):
         policy.attach_dataset(RecapTable.from_dataset_root(root, chunk_size=4, discount=0.99, n_step=3))
+
+
+def test_frames_before_takeovers_are_forced_negative():
+    from lerobot_policy_pi_star_recap.advantage import frames_before_takeovers
+
+    controller = np.array([0, 0, 0, 0, 1, 1, 0, 1, 0])
+    assert frames_before_takeovers(controller, 2).tolist() == [0, 0, 1, 1, 0, 0, 1, 0, 0]
+    assert not frames_before_takeovers(controller, 0).any()
+    advantage = np.arange(9.0)  # the top 30% (frames 7, 8 and 6) would be positive
+    indicator, _ = label_indicators(
+        advantage,
+        np.zeros(9, dtype=int),
+        controller,
+        0.3,
+        forced_negative=frames_before_takeovers(controller, 2),
+    )
+    # frame 6 precedes a takeover: negative; expert frames 4, 5, 7 stay forced positive
+    assert indicator.tolist() == [0, 0, 0, 0, 1, 1, 0, 1, 1]
