@@ -149,3 +149,10 @@ def test_state_std_floor_applies_to_state_stats_only():
     np.testing.assert_allclose(floored["observation.state"]["std"], [0.01, 0.5, 0.01, 2.0, 0.01])
     np.testing.assert_allclose(floored["action"]["std"], [0.001, 0.5, 1.0])
     np.testing.assert_allclose(stats["observation.state"]["std"][0], 0.001)  # the input is not modified
+
+
+@pytest.mark.parametrize("name", ["advantage_scale", "intervention_weight", "policy_lr", "cfg_beta"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_values_are_rejected(name, value):
+    with pytest.raises(ValueError, match=f"{name}=.*finite"):
+        PiStarRECAPConfig(device="cpu", **{name: value})

@@ -209,6 +209,9 @@ class PiStarRECAPConfig(PreTrainedConfig):
             if not ok:
                 raise ValueError(f"PiStarRECAPConfig.{name}={getattr(self, name)!r}: {message}")
 
+        for name, value in vars(self).items():
+            if isinstance(value, float):
+                require(math.isfinite(value), name, "must be a finite number (not NaN or infinity).")
         require(0.0 < self.iql_expectile < 1.0, "iql_expectile", "must lie in (0, 1), e.g. 0.7.")
         require(self.iql_temperature > 0.0, "iql_temperature", "must be > 0 (exp(A / temperature)).")
         require(0.0 <= self.iql_discount <= 1.0, "iql_discount", "must lie in [0, 1].")
