@@ -259,3 +259,14 @@ def test_frames_before_takeovers_are_forced_negative():
     )
     # frame 6 precedes a takeover: negative; expert frames 4, 5, 7 stay forced positive
     assert indicator.tolist() == [0, 0, 0, 0, 1, 1, 0, 1, 1]
+
+
+def test_value_label_missing_source_is_one_line(tmp_path):
+    result = subprocess.run(
+        [str(BIN / "pi-star-recap"), "value-label", "--value.path", str(tmp_path), "--src=/nonexistent",
+         f"--dst={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "pi-star-recap value-label: error:" in result.stderr and "/nonexistent" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..recap_dataset import report_errors
+
 VALUE_TRAIN_FLAGS = [
     "--policy.advantage_estimator=mc_distributional",
     "--policy.train_policy=false",
@@ -160,6 +162,7 @@ def _dataset_episodes(extra: list[str]) -> list[int]:
     return list(range(total))
 
 
+@report_errors("value-label")
 def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets import LeRobotDataset
     from lerobot.datasets.dataset_tools import add_features
