@@ -51,3 +51,13 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     assert (out / "data" / "mixed1_labelled" / "meta" / "info.json").is_file()
     offline = json.loads((out / "offline_eval" / "offline_eval.json").read_text())
     assert set(offline["episode_indices"]) <= {0, 2, 4, 6}  # fold 0 trained on the odd episodes only
+
+
+def test_demo_checks_the_task_before_creating_anything(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [str(BIN / "pi-star-recap"), "demo", "--quick", "--task=nope", f"--output-dir={out}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and "unknown MetaWorld task 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

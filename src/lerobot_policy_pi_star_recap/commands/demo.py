@@ -475,6 +475,12 @@ def _forward_progress(stream, log) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..sim.config import canonical_task
+
+    try:
+        args.task = canonical_task(args.task)  # before anything is created or removed
+    except ValueError as error:
+        raise SystemExit(f"pi-star-recap demo: error: {error}") from None
     out = Path(args.output_dir)
     if out.exists():
         if not args.overwrite:
