@@ -74,12 +74,18 @@ def plot_calibration(bins: list[dict], path: Path) -> Path:
 
 
 def plot_bars(
-    labels: list[str], values: list[float], errors: list[float] | None, ylabel: str, title: str, path: Path
+    labels: list[str],
+    values: list[float],
+    errors: list[float] | list[list[float]] | None,
+    ylabel: str,
+    title: str,
+    path: Path,
 ) -> Path:
+    """Bars with error bars: `errors` symmetric (one per bar) or [below, above] lists (e.g. a 95% CI)."""
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(labels)), 4))
     ax.bar(labels, values, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
     for i, v in enumerate(values):
-        ax.text(i, v, f"{v:.2f}", ha="center", va="bottom")
+        ax.text(i + 0.06, v, f"{v:.2f}", ha="left", va="bottom")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _save(fig, path)

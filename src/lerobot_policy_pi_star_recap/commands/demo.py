@@ -337,9 +337,12 @@ class Demo:
                 plot_bars(
                     [r["stage"].split(" (")[0] for r in rows],
                     [r["success_rate"] for r in rows],
-                    None,
+                    [
+                        [r["success_rate"] - r["success_ci"][0] for r in rows],
+                        [r["success_ci"][1] - r["success_rate"] for r in rows],
+                    ],
                     "success rate",
-                    f"{self.args.task}: success per stage ({self.plan.eval_episodes} episodes)",
+                    f"{self.args.task}: {self.plan.eval_episodes} episodes per stage, 95% CI",
                     self.out / "success_per_stage.png",
                 )
             )
