@@ -20,6 +20,10 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    if successes == 0:  # exact ends (the formula leaves rounding error of the order of 1e-17)
+        return 0.0, float(centre + half)
+    if successes == n:
+        return float(centre - half), 1.0
     return float(centre - half), float(centre + half)
 
 

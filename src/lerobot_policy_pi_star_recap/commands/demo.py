@@ -337,9 +337,9 @@ class Demo:
                 plot_bars(
                     [r["stage"].split(" (")[0] for r in rows],
                     [r["success_rate"] for r in rows],
-                    [
-                        [r["success_rate"] - r["success_ci"][0] for r in rows],
-                        [r["success_ci"][1] - r["success_rate"] for r in rows],
+                    [  # clamped: at 0% or 100% the interval's end equals the rate up to rounding
+                        [max(r["success_rate"] - r["success_ci"][0], 0.0) for r in rows],
+                        [max(r["success_ci"][1] - r["success_rate"], 0.0) for r in rows],
                     ],
                     "success rate",
                     f"{self.args.task}: {self.plan.eval_episodes} episodes per stage, 95% CI",
