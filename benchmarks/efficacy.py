@@ -61,7 +61,15 @@ METHODS: dict[str, tuple[str, ...]] = {
         "--policy.advantage_source=dataset",
     ),
 }
-LABELLED = {"recap_paper"}  # trained on the cross-fitted labelled copy of the mixed dataset
+# Probes of one hypothesis (states far outside stage 1's normalisation hurt fine-tuning): the same arms
+# with normalised states clamped to +-5 stds.
+STATE_CLIP = "--policy.state_clip=5"
+METHODS["dagger_state_clip"] = (*METHODS["dagger"], STATE_CLIP)
+METHODS["recap_paper_state_clip"] = (*METHODS["recap_paper"], STATE_CLIP)
+LABELLED = {
+    "recap_paper",
+    "recap_paper_state_clip",
+}  # trained on the cross-fitted labelled copy of the mixed dataset
 ON_DEMOS = {"null_control"}  # trained on the demos alone
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
 GUIDANCE = {"recap_paper": (1.0, 1.5, 2.5)}
@@ -280,7 +288,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tasks", nargs="+", default=None)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", default=[m for m in METHODS if "state_clip" not in m], choices=list(METHODS)
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per method")
     parser.add_argument("--eval-episodes", type=int, default=None)

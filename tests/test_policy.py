@@ -342,3 +342,20 @@ def test_chunk_loss_stops_where_the_controller_changes():
     assert torch.allclose(loss[0], loss_changed[0]) and torch.allclose(loss[1], loss_changed[1])
     changed["action"][0, :2] += 5.0
     assert not torch.allclose(policy(changed, reduction="none")[0][0], loss[0])
+
+
+def test_state_clip_bounds_far_off_states():
+    """With state_clip, a state 100 stds out acts like one at the clip; without, it does not."""
+    clipped, free = make_policy(state_clip=3.0), make_policy()
+    free.load_state_dict(clipped.state_dict())
+    inputs = observation(make_batch(clipped.config, [0, 12]))
+    far, edge = dict(inputs), dict(inputs)
+    far[STATE] = torch.full_like(inputs[STATE], 100.0)
+    edge[STATE] = torch.full_like(inputs[STATE], 3.0)
+    noise = torch.randn(2, clipped.config.chunk_size, ACTION_DIM)
+    assert torch.equal(
+        clipped.predict_action_chunk(far, noise=noise), clipped.predict_action_chunk(edge, noise=noise)
+    )
+    assert not torch.allclose(
+        free.predict_action_chunk(far, noise=noise), free.predict_action_chunk(edge, noise=noise)
+    )

@@ -179,6 +179,7 @@ class PiStarRECAPConfig(PreTrainedConfig):
     # would otherwise re-normalise states and actions with the new dataset's statistics.
     keep_pretrained_stats: bool = True
     state_std_floor: float = 1e-2  # lower bound on the std of normalised state dims, in their own units
+    state_clip: float | None = None  # clamp normalised states to +-this many stds (None: no clamp)
     normalization_mapping: dict[str, NormalizationMode] = field(
         default_factory=lambda: {
             "VISUAL": NormalizationMode.IDENTITY,
@@ -267,6 +268,7 @@ class PiStarRECAPConfig(PreTrainedConfig):
             "must be > 0 or None.",
         )
         require(self.negative_before_takeover >= 0, "negative_before_takeover", "must be >= 0 (0: off).")
+        require(self.state_clip is None or self.state_clip > 0, "state_clip", "must be > 0 or None.")
         require(self.state_std_floor >= 0.0, "state_std_floor", "must be >= 0 (0 disables the floor).")
         require(self.dtype in ("float32", "bfloat16"), "dtype", "must be 'float32' or 'bfloat16'.")
         require(self.on_nonfinite in ("raise", "skip"), "on_nonfinite", "must be 'raise' or 'skip'.")

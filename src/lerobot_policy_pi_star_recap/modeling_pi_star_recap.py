@@ -295,13 +295,19 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
                 )
             states.append(now)
             next_states.append(later)
-        current["state"] = torch.cat(states, -1) if states else None
+        current["state"] = self._clip_state(torch.cat(states, -1)) if states else None
         current["mask"] = batch[OBS_LANGUAGE_ATTENTION_MASK]
         if all(x is None for x in following["images"] + next_states):
             return current, None
-        following["state"] = torch.cat(next_states, -1) if states else None
+        following["state"] = self._clip_state(torch.cat(next_states, -1)) if states else None
         following["mask"] = current["mask"]
         return current, following
+
+    def _clip_state(self, state: Tensor) -> Tensor:
+        """Normalised state clamped to +-state_clip: states far outside the training data (z-scores in the
+        tens) reach the network bounded."""
+        clip = self.config.state_clip
+        return state if clip is None else state.clamp(-clip, clip)
 
     def _encode(self, observation: dict) -> tuple[Tensor, Tensor]:
         batch_size = observation["tokens"].shape[0]
