@@ -11,20 +11,17 @@ The columns written here are the ones `recap_data.py` reads for training:
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .recap_data import DATA_TYPES, RecapDataError, read_recap_columns
+from .recap_data import DATA_TYPES, read_recap_columns
 
 DATA_TYPE = "data_type"
 REWARD = "reward"
@@ -94,34 +91,6 @@ def episode_columns(
         INTERVENTION_MASK: intervention,
         SUCCESS: last & success,
     }
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows `(default: X)` for options with a real default; None / False defaults are described in the
-    option's own help."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def report_errors(command: str) -> Callable:
-    """Decorate a subcommand's `run`: bad input (ValueError and its kin, FileNotFoundError) prints
-    `pi-star-recap <command>: error: <message>` and exits with status 2 instead of a traceback."""
-
-    def decorate(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        @functools.wraps(run)
-        def wrapper(args: argparse.Namespace) -> int:
-            try:
-                return run(args)
-            except (DatasetToolError, RecapDataError, ValueError, FileNotFoundError) as error:
-                print(f"pi-star-recap {command}: error: {error}", file=sys.stderr)
-                return 2
-
-        return wrapper
-
-    return decorate
 
 
 # --- Output directories --------------------------------------------------------------------------

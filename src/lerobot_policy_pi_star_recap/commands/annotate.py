@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..recap_data import DATA_TYPES
-from ..recap_dataset import RECAP_FEATURES, DatasetToolError, HelpFormatter, report_errors
+from ..recap_dataset import RECAP_FEATURES, DatasetToolError
+from .common import HelpFormatter, report_errors
 
 INTERVENTION_COLUMNS = ("intervention_mask", "intervention", "complementary_info.is_intervention")
 SUCCESS_COLUMNS = ("next.success", "success")

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..recap_dataset import HelpFormatter, report_errors
+from .common import HelpFormatter, report_errors
 
 # Actors without a policy checkpoint: a degraded expert that succeeds in roughly a third to a half of
 # the episodes of push-v3, drawer-open-v3 and button-press-v3 at 200 steps (measured on 12 seeds each).

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..recap_dataset import report_errors
+from .common import report_errors
 
 VALUE_TRAIN_FLAGS = [
     "--policy.advantage_estimator=mc_distributional",
