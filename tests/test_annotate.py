@@ -92,6 +92,24 @@ def test_existing_recap_columns_are_replaced(tmp_path, plain_source):
     assert df["reward"].tolist() == [-1, -1, -7, -1, -1, -1, 0, -1, -7]
 
 
+def test_annotate_and_training_read_the_same_success_column(tmp_path):
+    """With both `success` and `next.success` present and disagreeing, annotate and the policy's reader
+    must pick the same one (they once had the aliases in opposite orders)."""
+    extra = {
+        "success": (BOOL, [[0, 0, 1], [0, 0, 0, 0], [0, 0]]),  # says episode 0 succeeded
+        "next.success": (BOOL, [[0, 0, 0], [0, 0, 0, 1], [0, 0]]),  # says episode 1 succeeded
+    }
+    src = make_source(tmp_path / "both", LENGTHS, extra)
+    read = RecapTable.from_dataset_root(src, chunk_size=2, discount=1.0, n_step=2, need_rewards=False)
+    df = annotate(src, tmp_path / "labelled", "--type", "demo")
+    annotated = df.groupby("episode_index")["next.success"].any().tolist()
+    assert annotated == [False, True, False]
+    assert [bool(read.success[read.episode_index == e][0]) for e in range(3)] == annotated
+    # The annotated copy keeps the source's stale `success`; training must read annotate's column.
+    table = RecapTable.from_dataset_root(tmp_path / "labelled", chunk_size=2, discount=1.0, n_step=2)
+    assert [bool(table.success[table.episode_index == e][0]) for e in range(3)] == annotated
+
+
 def _tampered(root, tmp_path, column, row, value):
     copy = tmp_path / "tampered"
     shutil.copytree(root, copy)

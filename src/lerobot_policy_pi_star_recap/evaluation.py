@@ -8,7 +8,7 @@ from scipy.stats import rankdata
 
 from .advantage import episode_advantage, reverse_discounted_cumsum
 from .offline import EpisodePredictions
-from .recap_data import DATA_TYPES
+from .schema import DATA_TYPES
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .recap_data import DATA_TYPES  # noqa: E402
+from .schema import DATA_TYPES  # noqa: E402
 
 OUTCOME_COLORS = {1.0: "tab:green", 0.0: "tab:red"}
 

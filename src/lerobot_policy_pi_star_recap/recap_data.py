@@ -19,20 +19,20 @@ import pyarrow.parquet as pq
 import torch
 
 from .advantage import reverse_discounted_cumsum, window_cuts, window_targets
-
-DATA_TYPES = ("demo", "auto", "intervention")
-DEMO, AUTO, INTERVENTION = range(3)
-
-# Column names: the spec's first, then LeRobot's own equivalents.
-DATA_TYPE_KEYS = ("data_type",)
-REWARD_KEYS = ("reward", "next.reward")
-DONE_KEYS = ("done", "next.done")
-INTERVENTION_KEYS = ("intervention_mask", "intervention", "complementary_info.is_intervention")
-SUCCESS_KEYS = ("success", "next.success")
-TRUNCATED_KEYS = ("truncated", "next.truncated")
-# Written by `pi-star-recap value-label` (paper workflow).
-ADVANTAGE_KEY = "advantage"
-INDICATOR_KEY = "advantage_indicator"
+from .schema import (
+    ADVANTAGE,
+    AUTO,
+    DATA_TYPE,
+    DATA_TYPES,
+    DEMO,
+    DONE,
+    INDICATOR,
+    INTERVENTION,
+    INTERVENTION_MASK,
+    REWARD,
+    SUCCESS,
+    TRUNCATED,
+)
 
 HOW_TO_ANNOTATE = (
     "Add the RECAP fields with `pi-star-recap annotate --src <dataset> --dst <new dataset> ...` "
@@ -81,10 +81,6 @@ class RecapColumns:
     indicator: np.ndarray | None = None
 
 
-def _first_present(names: list[str], candidates: tuple[str, ...]) -> str | None:
-    return next((c for c in candidates if c in names), None)
-
-
 def _column(table, name: str, dtype) -> np.ndarray:
     column = table.column(name)
     if column.null_count:
@@ -105,16 +101,17 @@ def read_recap_columns(root: str | Path) -> RecapColumns:
         )
     names = pq.read_schema(files[0]).names
     wanted = {"index", "episode_index", "task_index"}
-    keys = {
-        "data_type": _first_present(names, DATA_TYPE_KEYS),
-        "reward": _first_present(names, REWARD_KEYS),
-        "done": _first_present(names, DONE_KEYS),
-        "intervention": _first_present(names, INTERVENTION_KEYS),
-        "success": _first_present(names, SUCCESS_KEYS),
-        "truncated": _first_present(names, TRUNCATED_KEYS),
-        "advantage": ADVANTAGE_KEY if ADVANTAGE_KEY in names else None,
-        "indicator": INDICATOR_KEY if INDICATOR_KEY in names else None,
+    fields = {
+        "data_type": DATA_TYPE,
+        "reward": REWARD,
+        "done": DONE,
+        "intervention": INTERVENTION_MASK,
+        "success": SUCCESS,
+        "truncated": TRUNCATED,
+        "advantage": ADVANTAGE,
+        "indicator": INDICATOR,
     }
+    keys = {key: field.find(names) for key, field in fields.items()}
     missing = wanted - set(names)
     if missing:
         raise RecapDataError(f"{root}: data files lack LeRobot's {sorted(missing)} columns.")
@@ -156,7 +153,7 @@ def validate_columns(columns: RecapColumns, where: str, need_rewards: bool) -> N
     """Reject data that would silently train wrong: missing rewards, NaNs, `done` before an episode ends."""
     if need_rewards and columns.reward is None:
         raise RecapDataError(
-            f"{where}: no reward column (looked for {list(REWARD_KEYS)}); the RECAP critics need rewards. "
+            f"{where}: no reward column (looked for {list(REWARD.columns)}); the RECAP critics need rewards. "
             f"{HOW_TO_ANNOTATE}, or train plain behaviour cloning with "
             "--policy.use_advantage_weighting=false --policy.use_advantage_conditioning=false."
         )

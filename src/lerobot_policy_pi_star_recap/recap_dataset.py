@@ -1,7 +1,7 @@
-"""What `annotate`, `collect` and `merge` share: the RECAP feature specs, the paper's reward scheme, an
-atomic output directory and the per-type summary they print.
+"""What `annotate`, `collect` and `merge` share: the paper's reward scheme and the RECAP columns of an
+episode, an atomic output directory and the per-type summary they print.
 
-The columns written here are the ones `recap_data.py` reads for training:
+The columns (named and typed in `schema`) are the ones `recap_data.py` reads for training:
   data_type          string (1,)  "demo" | "auto" | "intervention", the same on every frame of an episode
   reward             float32 (1,) -1 per step; the last frame 0 on success, -C_fail on failure
   done               bool (1,)    True only on the last frame of each episode
@@ -21,21 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .recap_data import DATA_TYPES, read_recap_columns
-
-DATA_TYPE = "data_type"
-REWARD = "reward"
-DONE = "done"
-INTERVENTION_MASK = "intervention_mask"
-SUCCESS = "next.success"
-
-RECAP_FEATURES: dict[str, dict] = {
-    DATA_TYPE: {"dtype": "string", "shape": (1,), "names": None},
-    REWARD: {"dtype": "float32", "shape": (1,), "names": None},
-    DONE: {"dtype": "bool", "shape": (1,), "names": None},
-    INTERVENTION_MASK: {"dtype": "bool", "shape": (1,), "names": None},
-    SUCCESS: {"dtype": "bool", "shape": (1,), "names": None},
-}
+from .recap_data import read_recap_columns
+from .schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, REWARD, SUCCESS
 
 
 class DatasetToolError(ValueError):
@@ -85,11 +72,11 @@ def episode_columns(
     last = np.zeros(length, dtype=bool)
     last[-1] = True
     return {
-        DATA_TYPE: np.full(length, data_type, dtype=object),
-        REWARD: scheme.rewards(length, success),
-        DONE: last,
-        INTERVENTION_MASK: intervention,
-        SUCCESS: last & success,
+        DATA_TYPE.name: np.full(length, data_type, dtype=object),
+        REWARD.name: scheme.rewards(length, success),
+        DONE.name: last,
+        INTERVENTION_MASK.name: intervention,
+        SUCCESS.name: last & success,
     }
 
 

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..recap_data import DATA_TYPES
-from ..recap_dataset import RECAP_FEATURES, DatasetToolError
+from ..recap_dataset import DatasetToolError
+from ..schema import DATA_TYPES, INTERVENTION_MASK, RECAP_FEATURES, SUCCESS
 from .common import HelpFormatter, report_errors
 
-INTERVENTION_COLUMNS = ("intervention_mask", "intervention", "complementary_info.is_intervention")
-SUCCESS_COLUMNS = ("next.success", "success")
 COMPARISONS = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -74,8 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     types.add_argument(
         "--intervention-column",
         default=None,
-        help=f"per-frame intervention flags (default: the first of {list(INTERVENTION_COLUMNS)} present); "
-        "they become intervention_mask",
+        help="per-frame intervention flags (default: the first of "
+        f"{list(INTERVENTION_MASK.columns)} present); they become intervention_mask",
     )
 
     outcome = parser.add_argument_group("episode outcome (pick one; default: a success column if present)")
@@ -257,10 +255,6 @@ def check_episode_ids(ids: list[int] | set[int], known: set[int], what: str) -> 
 
 
 # --- Choosing types, outcomes and masks -------------------------------------------------------------
-def first_present(candidates: tuple[str, ...], features: dict) -> str | None:
-    return next((name for name in candidates if name in features), None)
-
-
 def success_source(args: argparse.Namespace, features: dict) -> tuple[str, str | None]:
     """(kind, column) of the outcome source."""
     if args.all_success:
@@ -274,10 +268,10 @@ def success_source(args: argparse.Namespace, features: dict) -> tuple[str, str |
                 f"--success-rule {args.success_rule!r}: expected COLUMN[INDEX] OP NUMBER, e.g. 'next.reward>=1'."
             )
         return "rule", match.group("column")
-    column = args.success_column or first_present(SUCCESS_COLUMNS, features)
+    column = args.success_column or SUCCESS.find(features)
     if column is None:
         raise DatasetToolError(
-            f"the dataset has no success column ({list(SUCCESS_COLUMNS)}); say how episodes ended with "
+            f"the dataset has no success column ({list(SUCCESS.columns)}); say how episodes ended with "
             "--success-episodes, --success-episodes-file, --success-rule or --all-success."
         )
     return "column", column
@@ -330,8 +324,8 @@ def episode_types(
     if args.types_from_intervention:
         if flags is None:
             raise DatasetToolError(
-                f"--types-from-intervention needs an intervention flag column ({list(INTERVENTION_COLUMNS)} "
-                "or --intervention-column); this dataset has none."
+                "--types-from-intervention needs an intervention flag column "
+                f"({list(INTERVENTION_MASK.columns)} or --intervention-column); this dataset has none."
             )
         return {e: "intervention" if flags[idx].any() else args.other_type for e, idx in rows.items()}
     mapping = read_type_mapping(args)
@@ -370,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
     check_dataset_root(src, "--src")
     features = json.loads((src / "meta" / "info.json").read_text())["features"]
 
-    flag_column = args.intervention_column or first_present(INTERVENTION_COLUMNS, features)
+    flag_column = args.intervention_column or INTERVENTION_MASK.find(features)
     kind, success_column = success_source(args, features)
     for name, flag in ((flag_column, "--intervention-column"), (success_column, "success column")):
         if name is not None and name not in features:

@@ -1,4 +1,4 @@
-"""`pi-star-recap eval`: the spec's evaluation against a dataset, without a simulator.
+"""`pi-star-recap eval`: offline evaluation of a checkpoint against a dataset, without a simulator.
 
 Simulator evaluation stays on stock `lerobot-eval --policy.path=... --env.type=metaworld_recap ...`.
 """
@@ -9,6 +9,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+from .common import UsageError, report_errors
 
 
 def register(subparsers) -> None:
@@ -52,22 +54,21 @@ def choose_episodes(total: int, n_episodes: int) -> list[int]:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def evaluate(args: argparse.Namespace) -> int:
+    """The offline evaluation itself; errors propagate, so the demo, which calls it, reports them."""
     import numpy as np
     from lerobot.datasets import LeRobotDatasetMetadata
 
     from ..evaluation import episode_advantages, episode_returns, format_table, summarize
     from ..offline import load_recap_policy, predict_episodes
     from ..plots import plot_advantage_by_type, plot_calibration, plot_values_along_episodes
-    from ..recap_data import DATA_TYPES
+    from ..schema import DATA_TYPES
 
     meta = LeRobotDatasetMetadata(args.repo_id, root=args.root)
     episodes = args.episodes if args.episodes else choose_episodes(meta.total_episodes, args.n_episodes)
     unknown = sorted(set(episodes) - set(range(meta.total_episodes)))
     if unknown:
-        raise SystemExit(
-            f"error: episodes {unknown} are not in {args.repo_id} ({meta.total_episodes} episodes)."
-        )
+        raise UsageError(f"episodes {unknown} are not in {args.repo_id} ({meta.total_episodes} episodes).")
     output_dir = Path(args.output_dir or f"outputs/offline_eval/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -114,3 +115,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(report))
     print(f"Report: {output_dir / 'offline_eval.json'}; plots: {', '.join(str(p) for p in plots.values())}")
     return 0
+
+
+run = report_errors("eval")(evaluate)

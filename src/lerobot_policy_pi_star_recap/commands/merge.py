@@ -8,7 +8,8 @@ import json
 import logging
 from pathlib import Path
 
-from ..recap_dataset import RECAP_FEATURES, DatasetToolError
+from ..recap_dataset import DatasetToolError
+from ..schema import RECAP_FEATURES
 from .common import HelpFormatter, report_errors
 
 # Video encoder details may differ between datasets without preventing a merge (LeRobot ignores them too).

@@ -170,8 +170,8 @@ def run_value_label(args: argparse.Namespace) -> int:
     from ..advantage import frames_before_takeovers
     from ..evaluation import episode_advantages
     from ..offline import label_indicators
-    from ..recap_data import DATA_TYPES
     from ..recap_dataset import atomic_output_dir, check_dataset_root
+    from ..schema import ADVANTAGE, DATA_TYPES, INDICATOR, VALUE
 
     if args.negative_before_takeover is not None and args.negative_before_takeover < 0:
         raise SystemExit(
@@ -210,11 +210,9 @@ def run_value_label(args: argparse.Namespace) -> int:
 
     # Columns in the dataset's own row order (global index order).
     order = np.argsort(index)
-    spec = {"dtype": "float32", "shape": (1,), "names": None}
     columns = {
-        "value": (value[order, None].astype(np.float32), spec),
-        "advantage": (advantage[order, None].astype(np.float32), spec),
-        "advantage_indicator": (indicator[order, None].astype(np.float32), spec),
+        field.name: (values[order, None].astype(np.float32), field.feature)
+        for field, values in ((VALUE, value), (ADVANTAGE, advantage), (INDICATOR, indicator))
     }
     repo_id = args.repo_id or f"{source.repo_id}_labelled"
     with atomic_output_dir(args.dst, args.overwrite, sources=[src]) as staged:

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..recap_dataset import RewardScheme, episode_columns
+from ..schema import DATA_TYPE
 from .actors import Actor
 from .config import MetaWorldRecapEnvConfig, task_descriptions
 from .pool import EnvPool, EnvStep
@@ -242,7 +243,7 @@ class Collector:
         columns = episode_columns(len(episode.frames), success, data_type, mask, self.reward_scheme)
         for t, frame in enumerate(episode.frames):
             frame.update({key: np.array([values[t]]) for key, values in columns.items()})
-            frame["data_type"] = data_type  # string features take a plain str
+            frame[DATA_TYPE.name] = data_type  # string features take a plain str
             frame["task"] = self.task
         record = EpisodeRecord(
             episode.seed, data_type, success, len(episode.frames), int(mask.sum()), episode.takeovers
