@@ -23,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .common import CommandFailed, UsageError, report_errors
+
 
 @dataclass(frozen=True)
 class DemoPlan:
@@ -111,8 +113,8 @@ class Demo:
         overrides = {k: getattr(args, k) for k in asdict(plan) if getattr(args, k) is not None}
         self.plan = replace(plan, **overrides)
         if self.plan.value_folds < 2:
-            raise SystemExit(
-                "error: --value-folds must be >= 2 (each episode is valued by a fold that never saw it)."
+            raise UsageError(
+                "--value-folds must be >= 2 (each episode is valued by a fold that never saw it)."
             )
         self.args = args
         self.out = Path(args.output_dir)
@@ -142,9 +144,8 @@ class Demo:
         self.timings[name] = time.perf_counter() - start
         if code != 0:
             tail = log_path.read_text().splitlines()[-25:]
-            raise SystemExit(
-                f"error: {name} failed (exit {code}); last lines of {log_path}:\n" + "\n".join(tail)
-            )
+            print("\n".join(tail), file=sys.stderr)
+            raise CommandFailed(f"{name} failed (exit {code}); the lines above end its log {log_path}")
 
     def collect(self, name: str, mode: str, episodes: int, seed: int, policy: Path | None = None) -> Path:
         output = self.out / "data" / name
@@ -328,7 +329,7 @@ class Demo:
     def report(self, results: dict, checkpoints: dict, mixed: Path) -> dict:
         from ..plots import plot_bars
         from .eval import choose_episodes
-        from .eval import run as offline_eval
+        from .eval import evaluate as offline_eval
 
         rows = [{"stage": name, **eval_summary(info)} for name, info in results.items()]
         comparisons = paired_comparisons(results)
@@ -477,17 +478,15 @@ def _forward_progress(stream, log) -> None:
         buffer = ""
 
 
+@report_errors("demo")
 def run(args: argparse.Namespace) -> int:
     from ..sim.config import canonical_task
 
-    try:
-        args.task = canonical_task(args.task)  # before anything is created or removed
-    except ValueError as error:
-        raise SystemExit(f"pi-star-recap demo: error: {error}") from None
+    args.task = canonical_task(args.task)  # before anything is created or removed
     out = Path(args.output_dir)
     if out.exists():
         if not args.overwrite:
-            raise SystemExit(f"error: {out} exists; pass --overwrite or choose another --output-dir.")
+            raise UsageError(f"{out} exists; pass --overwrite or choose another --output-dir.")
         shutil.rmtree(out)
     Demo(args).run()
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import report_errors
+from .common import UsageError, report_errors
 
 VALUE_TRAIN_FLAGS = [
     "--policy.advantage_estimator=mc_distributional",
@@ -96,12 +96,13 @@ def register(subparsers) -> None:
     label.set_defaults(run=run_value_label)
 
 
+@report_errors("value-train")
 def run_value_train(args: argparse.Namespace) -> int:
     extra = list(args.extra)
     policy = [] if any(a.startswith("--policy.path") for a in extra) else ["--policy.type=pi_star_recap"]
     command = [str(Path(sys.executable).parent / "lerobot-train"), *policy, *VALUE_TRAIN_FLAGS]
     if args.folds < 1:
-        raise SystemExit(f"error: --folds must be >= 1, got {args.folds}.")
+        raise UsageError(f"--folds must be >= 1, got {args.folds}.")
     if args.folds == 1:
         return _call([*command, *extra])
     output_dir = _option(extra, "--output_dir")
@@ -126,9 +127,7 @@ def fold_training_episodes(episodes: list[int], folds: int) -> list[list[int]]:
     Interleaving keeps every data type in every fold (merged datasets list demos, rollouts and
     corrections in blocks)."""
     if len(episodes) < folds:
-        raise SystemExit(
-            f"error: --folds={folds} needs at least {folds} episodes, the dataset has {len(episodes)}."
-        )
+        raise UsageError(f"--folds={folds} needs at least {folds} episodes, the dataset has {len(episodes)}.")
     held_out = [set(episodes[k::folds]) for k in range(folds)]
     return [[e for e in episodes if e not in held_out[k]] for k in range(folds)]
 
@@ -141,8 +140,8 @@ def _call(command: list[str]) -> int:
 def _option(extra: list[str], name: str) -> str:
     values = [a.split("=", 1)[1] for a in extra if a.startswith(name + "=")]
     if not values:
-        raise SystemExit(
-            f"error: value-train --folds needs {name}=... (folds are written to <output_dir>/fold<k> and "
+        raise UsageError(
+            f"--folds needs {name}=... (folds are written to <output_dir>/fold<k> and "
             "split the episodes of a local dataset: --dataset.root, or --dataset.episodes=[...])."
         )
     return values[-1]
@@ -174,9 +173,7 @@ def run_value_label(args: argparse.Namespace) -> int:
     from ..schema import ADVANTAGE, DATA_TYPES, INDICATOR, VALUE
 
     if args.negative_before_takeover is not None and args.negative_before_takeover < 0:
-        raise SystemExit(
-            f"error: --negative-before-takeover must be >= 0, got {args.negative_before_takeover}."
-        )
+        raise UsageError(f"--negative-before-takeover must be >= 0, got {args.negative_before_takeover}.")
     src = Path(args.src).expanduser()
     check_dataset_root(src, "source dataset")
     source = LeRobotDataset(_repo_id(src), root=src)
@@ -258,17 +255,17 @@ def predict_out_of_sample(paths: list[str], source, batch_size: int, device: str
             )
     unlabelled = [e for e, ks in labellers.items() if not ks]
     if unlabelled:
-        raise SystemExit(
-            f"error: episodes {unlabelled[:10]} were seen by every value checkpoint given, so no "
+        raise UsageError(
+            f"episodes {unlabelled[:10]} were seen by every value checkpoint given, so no "
             "out-of-sample value exists for them; pass the checkpoints of all folds of `value-train --folds K`."
         )
     config, per_episode = None, {}
     for k, path in enumerate(paths):
         policy, preprocessor, _ = load_recap_policy(path, device)
         if policy.critics is None:
-            raise SystemExit(f"error: {path} has no value function (trained as plain BC).")
+            raise UsageError(f"{path} has no value function (trained as plain BC).")
         if config is not None and policy.config.advantage_estimator != config.advantage_estimator:
-            raise SystemExit("error: the value checkpoints mix advantage estimators; train them alike.")
+            raise UsageError("the value checkpoints mix advantage estimators; train them alike.")
         config = config or policy.config
         mine = [e for e, ks in labellers.items() if k in ks]
         predictions = predict_episodes(policy, preprocessor, source.repo_id, source.root, mine, batch_size)
