@@ -29,10 +29,10 @@ TYPES = ["demo", "auto", "intervention", "demo"]
 INDEX = [0, 5, 12, 22, 27, 35]  # demo, demo, auto, intervention (robot), intervention (expert), demo
 MODES: dict[str, dict] = {
     "iql": {},
-    "paper": {"advantage_estimator": "mc_distributional"},
+    "paper": {"advantage_estimator": "mc_distributional", "advantage_n_step": 3},
     "paper_full_return": {"advantage_estimator": "mc_distributional", "advantage_horizon": "full_return"},
     "bc": {"use_advantage_weighting": False, "use_advantage_conditioning": False},
-    "awr": {"use_advantage_conditioning": False},
+    "awr": {"use_advantage_weighting": True, "use_advantage_conditioning": False},
     "dataset": {"advantage_source": "dataset", "use_advantage_weighting": False},
     "value_only": {"advantage_estimator": "mc_distributional", "train_policy": False},
 }
