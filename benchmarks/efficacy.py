@@ -66,13 +66,24 @@ METHODS: dict[str, tuple[str, ...]] = {
 STATE_CLIP = "--policy.state_clip=5"
 METHODS["dagger_state_clip"] = (*METHODS["dagger"], STATE_CLIP)
 METHODS["recap_paper_state_clip"] = (*METHODS["recap_paper"], STATE_CLIP)
+# Another (stage 2's budget is diluted: the demos are 10% of the mixed frames): demo frames weighted 9x,
+# so demos and collected experience carry equal shares of the loss.
+DEMO_WEIGHT = "--policy.demo_weight=9"
+for _method in ("bc", "filtered_bc", "recap_paper"):
+    METHODS[f"{_method}_demo_weight"] = (*METHODS[_method], DEMO_WEIGHT)
+PROBES = {
+    "dagger_state_clip",
+    "recap_paper_state_clip",
+    *(f"{m}_demo_weight" for m in ("bc", "filtered_bc", "recap_paper")),
+}
 LABELLED = {
     "recap_paper",
     "recap_paper_state_clip",
+    "recap_paper_demo_weight",
 }  # trained on the cross-fitted labelled copy of the mixed dataset
 ON_DEMOS = {"null_control"}  # trained on the demos alone
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
-GUIDANCE = {"recap_paper": (1.0, 1.5, 2.5)}
+GUIDANCE = {"recap_paper": (1.0, 1.5, 2.5), "recap_paper_demo_weight": (1.0, 1.5)}
 TASKS = ("push-v3", "button-press-v3", "sweep-into-v3")
 
 
@@ -289,7 +300,7 @@ def main() -> None:
     )
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument(
-        "--methods", nargs="+", default=[m for m in METHODS if "state_clip" not in m], choices=list(METHODS)
+        "--methods", nargs="+", default=[m for m in METHODS if m not in PROBES], choices=list(METHODS)
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per method")
