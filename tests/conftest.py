@@ -55,7 +55,7 @@ def tree_hashes(root: Path) -> dict[str, str]:
 def annotate(src: Path, dst: Path, *args: str) -> pd.DataFrame:
     """Run `pi-star-recap annotate`, check it succeeded without touching the source, return the frames."""
     before = tree_hashes(src)
-    assert run_cli("annotate", "--src", src, "--dst", dst, *args) == 0
+    assert run_cli("annotate", "--input", src, "--output", dst, *args) == 0
     assert tree_hashes(src) == before, "the source dataset was modified"
     return read_frames(dst)
 

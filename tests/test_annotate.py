@@ -140,7 +140,7 @@ def _tampered(root, tmp_path, column, row, value):
 )
 def test_bad_labels_are_rejected(plain_source, tmp_path, capsys, args, message):
     dst = tmp_path / "labelled"
-    assert run_cli("annotate", "--src", plain_source, "--dst", dst, *args) == 2
+    assert run_cli("annotate", "--input", plain_source, "--output", dst, *args) == 2
     assert message in capsys.readouterr().err
     assert not dst.exists()
 
@@ -157,7 +157,7 @@ def test_bad_labels_are_rejected(plain_source, tmp_path, capsys, args, message):
 def test_bad_data_is_rejected(source, tmp_path, capsys, column, row, value, message):
     bad = _tampered(source, tmp_path, column, row, value)
     dst = tmp_path / "labelled"
-    assert run_cli("annotate", "--src", bad, "--dst", dst, "--type", "demo", "--all-success") == 2
+    assert run_cli("annotate", "--input", bad, "--output", dst, "--type", "demo", "--all-success") == 2
     assert message in capsys.readouterr().err
     assert not dst.exists()
 
@@ -166,17 +166,17 @@ def test_existing_target_needs_overwrite_and_the_source_is_never_a_target(plain_
     dst = tmp_path / "labelled"
     dst.mkdir()
     (dst / "keep.txt").write_text("user data")
-    assert run_cli("annotate", "--src", plain_source, "--dst", dst, "--all-success") == 2
+    assert run_cli("annotate", "--input", plain_source, "--output", dst, "--all-success") == 2
     assert "already exists" in capsys.readouterr().err
     assert (dst / "keep.txt").read_text() == "user data"
 
-    assert run_cli("annotate", "--src", plain_source, "--dst", dst, "--all-success", "--overwrite") == 0
+    assert run_cli("annotate", "--input", plain_source, "--output", dst, "--all-success", "--overwrite") == 0
     assert not (dst / "keep.txt").exists() and (dst / "meta" / "info.json").is_file()
 
     before = tree_hashes(plain_source)
     for target in (plain_source, plain_source / "inside"):
         assert (
-            run_cli("annotate", "--src", plain_source, "--dst", target, "--all-success", "--overwrite") == 2
+            run_cli("annotate", "--input", plain_source, "--output", target, "--all-success", "--overwrite") == 2
         )
         assert "overlaps the input" in capsys.readouterr().err
     assert tree_hashes(plain_source) == before
@@ -192,7 +192,7 @@ def test_a_crash_leaves_no_output(plain_source, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(RuntimeError, match="disk full"):
-        run_cli("annotate", "--src", plain_source, "--dst", out / "labelled", "--all-success")
+        run_cli("annotate", "--input", plain_source, "--output", out / "labelled", "--all-success")
     assert list(out.iterdir()) == [], "a half-written dataset or temp folder was left behind"
 
 

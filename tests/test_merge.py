@@ -48,7 +48,7 @@ def test_mismatched_inputs_are_rejected(collected_demo, rollouts, tmp_path, caps
     small = tmp_path / "small_images"
     assert run_cli(*collect_args(small, "demo", "push-v3", 1, "--episode-length=5", "--image-size=16")) == 0
     unlabelled, labelled = make_source(tmp_path / "unlabelled", [2]), tmp_path / "labelled"
-    assert run_cli("annotate", "--src", unlabelled, "--dst", labelled, "--all-success") == 0
+    assert run_cli("annotate", "--input", unlabelled, "--output", labelled, "--all-success") == 0
     cases = [
         ([collected_demo, small], "feature 'observation.images.corner2' differs"),
         ([labelled, unlabelled], "Label both with the RECAP fields first"),

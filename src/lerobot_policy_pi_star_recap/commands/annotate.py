@@ -21,7 +21,7 @@ import numpy as np
 
 from ..recap_dataset import DatasetToolError
 from ..schema import DATA_TYPES, INTERVENTION_MASK, RECAP_FEATURES, SUCCESS
-from .common import HelpFormatter, report_errors
+from .common import HelpFormatter, add_option, report_errors
 
 COMPARISONS = {
     ">=": operator.ge,
@@ -47,12 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--src", required=True, type=Path, help="source dataset root (meta/, data/)")
-    parser.add_argument("--dst", required=True, type=Path, help="new dataset folder (must not exist)")
-    parser.add_argument(
-        "--repo-id", default=None, help="repo id of the new dataset (default: local/<dst name>)"
+    add_option(
+        parser, "--input", "--src", required=True, type=Path, help="source dataset root (meta/, data/)"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --dst")
+    add_option(
+        parser, "--output", "--dst", required=True, type=Path, help="new dataset folder (must not exist)"
+    )
+    parser.add_argument(
+        "--repo-id", default=None, help="repo id of the new dataset (default: local/<output name>)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
     types = parser.add_argument_group("data type per episode (pick one; default: --type demo)")
     choice = types.add_mutually_exclusive_group()
@@ -360,8 +364,8 @@ def run(args: argparse.Namespace) -> int:
         print_summary,
     )
 
-    src = args.src.expanduser().resolve()
-    check_dataset_root(src, "--src")
+    src = args.input.expanduser().resolve()
+    check_dataset_root(src, "--input")
     features = json.loads((src / "meta" / "info.json").read_text())["features"]
 
     flag_column = args.intervention_column or INTERVENTION_MASK.find(features)
@@ -409,9 +413,9 @@ def run(args: argparse.Namespace) -> int:
 
     source = LeRobotDataset(f"local/{src.name}", root=src)
     replaced = [name for name in RECAP_FEATURES if name in features]
-    repo_id = args.repo_id or f"local/{args.dst.name}"
+    repo_id = args.repo_id or f"local/{args.output.name}"
     add = {name: (values, dict(RECAP_FEATURES[name])) for name, values in new.items()}
-    with atomic_output_dir(args.dst, args.overwrite, sources=[src]) as out:
+    with atomic_output_dir(args.output, args.overwrite, sources=[src]) as out:
         base = source
         if replaced:
             logging.info(f"replacing the source's {replaced} columns")
@@ -421,8 +425,8 @@ def run(args: argparse.Namespace) -> int:
         annotated = modify_features(base, add_features=add, output_dir=out, repo_id=repo_id)
         recompute_stats(annotated)
     print_summary(
-        args.dst,
-        f"Annotated {len(rows)} episodes ({n} frames) of {src} -> {args.dst} "
+        args.output,
+        f"Annotated {len(rows)} episodes ({n} frames) of {src} -> {args.output} "
         f"(C_fail={scheme.failure_penalty:g}, success from {kind}{f' {success_column}' if success_column else ''})",
     )
     return 0

@@ -1,8 +1,16 @@
-"""CLI plumbing every `pi-star-recap` subcommand shares: the help formatter and the error reporting."""
+"""CLI plumbing every `pi-star-recap` subcommand shares: errors, options with hidden aliases, the help
+formatter and the error reporting.
+
+Flag convention: kebab-case (`--batch-size`); `--input` / `--inputs` name the dataset(s) read and
+`--output` where the result goes. Options that mirror a lerobot-train / lerobot-eval flag keep LeRobot's
+dotted spelling (`--policy.path`, `--dataset.repo_id`, `--eval.n_episodes`). Older spellings stay
+accepted as hidden aliases (see `add_option`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import sys
 from collections.abc import Callable
@@ -16,14 +24,37 @@ class CommandFailed(RuntimeError):
     """A step of a command failed although its input was valid (e.g. a lerobot-train run it started)."""
 
 
+def add_option(parser: argparse._ActionsContainer, name: str, *aliases: str, **kwargs) -> argparse.Action:
+    """`parser.add_argument(name, *aliases, **kwargs)` with the aliases left out of --help: old spellings
+    (`--dst`, `--output_dir`, ...) keep working in scripts while --help shows only `name`."""
+    action = parser.add_argument(name, *aliases, **kwargs)
+    action.hidden_aliases = aliases
+    return action
+
+
+def shown_option_strings(action: argparse.Action) -> list[str]:
+    """The option strings --help shows for `action`: all but its hidden aliases."""
+    hidden = getattr(action, "hidden_aliases", ())
+    return [option for option in action.option_strings if option not in hidden]
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows `(default: X)` for options with a real default; None / False defaults are described in the
-    option's own help."""
+    """Shows `(default: X)` for options with a real default (None / False defaults are described in the
+    option's own help, a switch's default is its absence) and hides the aliases of `add_option`."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
+        if action.default is None or action.default is False or action.nargs == 0:
             return action.help
         return super()._get_help_string(action)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        shown = copy.copy(action)
+        shown.option_strings = shown_option_strings(action)
+        return super()._format_action_invocation(shown)
+
+
+class RawDescriptionHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """HelpFormatter that keeps the description's line breaks (for a module docstring)."""
 
 
 def report_errors(command: str) -> Callable:

@@ -7,8 +7,8 @@ simulated expert corrections -> stage 2 (lerobot-train --policy.path=stage 1, RE
 Stage 2's advantages (default, the paper's estimator): `value-train --folds 2` fits two distributional
 value functions, each on half of the episodes, `value-label` labels every episode with the one that never
 saw it (a value function fits its own training episodes' returns better, which shrinks in-sample
-advantages towards 0), and the policy trains on the labelled copy. `--advantage-estimator iql` instead trains the spec's IQL critics
-jointly with the policy.
+advantages towards 0), and the policy trains on the labelled copy. `--advantage-estimator iql` instead
+trains IQL critics (the policy config's default estimator) jointly with the policy.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .common import CommandFailed, UsageError, report_errors
+from .common import CommandFailed, RawDescriptionHelpFormatter, UsageError, add_option, report_errors
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ QUICK = DemoPlan(
 )
 
 # The tiny policy the demo trains: the built-in tiny VLM, a small expert, and a policy learning rate
-# suited to training from scratch (the spec's 3e-5 assumes a pretrained VLM).
+# suited to training from scratch (the config's default policy_lr, 3e-5, assumes a pretrained VLM).
 POLICY_FLAGS = [
     "--policy.vlm_model_name=tiny",
     "--policy.expert_width=128",
@@ -81,18 +81,20 @@ def register(subparsers) -> None:
         "demo",
         help="Run the RECAP loop end to end on a MetaWorld task (CPU, no downloads) and report the gain.",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--task", default="push-v3", help="MetaWorld v3 task (default: push-v3)")
-    parser.add_argument("--output-dir", default="outputs/demo")
+    parser.add_argument("--task", default="push-v3", help="MetaWorld v3 task")
+    add_option(
+        parser, "--output", "--output-dir", default="outputs/demo", help="folder of everything it writes"
+    )
     parser.add_argument("--iterations", type=int, default=1, help="rollout + RECAP rounds after stage 1")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="base seed of collection, training and evaluation")
     parser.add_argument(
         "--advantage-estimator",
         choices=["mc_distributional", "iql"],
         default="mc_distributional",
-        help="stage 2's advantages: the paper's distributional value, cross-fitted (default), or the spec's "
-        "IQL critics trained jointly with the policy",
+        help="stage 2's advantages: the paper's distributional value, cross-fitted, or IQL critics trained "
+        "jointly with the policy",
     )
     parser.add_argument(
         "--no-null-control",
@@ -101,7 +103,7 @@ def register(subparsers) -> None:
         help="skip the null control (stage 1 fine-tuned on its own demos with stage 2's steps)",
     )
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke test (tiny budgets)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     for name, default in asdict(DemoPlan()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=f"default {default}")
     parser.set_defaults(run=run)
@@ -117,7 +119,7 @@ class Demo:
                 "--value-folds must be >= 2 (each episode is valued by a fold that never saw it)."
             )
         self.args = args
-        self.out = Path(args.output_dir)
+        self.out = Path(args.output)
         self.logs = self.out / "logs"
         self.bin = Path(sys.executable).parent
         self.timings: dict[str, float] = {}
@@ -232,8 +234,8 @@ class Demo:
                 "value-label",
                 "--value.path",
                 *map(str, checkpoints),
-                f"--src={dataset}",
-                f"--dst={labelled}",
+                f"--input={dataset}",
+                f"--output={labelled}",
                 # The expert took over because the policy stalled for STALL_STEPS: those frames are bad.
                 f"--negative-before-takeover={STALL_STEPS}",
                 "--device=cpu",
@@ -483,10 +485,10 @@ def run(args: argparse.Namespace) -> int:
     from ..sim.config import canonical_task
 
     args.task = canonical_task(args.task)  # before anything is created or removed
-    out = Path(args.output_dir)
+    out = Path(args.output)
     if out.exists():
         if not args.overwrite:
-            raise UsageError(f"{out} exists; pass --overwrite or choose another --output-dir.")
+            raise UsageError(f"{out} exists; pass --overwrite or choose another --output.")
         shutil.rmtree(out)
     Demo(args).run()
     return 0
