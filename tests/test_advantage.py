@@ -90,6 +90,20 @@ def test_nstep_advantage():
     assert torch.allclose(adv, torch.tensor([0.5, 1.0]))
 
 
+@pytest.mark.parametrize(
+    ("function", "arity"), [(nstep_advantage, 4), (chunked_q_target, 3), (advantage_indicator, 3)]
+)
+def test_numpy_and_torch_versions_agree(function, arity):
+    """Training computes these on tensors, labelling on numpy arrays: the same numbers either way."""
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        shape = tuple(rng.integers(1, 20, size=rng.integers(1, 3)))
+        parts = [rng.normal(size=shape) for _ in range(arity)]
+        parts[1] = rng.uniform(0.0, 1.0, size=shape)  # a bootstrap discount / a threshold
+        torch_out = function(*(torch.tensor(p) for p in parts))
+        np.testing.assert_allclose(function(*parts), torch_out.numpy(), rtol=1e-12)
+
+
 def test_quantile_threshold_gives_the_positive_fraction():
     advantage = np.r_[np.arange(10.0), np.arange(100.0, 120.0)]
     task = np.r_[np.zeros(10, int), np.ones(20, int)]

@@ -13,7 +13,7 @@ import torch
 from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.advantage import episode_advantage, nstep_advantage
+from lerobot_policy_pi_star_recap.advantage import episode_advantage
 from lerobot_policy_pi_star_recap.commands.value import fold_training_episodes
 from lerobot_policy_pi_star_recap.offline import (
     label_indicators,
@@ -79,13 +79,6 @@ def test_episode_advantage_truncated_and_cut_at_takeover():
     np.testing.assert_allclose(
         episode_advantage(values, rewards, None, True, controller), [0.3, 0.3, 0.3, 0.2]
     )
-
-
-def test_nstep_advantage_numpy_and_torch_agree():
-    rng = np.random.default_rng(0)
-    parts = [rng.normal(size=8) for _ in range(4)]
-    torch_out = nstep_advantage(*(torch.tensor(p) for p in parts)).numpy()
-    np.testing.assert_allclose(nstep_advantage(*parts), torch_out)
 
 
 def test_label_indicators_fraction_and_forced_interventions():

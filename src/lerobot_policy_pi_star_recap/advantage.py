@@ -16,8 +16,9 @@ def asymmetric_l2_loss(diff: Tensor, expectile: float) -> Tensor:
     return weight * diff.square()
 
 
-def chunked_q_target(reward_sum: Tensor, bootstrap_discount: Tensor, next_value: Tensor) -> Tensor:
-    """sum_{k<H} gamma^k r_{t+k} + gamma^H (1 - done) V(s_{t+H}); the table folds done into the discount."""
+def chunked_q_target(reward_sum, bootstrap_discount, next_value):
+    """sum_{k<H} gamma^k r_{t+k} + gamma^H (1 - done) V(s_{t+H}); the table folds done into the discount.
+    The same formula for torch tensors and numpy arrays."""
     return reward_sum + bootstrap_discount * next_value
 
 
@@ -133,6 +134,32 @@ def episode_advantage(
     return nstep_advantage(reward_sum, discount, values[index], values)
 
 
+def estimated_advantage(
+    estimator: str,
+    value: np.ndarray,
+    q: np.ndarray | None,
+    rewards: np.ndarray,
+    n_step: int | None,
+    terminal: bool = True,
+    controller: np.ndarray | None = None,
+) -> np.ndarray:
+    """Advantage along one episode for `estimator`: IQL's min Q(s, recorded chunk) - V(s), else the
+    paper's N-step (or full-return) advantage from V (`episode_advantage`)."""
+    if estimator == "iql":
+        return q - value
+    return episode_advantage(value, rewards, n_step, terminal, controller)
+
+
+def advantage_n_step(horizon: str, n_step: int) -> int | None:
+    """N of the paper's advantage for an `advantage_horizon`: None (no limit) for "full_return"."""
+    return n_step if horizon == "n_step" else None
+
+
+def return_discount(estimator: str, discount: float) -> float:
+    """Discount of the returns the critics estimate: IQL's are discounted, the paper's value is not."""
+    return discount if estimator == "iql" else 1.0
+
+
 def frames_before_takeovers(controller: np.ndarray, steps: int) -> np.ndarray:
     """Mask of the (up to) `steps` frames before each takeover (controller 0 -> 1) of one episode."""
     expert = np.asarray(controller).reshape(-1) > 0.5
@@ -146,9 +173,9 @@ def frames_before_takeovers(controller: np.ndarray, steps: int) -> np.ndarray:
 
 
 def nstep_advantage(nstep_reward, nstep_bootstrap, value_next, value):
-    """sum_{k<N} r_{t+k} + V(o_{t+N}) - V(o_t) (no bootstrap when a terminal end comes within N steps);
-    the same formula for torch tensors (training) and numpy arrays (labelling)."""
-    return nstep_reward + nstep_bootstrap * value_next - value
+    """sum_{k<N} r_{t+k} + V(o_{t+N}) - V(o_t) (no bootstrap when a terminal end comes within N steps):
+    the bootstrapped window return minus V, for torch tensors (training) and numpy arrays (labelling)."""
+    return chunked_q_target(nstep_reward, nstep_bootstrap, value_next) - value
 
 
 def quantile_thresholds(
@@ -161,6 +188,7 @@ def quantile_thresholds(
     }
 
 
-def advantage_indicator(advantage: Tensor, threshold: Tensor, intervention: Tensor) -> Tensor:
-    """I_t = 1 if A_t > eps_task; human corrections are always positive (the paper's rule)."""
-    return ((advantage > threshold) | (intervention > 0.5)).float()
+def advantage_indicator(advantage, threshold, intervention):
+    """I_t = 1 if A_t > eps_task; human corrections are always positive (the paper's rule). Floats from
+    torch tensors (training) and numpy arrays (labelling) alike."""
+    return ((advantage > threshold) | (intervention > 0.5)) * 1.0

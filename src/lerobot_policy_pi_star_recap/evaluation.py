@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from .advantage import episode_advantage, reverse_discounted_cumsum
+from .advantage import return_discount, reverse_discounted_cumsum
 from .offline import EpisodePredictions
 from .schema import DATA_TYPES
 
@@ -44,22 +44,6 @@ def episode_returns(episode: EpisodePredictions, discount: float) -> np.ndarray:
     return reverse_discounted_cumsum(episode.reward.astype(np.float64), discount)
 
 
-def episode_advantages(
-    episode: EpisodePredictions, estimator: str, n_step: int | None, cut_at_takeovers: bool = False
-) -> np.ndarray:
-    """IQL: min Q(s, recorded chunk) - V(s). Paper: N-step (or full-return) advantage from V, windows
-    cut at a truncated end and, with `cut_at_takeovers`, where the expert takes over or hands back."""
-    if estimator == "iql":
-        return episode.q - episode.value
-    return episode_advantage(
-        episode.value,
-        episode.reward.astype(np.float64),
-        n_step,
-        terminal=episode.terminal,
-        controller=episode.intervention if cut_at_takeovers else None,
-    )
-
-
 def summarize(
     episodes: list[EpisodePredictions],
     estimator: str,
@@ -68,8 +52,7 @@ def summarize(
     cut_at_takeovers: bool = False,
 ) -> dict:
     """The offline-evaluation report (JSON-ready)."""
-    # IQL's critics estimate discounted returns; the paper's value the undiscounted return.
-    gamma = discount if estimator == "iql" else 1.0
+    gamma = return_discount(estimator, discount)
     returns = np.concatenate([episode_returns(e, gamma) for e in episodes])
     value = np.concatenate([e.value for e in episodes])
     data_type = np.concatenate([e.data_type for e in episodes])
@@ -96,9 +79,7 @@ def summarize(
                 "pearson_vs_return": pearson(q, returns),
                 "mean_abs_error": float(np.abs(q - returns).mean()),
             }
-        advantage = np.concatenate(
-            [episode_advantages(e, estimator, n_step, cut_at_takeovers) for e in episodes]
-        )
+        advantage = np.concatenate([e.advantage(estimator, n_step, cut_at_takeovers) for e in episodes])
         if len(known) == len(episodes):
             report["success_separation"] = _separation(episodes)
     else:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .advantage import quantile_thresholds
+from .advantage import advantage_indicator, estimated_advantage, quantile_thresholds
 from .recap_data import RecapDataError, RecapTable
 
 
@@ -33,6 +33,13 @@ class EpisodePredictions:
     q: np.ndarray | None = None
     action_mse: np.ndarray | None = None  # sampled chunk vs recorded chunk, normalised action units
     extra: dict = field(default_factory=dict)
+
+    def advantage(self, estimator: str, n_step: int | None, cut_at_takeovers: bool = False) -> np.ndarray:
+        """Per-frame advantage of this episode (`estimated_advantage`); with `cut_at_takeovers` the
+        windows also stop where the expert takes over or hands back."""
+        controller = self.intervention if cut_at_takeovers else None
+        rewards = self.reward.astype(np.float64)
+        return estimated_advantage(estimator, self.value, self.q, rewards, n_step, self.terminal, controller)
 
 
 def load_policy(path: str | Path, device: str | None = None):
@@ -221,8 +228,7 @@ def label_indicators(
             )
     thresholds = quantile_thresholds(advantage, group, positive_fraction)
     threshold = np.array([thresholds[int(g)] for g in group])
-    indicator = advantage > threshold
-    if forced_negative is not None:
-        indicator &= ~np.asarray(forced_negative, dtype=bool)
-    indicator |= intervention > 0.5
+    if forced_negative is not None:  # no advantage exceeds an infinite threshold; corrections still win
+        threshold = np.where(np.asarray(forced_negative, dtype=bool), np.inf, threshold)
+    indicator = advantage_indicator(advantage, threshold, intervention)
     return indicator.astype(np.float32), thresholds

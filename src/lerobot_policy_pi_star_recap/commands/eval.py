@@ -59,7 +59,8 @@ def evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     from lerobot.datasets import LeRobotDatasetMetadata
 
-    from ..evaluation import episode_advantages, episode_returns, format_table, summarize
+    from ..advantage import advantage_n_step
+    from ..evaluation import episode_returns, format_table, summarize
     from ..offline import load_recap_policy, predict_episodes
     from ..plots import plot_advantage_by_type, plot_calibration, plot_values_along_episodes
     from ..schema import DATA_TYPES
@@ -84,7 +85,7 @@ def evaluate(args: argparse.Namespace) -> int:
         sample_actions=config.train_policy,  # a value-train checkpoint has an untrained action expert
         seed=args.seed,
     )
-    n_step = config.advantage_n_step if config.advantage_horizon == "n_step" else None
+    n_step = advantage_n_step(config.advantage_horizon, config.advantage_n_step)
     report = summarize(
         predictions, config.advantage_estimator, config.iql_discount, n_step, config.cut_at_takeovers
     )
@@ -102,9 +103,7 @@ def evaluate(args: argparse.Namespace) -> int:
         )
         advantages = {name: [] for name in DATA_TYPES}
         for episode in predictions:
-            advantage = episode_advantages(
-                episode, config.advantage_estimator, n_step, config.cut_at_takeovers
-            )
+            advantage = episode.advantage(config.advantage_estimator, n_step, config.cut_at_takeovers)
             for code, name in enumerate(DATA_TYPES):
                 advantages[name].append(advantage[episode.data_type == code])
         plots["advantage_by_type"] = plot_advantage_by_type(

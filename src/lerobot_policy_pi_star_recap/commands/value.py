@@ -166,8 +166,7 @@ def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets import LeRobotDataset
     from lerobot.datasets.dataset_tools import add_features
 
-    from ..advantage import frames_before_takeovers
-    from ..evaluation import episode_advantages
+    from ..advantage import advantage_n_step, frames_before_takeovers
     from ..offline import label_indicators
     from ..recap_dataset import atomic_output_dir, check_dataset_root
     from ..schema import ADVANTAGE, DATA_TYPES, INDICATOR, VALUE
@@ -181,21 +180,15 @@ def run_value_label(args: argparse.Namespace) -> int:
         args.value_paths, source, args.batch_size, args.device
     )
     fraction = args.positive_fraction or config.indicator_positive_fraction
-    if args.full_return:
-        n_step = None
-    elif args.n_step:
-        n_step = args.n_step
-    else:
-        n_step = config.advantage_n_step if config.advantage_horizon == "n_step" else None
+    horizon = "full_return" if args.full_return else "n_step" if args.n_step else config.advantage_horizon
+    n_step = advantage_n_step(horizon, args.n_step or config.advantage_n_step)
 
     index = np.concatenate([e.index for e in episodes])
     value = np.concatenate([e.value for e in episodes])
     cut = config.cut_at_takeovers if args.cut_at_takeovers is None else args.cut_at_takeovers
     before = args.negative_before_takeover
     before = config.negative_before_takeover if before is None else before
-    advantage = np.concatenate(
-        [episode_advantages(e, config.advantage_estimator, n_step, cut) for e in episodes]
-    )
+    advantage = np.concatenate([e.advantage(config.advantage_estimator, n_step, cut) for e in episodes])
     forced_negative = np.concatenate([frames_before_takeovers(e.intervention, before) for e in episodes])
     task = np.concatenate([e.task_index for e in episodes])
     intervention = np.concatenate([e.intervention for e in episodes])
