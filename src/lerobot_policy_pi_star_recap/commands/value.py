@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import UsageError, report_errors
+from .common import HelpFormatter, UsageError, add_option, report_errors
 
 VALUE_TRAIN_FLAGS = [
     "--policy.advantage_estimator=mc_distributional",
@@ -37,6 +37,7 @@ def register(subparsers) -> None:
             + ". Every other argument is passed to lerobot-train unchanged (dataset, output_dir, steps, "
             "policy options such as --policy.vlm_model_name or --policy.value_num_bins)."
         ),
+        formatter_class=HelpFormatter,
     )
     train.add_argument(
         "--folds",
@@ -56,6 +57,7 @@ def register(subparsers) -> None:
             "'advantage_indicator' (1 for the top --positive-fraction of each task's frames, and for every "
             "frame a human corrected). The source dataset is not modified."
         ),
+        formatter_class=HelpFormatter,
     )
     label.add_argument(
         "--value.path",
@@ -65,8 +67,10 @@ def register(subparsers) -> None:
         help="value-train checkpoint directory, or the K fold checkpoints of `value-train --folds K`: each "
         "episode is then labelled by the checkpoints that did not train on it",
     )
-    label.add_argument("--src", required=True, help="local root of the dataset to label")
-    label.add_argument("--dst", required=True, help="local root of the labelled copy (must not exist)")
+    add_option(label, "--input", "--src", required=True, help="local root of the dataset to label")
+    add_option(
+        label, "--output", "--dst", required=True, help="local root of the labelled copy (must not exist)"
+    )
     label.add_argument(
         "--repo-id", default=None, help="repo id of the copy (default: <source repo id>_labelled)"
     )
@@ -90,9 +94,9 @@ def register(subparsers) -> None:
         default=None,
         help="stop N-step windows where the expert takes over or hands back (default: the checkpoint's, off)",
     )
-    label.add_argument("--batch-size", type=int, default=32)
-    label.add_argument("--device", default=None)
-    label.add_argument("--overwrite", action="store_true")
+    label.add_argument("--batch-size", type=int, default=32, help="frames per value forward pass")
+    label.add_argument("--device", default=None, help="torch device (default: the checkpoint's)")
+    label.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     label.set_defaults(run=run_value_label)
 
 
@@ -117,7 +121,7 @@ def run_value_train(args: argparse.Namespace) -> int:
         checkpoints.append(str(out / "checkpoints" / "last" / "pretrained_model"))
     print(f"Trained {args.folds} cross-fitted value functions. Label with:")
     print(
-        f"  pi-star-recap value-label --value.path {' '.join(checkpoints)} --src=<dataset root> --dst=<new root>"
+        f"  pi-star-recap value-label --value.path {' '.join(checkpoints)} --input=<dataset root> --output=<new root>"
     )
     return 0
 
@@ -173,7 +177,7 @@ def run_value_label(args: argparse.Namespace) -> int:
 
     if args.negative_before_takeover is not None and args.negative_before_takeover < 0:
         raise UsageError(f"--negative-before-takeover must be >= 0, got {args.negative_before_takeover}.")
-    src = Path(args.src).expanduser()
+    src = Path(args.input).expanduser()
     check_dataset_root(src, "source dataset")
     source = LeRobotDataset(_repo_id(src), root=src)
     config, episodes, labellers = predict_out_of_sample(
@@ -205,11 +209,13 @@ def run_value_label(args: argparse.Namespace) -> int:
         for field, values in ((VALUE, value), (ADVANTAGE, advantage), (INDICATOR, indicator))
     }
     repo_id = args.repo_id or f"{source.repo_id}_labelled"
-    with atomic_output_dir(args.dst, args.overwrite, sources=[src]) as staged:
+    with atomic_output_dir(args.output, args.overwrite, sources=[src]) as staged:
         add_features(source, columns, output_dir=staged, repo_id=repo_id)
 
     data_type = np.concatenate([e.data_type for e in episodes])
-    print(f"Labelled {len(index)} frames of {source.meta.total_episodes} episodes -> {args.dst} ({repo_id})")
+    print(
+        f"Labelled {len(index)} frames of {source.meta.total_episodes} episodes -> {args.output} ({repo_id})"
+    )
     print("advantage: " + ("full return - V" if n_step is None else f"{n_step}-step"))
     groups = int(labeller.max()) + 1
     for key, threshold in thresholds.items():
@@ -223,7 +229,7 @@ def run_value_label(args: argparse.Namespace) -> int:
             )
     print(
         f"Train the policy on it: lerobot-train --policy.type=pi_star_recap --dataset.repo_id={repo_id} "
-        f"--dataset.root={args.dst} --policy.advantage_source=dataset ..."
+        f"--dataset.root={args.output} --policy.advantage_source=dataset ..."
     )
     return 0
 
