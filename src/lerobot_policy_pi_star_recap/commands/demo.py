@@ -88,7 +88,9 @@ def register(subparsers) -> None:
         parser, "--output", "--output-dir", default="outputs/demo", help="folder of everything it writes"
     )
     parser.add_argument("--iterations", type=int, default=1, help="rollout + RECAP rounds after stage 1")
-    parser.add_argument("--seed", type=int, default=0, help="base seed of collection, training and evaluation")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="base seed of collection, training and evaluation"
+    )
     parser.add_argument(
         "--advantage-estimator",
         choices=["mc_distributional", "iql"],
@@ -359,7 +361,7 @@ class Demo:
             root=str(mixed),
             n_episodes=12,
             episodes=None if episodes is None else [episodes[i] for i in choose_episodes(len(episodes), 12)],
-            output_dir=str(self.out / "offline_eval"),
+            output=str(self.out / "offline_eval"),
             batch_size=64,
             device="cpu",
             seed=self.args.seed,

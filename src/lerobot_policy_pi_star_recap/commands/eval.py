@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from .common import UsageError, report_errors
+from .common import HelpFormatter, UsageError, add_option, report_errors
 
 
 def register(subparsers) -> None:
@@ -24,24 +24,41 @@ def register(subparsers) -> None:
             "type and how well the value separates successful from failed episodes. Writes a JSON report "
             "and PNG plots."
         ),
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument(
+    add_option(
+        parser,
         "--policy.path",
         "--policy.pretrained_model_path",
         dest="policy_path",
         required=True,
         help="checkpoint directory, e.g. outputs/run/checkpoints/last/pretrained_model",
     )
-    parser.add_argument("--dataset.repo_id", dest="repo_id", required=True)
+    parser.add_argument("--dataset.repo_id", dest="repo_id", required=True, help="dataset to evaluate on")
     parser.add_argument(
         "--dataset.root", dest="root", default=None, help="local dataset root (default: HF cache)"
     )
-    parser.add_argument("--eval.n_episodes", dest="n_episodes", type=int, default=10)
+    parser.add_argument(
+        "--eval.n_episodes",
+        dest="n_episodes",
+        type=int,
+        default=10,
+        help="episodes, spread evenly over the dataset",
+    )
     parser.add_argument("--episodes", type=int, nargs="*", default=None, help="explicit episode indices")
-    parser.add_argument("--output_dir", default=None, help="default: outputs/offline_eval/<date>_<time>")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--policy.device", dest="device", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    add_option(
+        parser,
+        "--output",
+        "--output-dir",
+        "--output_dir",
+        default=None,
+        help="report folder (default: outputs/offline_eval/<date>_<time>)",
+    )
+    add_option(parser, "--batch-size", "--batch_size", type=int, default=32, help="frames per forward pass")
+    parser.add_argument(
+        "--policy.device", dest="device", default=None, help="torch device (default: the checkpoint's)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled action chunks")
     parser.set_defaults(run=run)
 
 
@@ -70,7 +87,7 @@ def evaluate(args: argparse.Namespace) -> int:
     unknown = sorted(set(episodes) - set(range(meta.total_episodes)))
     if unknown:
         raise UsageError(f"episodes {unknown} are not in {args.repo_id} ({meta.total_episodes} episodes).")
-    output_dir = Path(args.output_dir or f"outputs/offline_eval/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    output_dir = Path(args.output or f"outputs/offline_eval/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
     policy, preprocessor, _ = load_recap_policy(args.policy_path, args.device)
