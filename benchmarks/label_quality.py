@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from lerobot_policy_pi_star_recap.advantage import episode_advantage, frames_before_takeovers
-from lerobot_policy_pi_star_recap.offline import label_indicators
+from lerobot_policy_pi_star_recap.predictions import label_indicators
 from lerobot_policy_pi_star_recap.recap_data import RecapTable, read_recap_columns
 
 # (name, failed episodes truncated, windows cut at takeovers, threshold per fold, frames negative before a

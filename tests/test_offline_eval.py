@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from synthetic import TINY_CLI, make_dataset
 
-from lerobot_policy_pi_star_recap.evaluation import roc_auc, summarize
-from lerobot_policy_pi_star_recap.offline import EpisodePredictions
+from lerobot_policy_pi_star_recap.metrics import roc_auc, summarize
+from lerobot_policy_pi_star_recap.predictions import EpisodePredictions
 
 BIN = Path(sys.executable).parent
 

@@ -14,12 +14,9 @@ from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
 from lerobot_policy_pi_star_recap.advantage import episode_advantage
+from lerobot_policy_pi_star_recap.checkpoints import load_recap_policy
 from lerobot_policy_pi_star_recap.commands.value import fold_training_episodes
-from lerobot_policy_pi_star_recap.offline import (
-    label_indicators,
-    load_recap_policy,
-    predict_episodes,
-)
+from lerobot_policy_pi_star_recap.predictions import label_indicators, predict_episodes
 from lerobot_policy_pi_star_recap.recap_data import RecapDataError
 
 BIN = Path(sys.executable).parent

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..recap_dataset import DatasetToolError
+from ..dataset_writing import DatasetToolError
 from ..schema import DATA_TYPES, INTERVENTION_MASK, RECAP_FEATURES, SUCCESS
 from .common import HelpFormatter, add_option, report_errors
 
@@ -356,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets.dataset_tools import modify_features, recompute_stats
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from ..recap_dataset import (
+    from ..dataset_writing import (
         RewardScheme,
         atomic_output_dir,
         check_dataset_root,

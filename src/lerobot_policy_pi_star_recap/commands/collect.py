@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.envs.utils import env_to_policy_features
 
-    from ..recap_dataset import RewardScheme, atomic_output_dir, print_summary
+    from ..dataset_writing import RewardScheme, atomic_output_dir, print_summary
     from ..schema import RECAP_FEATURES
     from ..sim.actors import ExpertActor, PolicyActor
     from ..sim.collector import Collector, InterventionRule

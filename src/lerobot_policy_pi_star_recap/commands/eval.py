@@ -77,9 +77,10 @@ def evaluate(args: argparse.Namespace) -> int:
     from lerobot.datasets import LeRobotDatasetMetadata
 
     from ..advantage import advantage_n_step
-    from ..evaluation import episode_returns, format_table, summarize
-    from ..offline import load_recap_policy, predict_episodes
+    from ..checkpoints import load_recap_policy
+    from ..metrics import episode_returns, format_table, summarize
     from ..plots import plot_advantage_by_type, plot_calibration, plot_values_along_episodes
+    from ..predictions import predict_episodes
     from ..schema import DATA_TYPES
 
     meta = LeRobotDatasetMetadata(args.repo_id, root=args.root)

@@ -157,7 +157,7 @@ def _dataset_episodes(extra: list[str]) -> list[int]:
         return [int(e) for e in json.loads(_option(extra, "--dataset.episodes"))]
     from lerobot.datasets import LeRobotDatasetMetadata
 
-    from ..recap_dataset import check_dataset_root
+    from ..dataset_writing import check_dataset_root
 
     root = Path(_option(extra, "--dataset.root")).expanduser()
     check_dataset_root(root, "--dataset.root")
@@ -171,8 +171,8 @@ def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets.dataset_tools import add_features
 
     from ..advantage import advantage_n_step, frames_before_takeovers
-    from ..offline import label_indicators
-    from ..recap_dataset import atomic_output_dir, check_dataset_root
+    from ..dataset_writing import atomic_output_dir, check_dataset_root
+    from ..predictions import label_indicators
     from ..schema import ADVANTAGE, DATA_TYPES, INDICATOR, VALUE
 
     if args.negative_before_takeover is not None and args.negative_before_takeover < 0:
@@ -238,7 +238,8 @@ def predict_out_of_sample(paths: list[str], source, batch_size: int, device: str
     """Value (and Q) predictions for every episode of `source`, each from the checkpoints that did not
     train on it (averaged when several did not); with one checkpoint, from that one. Also returns, per
     episode, a code for the set of checkpoints that valued it (0, 1, ...)."""
-    from ..offline import load_recap_policy, predict_episodes
+    from ..checkpoints import load_recap_policy
+    from ..predictions import predict_episodes
 
     total = source.meta.total_episodes
     trained = [_trained_episodes(path, total) for path in paths]

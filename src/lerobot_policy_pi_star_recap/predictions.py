@@ -1,6 +1,7 @@
-"""Run a trained policy's critics (and action sampler) over whole episodes of a dataset, without a simulator.
+"""Run a trained policy's critics (and action sampler) over whole episodes of a dataset, without a simulator,
+and turn the predictions into advantage indicators.
 
-Shared by `pi-star-recap eval` (how good are the value function and the actions?) and
+Shared by `pi-star-recap eval` (how good are the value function and the actions? see `metrics`) and
 `pi-star-recap value-label` (write value / advantage / indicator columns for the paper's workflow).
 """
 
@@ -40,83 +41,6 @@ class EpisodePredictions:
         controller = self.intervention if cut_at_takeovers else None
         rewards = self.reward.astype(np.float64)
         return estimated_advantage(estimator, self.value, self.q, rewards, n_step, self.terminal, controller)
-
-
-def load_policy(path: str | Path, device: str | None = None):
-    """Any LeRobot policy checkpoint (a `pretrained_model` folder) with its pre/post-processors."""
-    from lerobot.configs import PreTrainedConfig
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path} is not a policy checkpoint (no config.json); pass the `pretrained_model` folder, "
-            "e.g. outputs/train/<run>/checkpoints/last/pretrained_model."
-        )
-    config = PreTrainedConfig.from_pretrained(path)
-    if device is not None:
-        config.device = device
-    policy = get_policy_class(config.type).from_pretrained(path, config=config)
-    policy.eval()
-    preprocessor, postprocessor = make_pre_post_processors(
-        config,
-        pretrained_path=str(path),
-        preprocessor_overrides={"device_processor": {"device": config.device}},
-    )
-    return policy, preprocessor, postprocessor
-
-
-def load_for_fine_tuning(checkpoint: str | Path, root: str | Path, device: str = "cpu", **config_overrides):
-    """The policy and processors `lerobot-train --policy.path=<checkpoint>` builds to fine-tune on the
-    dataset at `root` (LeRobot 0.6.1's lerobot_train.py: make_policy, then the checkpoint's processors with
-    the new dataset's statistics as overrides), e.g. to check that stage 2 starts acting like stage 1."""
-    from lerobot.configs import PreTrainedConfig
-    from lerobot.datasets import LeRobotDatasetMetadata
-    from lerobot.policies.factory import make_policy, make_pre_post_processors
-
-    checkpoint = Path(checkpoint)
-    meta = LeRobotDatasetMetadata(f"local/{Path(root).name}", root=root)
-    config = PreTrainedConfig.from_pretrained(checkpoint)
-    config.pretrained_path = checkpoint
-    config.device = device
-    for name, value in config_overrides.items():
-        setattr(config, name, value)
-    policy = make_policy(cfg=config, ds_meta=meta)
-    norm_map = policy.config.normalization_mapping
-    preprocessor, postprocessor = make_pre_post_processors(
-        policy_cfg=config,
-        pretrained_path=checkpoint,
-        dataset_stats=meta.stats,
-        preprocessor_overrides={
-            "device_processor": {"device": device},
-            "normalizer_processor": {
-                "stats": meta.stats,
-                "features": {**policy.config.input_features, **policy.config.output_features},
-                "norm_map": norm_map,
-            },
-        },
-        postprocessor_overrides={
-            "unnormalizer_processor": {
-                "stats": meta.stats,
-                "features": policy.config.output_features,
-                "norm_map": norm_map,
-            }
-        },
-    )
-    policy.eval()
-    return policy, preprocessor, postprocessor
-
-
-def load_recap_policy(path: str | Path, device: str | None = None):
-    """A pi_star_recap checkpoint with its processors (offline evaluation and labelling need its critics)."""
-    from .modeling_pi_star_recap import PiStarRECAPPolicy
-
-    policy, preprocessor, postprocessor = load_policy(path, device)
-    if not isinstance(policy, PiStarRECAPPolicy):
-        raise SystemExit(
-            f"error: {path} holds a '{policy.config.type}' policy; this command needs pi_star_recap."
-        )
-    return policy, preprocessor, postprocessor
 
 
 def recap_table_for(policy, root: str | Path) -> RecapTable:

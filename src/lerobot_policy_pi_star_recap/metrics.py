@@ -7,7 +7,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .advantage import return_discount, reverse_discounted_cumsum
-from .offline import EpisodePredictions
+from .predictions import EpisodePredictions
 from .schema import DATA_TYPES
 
 
