@@ -41,7 +41,7 @@ find_python() {
 }
 
 stamp=.venv/.installed
-want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml setup.py | sha256sum | cut -d' ' -f1)"  # what the install depends on
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "Environment in .venv is up to date."
   exit 0
