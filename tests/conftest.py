@@ -27,13 +27,19 @@ def run_cli(*argv: str) -> int:
     return main([str(a) for a in argv])
 
 
-def run_tool(name: str, *args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """A console script of this venv (lerobot-train, lerobot-eval, pi-star-recap) in a subprocess."""
+def run_tool(
+    name: str, *args: str | Path, cwd: Path | None = None, timeout: int = 600, returncode: int = 0
+) -> subprocess.CompletedProcess:
+    """A console script of this venv (lerobot-train, lerobot-eval, pi-star-recap, accelerate, python) in a
+    subprocess, offline; fails the test unless it exits with `returncode`."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(
         [str(BIN / name), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
-    assert result.returncode == 0, f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert result.returncode == returncode, (
+        f"{name} exited with {result.returncode}, expected {returncode}:\n"
+        f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
     return result
 
 

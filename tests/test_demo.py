@@ -2,24 +2,25 @@
 the real lerobot-train / lerobot-eval and the report is written."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+from conftest import run_tool
 from PIL import Image
 
-BIN = Path(sys.executable).parent
 
-
+@pytest.mark.slow
 def test_quick_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    result = subprocess.run(
-        [str(BIN / "pi-star-recap"), "demo", "--quick", "--task=button-press-v3", f"--output-dir={out}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run_tool(
+        "pi-star-recap",
+        "demo",
+        "--quick",
+        "--task=button-press-v3",
+        f"--output={out}",
+        cwd=tmp_path,
+        timeout=900,
+    )
     report = json.loads((out / "results.json").read_text())
     assert [s["stage"] for s in report["stages"]] == [
         "stage 1 (BC on demos)",
@@ -55,9 +56,15 @@ def test_quick_demo_runs_end_to_end(tmp_path):
 
 def test_demo_checks_the_task_before_creating_anything(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run(
-        [str(BIN / "pi-star-recap"), "demo", "--quick", "--task=nope", f"--output-dir={out}"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode != 0 and "unknown MetaWorld task 'nope'" in result.stderr
+    result = run_tool(
+        "pi-star-recap",
+        "demo",
+        "--quick",
+        "--task=nope",
+        f"--output={out}",
+        cwd=tmp_path,
+        timeout=120,
+        returncode=2,
+    )
+    assert "pi-star-recap demo: error: unknown MetaWorld task 'nope'" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
