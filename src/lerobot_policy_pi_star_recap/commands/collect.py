@@ -148,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
     from ..schema import RECAP_FEATURES
     from ..sim.actors import ExpertActor, PolicyActor
     from ..sim.collector import Collector, InterventionRule
-    from ..sim.config import MetaWorldRecapEnvConfig, task_descriptions
+    from ..sim.config import MetaWorldRecapEnvConfig
     from ..sim.pool import EnvPool
+    from ..sim.tasks import task_descriptions
 
     if args.mode == "demo" and args.policy is not None:
         raise ValueError("--policy drives auto / intervention episodes; demo episodes come from the expert.")

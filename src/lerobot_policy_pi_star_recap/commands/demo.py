@@ -484,7 +484,7 @@ def _forward_progress(stream, log) -> None:
 
 @report_errors("demo")
 def run(args: argparse.Namespace) -> int:
-    from ..sim.config import canonical_task
+    from ..sim.tasks import canonical_task
 
     args.task = canonical_task(args.task)  # before anything is created or removed
     out = Path(args.output)

@@ -24,8 +24,9 @@ from tqdm import tqdm
 from ..dataset_writing import RewardScheme, episode_columns
 from ..schema import DATA_TYPE
 from .actors import Actor
-from .config import MetaWorldRecapEnvConfig, task_descriptions
+from .config import MetaWorldRecapEnvConfig
 from .pool import EnvPool, EnvStep
+from .tasks import task_descriptions
 
 MODES = ("demo", "auto", "intervention")
 TRIGGERS = ("stall", "disagreement", "random")

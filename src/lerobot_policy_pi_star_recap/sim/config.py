@@ -7,64 +7,15 @@ mujoco are only imported by `create_envs`.
 
 from __future__ import annotations
 
-import difflib
-import json
-import logging
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_IMAGES, OBS_STATE
 
+from .tasks import ACTION_DIM, STATE_DIMS, check_env_options, parse_cameras
+
 ENV_TYPE = "metaworld_recap"
-ACTION_DIM = 4
-STATE_DIMS = {
-    "full": 39,
-    "hand": 4,
-}  # full: MetaWorld's observation (hand, objects, goal); hand: xyz + gripper
-LAYOUTS = ("recap", "lerobot")
-REWARDS = ("dense", "recap")
-CAMERAS = ("corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV")
-MAX_EPISODE_LENGTH = 500  # MetaWorld refuses to step past max_path_length = 500
-
-
-@cache
-def task_descriptions() -> dict[str, str]:
-    """MetaWorld v3 task name -> instruction, from LeRobot's own table (so `task` strings match the stock
-    `--env.type=metaworld` wrapper and a policy's language input transfers between the two)."""
-    import lerobot.envs
-
-    path = Path(lerobot.envs.__file__).parent / "metaworld_config.json"
-    return dict(json.loads(path.read_text())["TASK_DESCRIPTIONS"])
-
-
-def canonical_task(name: str) -> str:
-    """`push-v3`, LeRobot's `metaworld-push-v3` and the legacy `metaworld-push-v2` all mean `push-v3`
-    (metaworld 3 only ships v3 environments)."""
-    task = name.strip().removeprefix("metaworld-")
-    if task.endswith("-v2"):
-        logging.warning(f"MetaWorld task {name!r}: metaworld 3 has no v2 envs, using {task[:-3]}-v3.")
-        task = task[:-3] + "-v3"
-    known = task_descriptions()
-    if task not in known:
-        close = difflib.get_close_matches(task, list(known), n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"unknown MetaWorld task {name!r}.{hint} Known tasks: {', '.join(sorted(known))}.")
-    return task
-
-
-def parse_cameras(cameras: str) -> list[str]:
-    names = [c.strip() for c in cameras.split(",") if c.strip()]
-    unknown = sorted(set(names) - set(CAMERAS))
-    if unknown:
-        raise ValueError(
-            f"unknown MetaWorld cameras {unknown}; choose from {list(CAMERAS)} (comma separated)."
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"cameras {names} list a camera twice.")
-    return names
 
 
 @EnvConfig.register_subclass(ENV_TYPE)
@@ -93,25 +44,15 @@ class MetaWorldRecapEnvConfig(EnvConfig):
     def __post_init__(self) -> None:
         if self.task is None:
             raise ValueError("metaworld_recap needs --env.task, e.g. push-v3.")
-        self.task = canonical_task(self.task)
-        if self.state not in STATE_DIMS:
-            raise ValueError(f"--env.state={self.state!r}: choose one of {list(STATE_DIMS)}.")
-        if self.reward not in REWARDS:
-            raise ValueError(f"--env.reward={self.reward!r}: choose one of {list(REWARDS)}.")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"--env.layout={self.layout!r}: choose one of {list(LAYOUTS)}.")
-        if not 1 <= self.episode_length <= MAX_EPISODE_LENGTH:
-            raise ValueError(
-                f"--env.episode_length must lie in 1..{MAX_EPISODE_LENGTH}, got {self.episode_length}."
-            )
-        if self.image_size < 8:
-            raise ValueError(f"--env.image_size must be >= 8 pixels, got {self.image_size}.")
-        cameras = parse_cameras(self.cameras)
-        if self.layout == "lerobot" and (len(cameras) != 1 or self.state != "hand"):
-            raise ValueError(
-                "layout 'lerobot' mirrors --env.type=metaworld: exactly one camera and state 'hand' "
-                f"(got cameras={cameras}, state={self.state!r})."
-            )
+        self.task, cameras = check_env_options(
+            self.task,
+            self.cameras,
+            self.state,
+            self.layout,
+            self.reward,
+            self.episode_length,
+            self.image_size,
+        )
         size = (self.image_size, self.image_size, 3)
         self.features = {ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
         self.features["agent_pos"] = PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIMS[self.state],))

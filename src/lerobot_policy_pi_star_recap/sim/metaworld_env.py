@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .config import ACTION_DIM, STATE_DIMS, MetaWorldRecapEnvConfig, task_descriptions
+from .tasks import ACTION_DIM, STATE_DIMS, check_env_options, task_descriptions
 
 # MetaWorld's corner2 camera renders upside down; LeRobot's wrapper flips it and moves it closer to the
 # table. Doing the same keeps images comparable with `--env.type=metaworld`.
@@ -86,18 +86,10 @@ class MetaWorldRecapEnv(gym.Env):
         reward: str = "dense",
     ):
         super().__init__()
-        config = MetaWorldRecapEnvConfig(
-            task=task,
-            image_size=image_size,
-            cameras=",".join(cameras),
-            state=state,
-            layout=layout,
-            episode_length=episode_length,
-            fps=fps,
-            reward=reward,
+        self.task, _ = check_env_options(
+            task, ",".join(cameras), state, layout, reward, episode_length, image_size
         )
-        self.reward = config.reward
-        self.task = config.task
+        self.reward = reward
         self.task_description = task_descriptions()[self.task]
         self.cameras = tuple(cameras)
         self.image_size = image_size
