@@ -71,7 +71,14 @@ METHODS["recap_paper_state_clip"] = (*METHODS["recap_paper"], STATE_CLIP)
 DEMO_WEIGHT = "--policy.demo_weight=9"
 for _method in ("bc", "filtered_bc", "recap_paper"):
     METHODS[f"{_method}_demo_weight"] = (*METHODS[_method], DEMO_WEIGHT)
+# And another (the expert's corrections teach the wrong thing: DAgger is the worst arm): the same arms
+# with the expert-controlled frames out of the policy loss (the policy's own frames stay).
+NO_EXPERT = "--policy.intervention_weight=0"
+METHODS["filtered_bc_no_expert"] = (*METHODS["filtered_bc"], NO_EXPERT)
+METHODS["recap_paper_no_expert"] = (*METHODS["recap_paper"], NO_EXPERT)
 PROBES = {
+    "filtered_bc_no_expert",
+    "recap_paper_no_expert",
     "dagger_state_clip",
     "recap_paper_state_clip",
     *(f"{m}_demo_weight" for m in ("bc", "filtered_bc", "recap_paper")),
@@ -80,6 +87,7 @@ LABELLED = {
     "recap_paper",
     "recap_paper_state_clip",
     "recap_paper_demo_weight",
+    "recap_paper_no_expert",
 }  # trained on the cross-fitted labelled copy of the mixed dataset
 ON_DEMOS = {"null_control"}  # trained on the demos alone
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
