@@ -1,4 +1,25 @@
-"""pi*0.6 with RECAP as a LeRobot policy plugin (`--policy.type=pi_star_recap`)."""
+"""pi*0.6 with RECAP as a LeRobot policy plugin (`--policy.type=pi_star_recap`).
+
+Module map, roughly in the order data flows:
+  schema                       RECAP column names, accepted aliases and feature specs (readers, writers)
+  recap_data                   a dataset's RECAP columns, checked and turned into per-frame targets
+  advantage                    the RL math: IQL losses, value bins, N-step / full-return advantage, indicator
+  configuration_pi_star_recap  the policy's options
+  modeling_pi_star_recap       the policy LeRobot trains, runs, saves and loads
+  backbone                     the VLM that encodes camera images, task and state
+  action_expert                the flow-matching action head
+  critics                      where the advantage comes from: IQL's Q / V or the paper's value function
+  processor_pi_star_recap      the pre/post-processing pipelines
+  training_monitor             the training metrics lerobot-train logs, non-finite checks
+  checkpoints                  loading policy checkpoints (any policy, pi_star_recap, for fine-tuning)
+  predictions                  critics and action sampler run over dataset episodes; advantage indicators
+  metrics                      offline evaluation numbers over those predictions
+  plots                        PNG plots of those numbers
+  paired                       success rates on shared env seeds: intervals and paired tests
+  dataset_writing              what annotate / collect / merge share: rewards, episode columns, safe output
+  sim/                         the MetaWorld env, its task facts, scripted experts, env pool and collector
+  cli, commands/               the `pi-star-recap` console script and its subcommands
+"""
 
 from .configuration_pi_star_recap import PiStarRECAPConfig
 from .modeling_pi_star_recap import PiStarRECAPPolicy
