@@ -55,6 +55,18 @@ def test_roc_auc_with_ties():
 
 
 @pytest.mark.slow
+def test_a_checkpoint_of_another_policy_type_is_a_checkpoint_error(monkeypatch):
+    """Library code raises a project error (printed by the command layer), never SystemExit."""
+    from types import SimpleNamespace
+
+    from lerobot_policy_pi_star_recap import checkpoints
+
+    other = SimpleNamespace(config=SimpleNamespace(type="act"))
+    monkeypatch.setattr(checkpoints, "load_policy", lambda path, device=None: (other, None, None))
+    with pytest.raises(checkpoints.CheckpointError, match="holds a 'act' policy; this command needs"):
+        checkpoints.load_recap_policy("outputs/act/pretrained_model")
+
+
 def test_eval_cli_writes_json_and_plots(tmp_path):
     root = make_dataset(
         tmp_path / "data",
