@@ -78,11 +78,14 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from ..advantage import advantage_n_step
     from ..checkpoints import load_recap_policy
+    from ..dataset_writing import check_dataset_root
     from ..metrics import episode_returns, format_table, summarize
     from ..plots import plot_advantage_by_type, plot_calibration, plot_values_along_episodes
     from ..predictions import predict_episodes
     from ..schema import DATA_TYPES
 
+    if args.root is not None:
+        check_dataset_root(Path(args.root).expanduser(), "--dataset.root")  # not a download attempt
     meta = LeRobotDatasetMetadata(args.repo_id, root=args.root)
     episodes = args.episodes if args.episodes else choose_episodes(meta.total_episodes, args.n_episodes)
     unknown = sorted(set(episodes) - set(range(meta.total_episodes)))
