@@ -159,6 +159,7 @@ def test_cli_intervention_with_a_degraded_expert(tmp_path, capsys):
     LeRobotDataset("local/drawer", root=out)
 
 
+@pytest.mark.slow  # two collections, one in worker processes
 def test_parallel_envs_reproduce_the_serial_run(tmp_path):
     """Episodes are seeded per env seed, so worker processes give the same episodes as one env."""
     roots = {}
