@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	MUJOCO_GL=egl .venv/bin/pi-star-recap demo --output-dir outputs/demo --overwrite
+	MUJOCO_GL=egl .venv/bin/pi-star-recap demo --output outputs/demo --overwrite
 
 test: setup
 	MUJOCO_GL=egl .venv/bin/python -m pytest -q

@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument(
         "--return-normalizer", type=float, default=400.0, help="as in the demo: 2 x 200 steps"
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/value_overfit"))
+    parser.add_argument("--output", "--output-dir", type=Path, default=Path("outputs/value_overfit"))
     args = parser.parse_args()
     from lerobot.datasets import LeRobotDatasetMetadata
 
@@ -61,7 +61,7 @@ def main() -> None:
     total = LeRobotDatasetMetadata(repo_id, root=args.dataset_root).total_episodes
     held_out = list(range(0, total, args.holdout_every))
     train = [e for e in range(total) if e not in held_out]
-    out = args.output_dir
+    out = args.output
     checkpoint = out / "value" / "checkpoints" / "last" / "pretrained_model"
     if not (checkpoint / "model.safetensors").is_file():
         run(
@@ -77,7 +77,7 @@ def main() -> None:
         run(
             [str(BIN / "pi-star-recap"), "eval", f"--policy.path={checkpoint}", f"--dataset.repo_id={repo_id}",
              f"--dataset.root={args.dataset_root}", "--episodes", *map(str, episodes),
-             f"--output_dir={out / split}", "--policy.device=cpu"],
+             f"--output={out / split}", "--policy.device=cpu"],
             out / f"eval_{split}.log",
         )  # fmt: skip
         reports[split] = json.loads((out / split / "offline_eval.json").read_text())
