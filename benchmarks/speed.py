@@ -2,8 +2,9 @@
 
 Both models get the same PaliGemma backbone (Gemma width/depth/heads, 257k vocabulary, SigLIP tower at
 224 px), the same action-expert width/depth, the same chunk length and 10 Euler steps. pi05 cannot be
-shrunk through its config, so its `get_gemma_config` and vision-tower sizes are overridden here (see
-shared/notes/platform.md). Every number is the median of `--repeats` timed runs after warm-up; ratios
+shrunk through its config (lerobot 0.6.1 offers only the gemma_300m / gemma_2b variants and hard-codes
+projection_dim 2048, the 257k vocabulary and 8 attention heads), so its `get_gemma_config` and
+vision-tower sizes are overridden here. Every number is the median of `--repeats` timed runs after warm-up; ratios
 are pi_star_recap / pi05 from the same run, so they hold even on a noisy shared machine.
 
     python benchmarks/speed.py                       # CPU, tiny sizes, chunks 16 and 50

@@ -122,8 +122,9 @@ def make_dataset(
     state_scale: float = 1.0,
     state_shift: float = 0.0,
 ) -> Path:
-    """A local LeRobotDataset (v3, images stored as PNG) with the spec's RECAP fields and the paper's
-    rewards (-1 per step, 0 at success, -length at failure); states ~ N(state_shift, state_scale^2)."""
+    """A local LeRobotDataset (v3, images stored as PNG) with the RECAP fields (README, Data Format) and
+    the paper's rewards (-1 per step, 0 at success, -length at failure); states ~ N(state_shift,
+    state_scale^2)."""
     successes = successes if successes is not None else [True] * len(types)
     from lerobot.datasets import LeRobotDataset
 
