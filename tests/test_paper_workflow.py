@@ -1,15 +1,13 @@
 """The paper-faithful mode: distributional value + indicator, jointly and as staged CLIs."""
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_tool
 from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
@@ -18,9 +16,6 @@ from lerobot_policy_pi_star_recap.checkpoints import load_recap_policy
 from lerobot_policy_pi_star_recap.commands.value import fold_training_episodes
 from lerobot_policy_pi_star_recap.predictions import label_indicators, predict_episodes
 from lerobot_policy_pi_star_recap.recap_data import RecapDataError
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def test_joint_paper_mode_trains_value_and_conditions_on_the_indicator():
@@ -109,14 +104,6 @@ def _digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def run_cli(*args: str, cwd: Path) -> str:
-    result = subprocess.run(
-        [str(BIN / "pi-star-recap"), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
-
-
 def test_fold_training_episodes_hold_out_each_fold_once():
     folds = fold_training_episodes([0, 1, 2, 3, 4, 5, 6], 3)
     assert folds == [[1, 2, 4, 5], [0, 2, 3, 5, 6], [0, 1, 3, 4, 6]]
@@ -124,6 +111,7 @@ def test_fold_training_episodes_hold_out_each_fold_once():
     assert set().union(*held_out) == set(range(7)) and sum(map(len, held_out)) == 7
 
 
+@pytest.mark.slow
 def test_staged_value_train_label_then_policy(tmp_path):
     """value-train --folds 2 -> value-label with both folds (each episode valued by the fold that did not
     train on it) -> lerobot-train on the labels."""
@@ -131,7 +119,8 @@ def test_staged_value_train_label_then_policy(tmp_path):
     root = make_dataset(tmp_path / "data", types, length=10, successes=[True, False, True, False, True, True])
     before = _digest(root)
     value_out = tmp_path / "value"
-    printed = run_cli(
+    printed = run_tool(
+        "pi-star-recap",
         "value-train",
         "--folds=2",
         "--dataset.repo_id=local/data",
@@ -143,13 +132,19 @@ def test_staged_value_train_label_then_policy(tmp_path):
         "--policy.advantage_n_step=3",
         *TINY_CLI,
         cwd=tmp_path,
-    )
+    ).stdout
     folds = [value_out / f"fold{k}" / "checkpoints" / "last" / "pretrained_model" for k in range(2)]
     assert "value-label --value.path" in printed
     labelled = tmp_path / "labelled"
-    printed = run_cli(
-        "value-label", "--value.path", *map(str, folds), f"--src={root}", f"--dst={labelled}", cwd=tmp_path
-    )
+    printed = run_tool(
+        "pi-star-recap",
+        "value-label",
+        "--value.path",
+        *folds,
+        f"--input={root}",
+        f"--output={labelled}",
+        cwd=tmp_path,
+    ).stdout
     assert "3-step" in printed and "threshold" in printed and "in-sample" not in printed
     assert _digest(root) == before  # the source is untouched
 
@@ -171,54 +166,49 @@ def test_staged_value_train_label_then_policy(tmp_path):
     assert np.isfinite(frames["value"]).all() and np.isfinite(frames["advantage"]).all()
 
     # One fold alone labels its own training episodes in-sample: allowed, with a warning.
-    printed = run_cli(
-        "value-label", f"--value.path={folds[0]}", f"--src={root}", f"--dst={tmp_path / 'one'}", cwd=tmp_path
-    )
+    printed = run_tool(
+        "pi-star-recap",
+        "value-label",
+        f"--value.path={folds[0]}",
+        f"--input={root}",
+        f"--output={tmp_path / 'one'}",
+        cwd=tmp_path,
+    ).stdout
     assert "in-sample" in printed
     # The same fold twice leaves its training episodes without an out-of-sample value: refused.
-    result = subprocess.run(
-        [str(BIN / "pi-star-recap"), "value-label", "--value.path", str(folds[0]), str(folds[0]),
-         f"--src={root}", f"--dst={tmp_path / 'two'}"],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True,
+    result = run_tool(
+        "pi-star-recap", "value-label", "--value.path", folds[0], folds[0], f"--input={root}",
+        f"--output={tmp_path / 'two'}", cwd=tmp_path, returncode=2,
     )  # fmt: skip
-    assert result.returncode != 0 and "seen by every value checkpoint" in result.stderr
+    assert "seen by every value checkpoint" in result.stderr
     assert not (tmp_path / "two").exists()
 
     # refuses to overwrite without --overwrite
-    result = subprocess.run(
-        [
-            str(BIN / "pi-star-recap"),
-            "value-label",
-            f"--value.path={folds[0]}",
-            f"--src={root}",
-            f"--dst={labelled}",
-        ],
+    result = run_tool(
+        "pi-star-recap",
+        "value-label",
+        f"--value.path={folds[0]}",
+        f"--input={root}",
+        f"--output={labelled}",
         cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
+        returncode=2,
     )
-    assert result.returncode != 0 and "already exists" in result.stderr
+    assert "already exists" in result.stderr
 
     policy_out = tmp_path / "policy"
-    subprocess.run(
-        [
-            str(BIN / "lerobot-train"),
-            "--policy.type=pi_star_recap",
-            "--dataset.repo_id=local/labelled",
-            f"--dataset.root={labelled}",
-            f"--output_dir={policy_out}",
-            "--steps=2",
-            "--batch_size=8",
-            "--policy.advantage_source=dataset",
-            "--policy.advantage_estimator=mc_distributional",
-            "--policy.use_advantage_weighting=false",
-            *TINY_CLI,
-        ],
+    run_tool(
+        "lerobot-train",
+        "--policy.type=pi_star_recap",
+        "--dataset.repo_id=local/labelled",
+        f"--dataset.root={labelled}",
+        f"--output_dir={policy_out}",
+        "--steps=2",
+        "--batch_size=8",
+        "--policy.advantage_source=dataset",
+        "--policy.advantage_estimator=mc_distributional",
+        "--policy.use_advantage_weighting=false",
+        *TINY_CLI,
         cwd=tmp_path,
-        env=ENV,
-        check=True,
-        capture_output=True,
     )
     policy = PiStarRECAPPolicy.from_pretrained(policy_out / "checkpoints" / "last" / "pretrained_model")
     assert policy.critics is None and policy.advantage_embedding is not None
@@ -252,11 +242,10 @@ def test_frames_before_takeovers_are_forced_negative():
 
 
 def test_value_label_missing_source_is_one_line(tmp_path):
-    result = subprocess.run(
-        [str(BIN / "pi-star-recap"), "value-label", "--value.path", str(tmp_path), "--src=/nonexistent",
-         f"--dst={tmp_path / 'out'}"],
-        capture_output=True, text=True, timeout=120,
+    result = run_tool(
+        "pi-star-recap", "value-label", "--value.path", tmp_path, "--input=/nonexistent",
+        f"--output={tmp_path / 'out'}", timeout=120, returncode=2,
     )  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr
     assert "pi-star-recap value-label: error:" in result.stderr and "/nonexistent" in result.stderr
     assert not (tmp_path / "out").exists()
