@@ -3,23 +3,18 @@ non-finite detection, and clear errors for bad data or checkpoints."""
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_tool
 from safetensors.torch import load_file
 from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
 from lerobot_policy_pi_star_recap.recap_data import RecapDataError, RecapTable
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def train_args(root: Path, out: Path, steps: int, save_freq: int) -> list[str]:
@@ -37,12 +32,6 @@ def train_args(root: Path, out: Path, steps: int, save_freq: int) -> list[str]:
     ]
 
 
-def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     work = tmp_path_factory.mktemp("reliability")
@@ -54,20 +43,21 @@ def dataset(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(dataset):
     """6 steps straight == 3 steps, resume, 3 more steps: same weights (incl. target networks and
     advantage statistics) and same optimizer state, bit for bit on CPU (tolerance 0)."""
     work, root = dataset
     straight, split = work / "straight", work / "split"
-    run([str(BIN / "lerobot-train"), *train_args(root, straight, 6, 6)], work)
+    run_tool("lerobot-train", *train_args(root, straight, 6, 6), cwd=work, timeout=900)
     # An interrupted run: it saved at step 3 and died before step 6 was written.
-    run([str(BIN / "lerobot-train"), *train_args(root, split, 6, 3)], work)
+    run_tool("lerobot-train", *train_args(root, split, 6, 3), cwd=work, timeout=900)
     checkpoints = split / "checkpoints"
     shutil.rmtree(checkpoints / "000006")
     (checkpoints / "last").unlink()
     (checkpoints / "last").symlink_to("000003")
     config = checkpoints / "last" / "pretrained_model" / "train_config.json"
-    run([str(BIN / "lerobot-train"), "--resume=true", f"--config_path={config}"], work)
+    run_tool("lerobot-train", "--resume=true", f"--config_path={config}", cwd=work, timeout=900)
     for relative in ("pretrained_model/model.safetensors", "training_state/optimizer_state.safetensors"):
         a = load_file(straight / "checkpoints" / "000006" / relative)
         b = load_file(split / "checkpoints" / "000006" / relative)
@@ -78,23 +68,23 @@ def test_resume_continues_exactly(dataset):
     assert any(k.startswith("critics.q_target") for k in weights) and weights["num_updates"].item() == 6
 
 
+@pytest.mark.slow
 def test_two_processes_under_accelerate_keep_identical_weights(dataset):
     work, root = dataset
     prefix = work / "ddp"
-    run(
-        [
-            str(BIN / "accelerate"),
-            "launch",
-            "--multi_gpu",
-            "--num_processes=2",
-            "--num_machines=1",
-            "--mixed_precision=no",
-            "--dynamo_backend=no",
-            str(Path(__file__).parent / "ddp_worker.py"),
-            str(prefix),
-            *train_args(root, work / "ddp_run", 4, 4),
-        ],
-        work,
+    run_tool(
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        Path(__file__).parent / "ddp_worker.py",
+        prefix,
+        *train_args(root, work / "ddp_run", 4, 4),
+        cwd=work,
+        timeout=900,
     )
     ranks = [json.loads(Path(f"{prefix}.rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world_size"] == 2 and ranks[0]["updates"] == 4
