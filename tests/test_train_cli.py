@@ -1,27 +1,16 @@
 """End to end through the stock LeRobot CLI: lerobot-train with the plugin, checkpoints, TensorBoard,
-loading the checkpoint for inference, and the spec's two-stage recipe."""
+loading the checkpoint for inference, and the README's multi-stage recipe."""
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_tool
 from synthetic import IMAGE, STATE, TINY_CLI, make_dataset
 
-BIN = Path(sys.executable).parent
-SPEC_METRICS = ("v_loss", "q_loss", "policy_loss", "advantage_mean")
-
-
-def lerobot_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(
-        [str(BIN / "lerobot-train"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+pytestmark = pytest.mark.slow  # every test starts from a lerobot-train run
+# The metrics README's "Monitoring Training" section tells users to watch.
+README_METRICS = ("v_loss", "q_loss", "policy_loss", "advantage_mean")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +18,8 @@ def stage1(tmp_path_factory):
     work = tmp_path_factory.mktemp("train")
     root = make_dataset(work / "mixed", ["demo", "auto", "intervention", "demo"], length=12)
     out = work / "stage1"
-    lerobot_train(
+    run_tool(
+        "lerobot-train",
         "--policy.type=pi_star_recap",
         "--dataset.repo_id=local/synthetic",
         f"--dataset.root={root}",
@@ -51,7 +41,7 @@ def test_checkpoint_and_processors_are_written(stage1):
         assert (model / name).is_file(), name
 
 
-def test_tensorboard_has_the_spec_metrics(stage1):
+def test_tensorboard_has_the_readme_metrics(stage1):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, _, out = stage1
@@ -59,7 +49,7 @@ def test_tensorboard_has_the_spec_metrics(stage1):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     for name in (
-        *SPEC_METRICS,
+        *README_METRICS,
         "grad_norm",
         "lr/policy",
         "lr/q",
@@ -89,10 +79,11 @@ def test_checkpoint_runs_inference_through_its_processors(stage1):
 
 
 def test_stage_two_starts_from_stage_one(stage1):
-    """The spec's multi-stage recipe: stage 2 (RECAP on mixed data) starts from the stage-1 checkpoint."""
+    """The README's multi-stage recipe: stage 2 (RECAP on mixed data) starts from the stage-1 checkpoint."""
     work, root, out = stage1
     stage2 = work / "stage2"
-    lerobot_train(
+    run_tool(
+        "lerobot-train",
         f"--policy.path={out / 'checkpoints' / 'last' / 'pretrained_model'}",
         "--dataset.repo_id=local/synthetic",
         f"--dataset.root={root}",
