@@ -12,7 +12,7 @@ stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same en
   filtered_bc   successful episodes only (the strong offline-RL baseline)
   dagger        the demos and the expert-controlled frames of the corrected episodes only
   awr           IQL advantage weights exp(A / beta), no conditioning
-  recap_iql     the spec's defaults (IQL advantage conditioning, intervention weight 2)
+  recap_iql     IQL advantage conditioning with the config's intervention weight 2
   recap_paper   the paper's staged workflow (the demo's stage 2): cross-fitted distributional values,
                 `value-label` indicators, then the policy; evaluated with guidance beta 1.0, 1.5, 2.5
 
@@ -113,7 +113,7 @@ class TaskBench:
         fields = asdict(budget.plan)
         args = argparse.Namespace(
             task=task,
-            output_dir=str(root / task),
+            output=str(root / task),
             seed=0,
             quick=False,
             advantage_estimator="iql",
