@@ -178,7 +178,7 @@ def run_value_label(args: argparse.Namespace) -> int:
     if args.negative_before_takeover is not None and args.negative_before_takeover < 0:
         raise UsageError(f"--negative-before-takeover must be >= 0, got {args.negative_before_takeover}.")
     src = Path(args.input).expanduser()
-    check_dataset_root(src, "source dataset")
+    check_dataset_root(src, "--input")
     source = LeRobotDataset(_repo_id(src), root=src)
     config, episodes, labellers = predict_out_of_sample(
         args.value_paths, source, args.batch_size, args.device
