@@ -40,19 +40,20 @@ def conditioning_gaps(policy, preprocessor, root: Path, frames: int, seed: int) 
         t: {"good_vs_bad": [], "good_vs_null": []} for t in FLOW_TIMES
     }
     for batch in loader:
-        current, _ = policy._observation(preprocessor(batch))
-        prefix, mask = policy._encode(current)
-        prefix_kv, attention_mask = policy.expert.prefix_cache(prefix, mask)
+        current, _ = policy.observation(preprocessor(batch))
+        prefix, mask = policy.model.encode(current)
+        expert, embedding = policy.model.flow.expert, policy.model.conditioner.embedding
+        prefix_kv, attention_mask = expert.prefix_cache(prefix, mask)
         size = prefix.shape[0]
         keep = torch.ones(size, dtype=torch.bool)
-        good = policy.advantage_embedding(torch.ones(size), keep)
-        bad = policy.advantage_embedding(torch.zeros(size), keep)
-        null = policy.advantage_embedding(torch.ones(size), ~keep)
+        good = embedding(torch.ones(size), keep)
+        bad = embedding(torch.zeros(size), keep)
+        null = embedding(torch.ones(size), ~keep)
         for t in FLOW_TIMES:
             noisy = torch.randn(size, policy.config.chunk_size, policy.action_dim, generator=generator)
             time = torch.full((size,), t)
             v_good, v_bad, v_null = (
-                policy.expert(noisy, time, c, prefix_kv, attention_mask) for c in (good, bad, null)
+                expert(noisy, time, c, prefix_kv, attention_mask) for c in (good, bad, null)
             )
             gaps[t]["good_vs_bad"].append(relative_gap(v_good, v_bad, v_null))
             gaps[t]["good_vs_null"].append(relative_gap(v_good, v_null, v_null))
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--output", default="outputs/conditioning_gap.json")
     args = parser.parse_args()
     policy, preprocessor, _ = load_recap_policy(args.checkpoint, device="cpu")
-    if policy.advantage_embedding is None:
+    if policy.model.conditioner.embedding is None:
         raise SystemExit(f"error: {args.checkpoint} was trained without advantage conditioning.")
     gaps = conditioning_gaps(policy, preprocessor, args.dataset_root, args.frames, args.seed)
     print("relative velocity gap |v_a - v_b| / |v_null|, mean over frames")

@@ -30,6 +30,10 @@ if __name__ == "__main__":
     }
     with open(f"{prefix}.rank{accelerator.process_index}.json", "w") as f:
         json.dump(
-            {"world_size": accelerator.num_processes, "digests": digests, "updates": int(policy.num_updates)},
+            {
+                "world_size": accelerator.num_processes,
+                "digests": digests,
+                "updates": int(policy.model.num_updates),
+            },
             f,
         )

@@ -1,6 +1,7 @@
 """The config carries every option of the spec with the spec's defaults, and rejects bad values early."""
 
 import pytest
+from synthetic import tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPConfig
 from lerobot_policy_pi_star_recap.configuration_pi_star_recap import IQL_PRESETS
@@ -136,7 +137,6 @@ def test_scheduler_warmup_means_what_it_says_in_short_runs():
 
 def test_state_std_floor_applies_to_state_stats_only():
     import numpy as np
-    from synthetic import tiny_config
 
     from lerobot_policy_pi_star_recap.processor_pi_star_recap import floor_state_std
 
@@ -156,3 +156,60 @@ def test_state_std_floor_applies_to_state_stats_only():
 def test_non_finite_values_are_rejected(name, value):
     with pytest.raises(ValueError, match=f"{name}=.*finite"):
         PiStarRECAPConfig(device="cpu", **{name: value})
+
+
+def test_mode_presets_fill_the_method_flags_and_explicit_values_win():
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import MODE_DEFAULTS, MODES
+
+    default = tiny_config()
+    assert (default.advantage_estimator, default.advantage_source) == ("iql", "critic")
+    assert default.use_advantage_conditioning and not default.use_advantage_weighting
+    for mode, filled in MODES.items():
+        config = tiny_config(mode=mode)
+        assert {k: getattr(config, k) for k in filled} == filled, mode
+        assert all(getattr(config, k) == MODE_DEFAULTS[k] for k in MODE_DEFAULTS if k not in filled), mode
+    assert not tiny_config(mode="filtered_bc").uses_advantage and tiny_config(mode="filtered_bc").success_only
+    assert tiny_config(mode="paper").advantage_estimator == "mc_distributional"
+    assert tiny_config(mode="bc", use_advantage_conditioning=True).use_advantage_conditioning
+    with pytest.raises(ValueError, match="mode='nope' is unknown"):
+        tiny_config(mode="nope")
+
+
+def test_a_checkpoint_fine_tuned_with_another_mode_follows_it(tmp_path):
+    """Mode-filled flags are saved unset: stage 1 trained with mode=bc, fine-tuned with mode=paper (what
+    `--policy.path=... --policy.mode=paper` does to the saved config), is paper; an explicit flag stays."""
+    import json
+
+    from lerobot.configs import PreTrainedConfig
+
+    def fine_tune(stage1: PiStarRECAPConfig, mode: str) -> PiStarRECAPConfig:
+        stage1._save_pretrained(tmp_path)
+        saved = json.loads((tmp_path / "config.json").read_text())
+        (tmp_path / "config.json").write_text(json.dumps({**saved, "mode": mode}))
+        return PreTrainedConfig.from_pretrained(tmp_path)
+
+    bc = tiny_config(mode="bc")
+    assert not bc.uses_advantage
+    stage2 = fine_tune(bc, "paper")
+    assert stage2.use_advantage_conditioning and stage2.advantage_source == "dataset"
+    assert fine_tune(tiny_config(mode="bc", use_advantage_weighting=True), "recap").use_advantage_weighting
+
+
+def test_validation_tables_name_real_fields_and_reject_bad_values():
+    from dataclasses import fields
+
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import CHOICES, RULES
+
+    names = {f.name for f in fields(PiStarRECAPConfig)}
+    assert set(CHOICES) <= names
+    assert {n for rule in RULES for n in rule[0].split()} <= names
+    for bad in (
+        {"flow_time_alpha": 0.0},
+        {"flow_time_min": 1.0},
+        {"advantage_stats_momentum": 0.0},
+        {"advantage_clip": -1.0},
+        {"advantage_horizon": "forever"},
+        {"n_action_steps": 5},  # > chunk_size 4
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            tiny_config(**bad)

@@ -211,7 +211,7 @@ def test_staged_value_train_label_then_policy(tmp_path):
         cwd=tmp_path,
     )
     policy = PiStarRECAPPolicy.from_pretrained(policy_out / "checkpoints" / "last" / "pretrained_model")
-    assert policy.critics is None and policy.advantage_embedding is not None
+    assert not policy.model.critic.has_value and policy.model.conditioner.embedding is not None
 
 
 def test_dataset_source_without_labels_is_refused(tmp_path):

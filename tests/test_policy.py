@@ -94,10 +94,10 @@ def test_critics_learn_and_targets_follow_polyak():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        online = [p.detach().clone() for p in policy.critics.q.parameters()]
-        before = [p.detach().clone() for p in policy.critics.q_target.parameters()]
+        online = [p.detach().clone() for p in policy.model.critic.q.parameters()]
+        before = [p.detach().clone() for p in policy.model.critic.q_target.parameters()]
         policy.update()
-        after = list(policy.critics.q_target.parameters())
+        after = list(policy.model.critic.q_target.parameters())
         for o, b, a in zip(online, before, after, strict=True):
             assert torch.allclose(a, b + 0.5 * (o - b), atol=1e-6)
         q_losses.append(metrics["q_loss"])
@@ -110,7 +110,7 @@ def test_learning_rates_are_separate_parameter_groups():
     assert {name: g["lr"] for name, g in groups.items()} == {"policy": 3e-5, "q": 1e-3, "v": 2e-3}
     ids = [id(p) for g in groups.values() for p in g["params"]]
     assert len(ids) == len(set(ids))
-    assert not any(p is t for p in groups["q"]["params"] for t in policy.critics.q_target.parameters())
+    assert not any(p is t for p in groups["q"]["params"] for t in policy.model.critic.q_target.parameters())
 
 
 def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():
@@ -131,7 +131,7 @@ def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():
     initial = make_policy().state_dict()
     for name, value in stepped[True].items():
         assert torch.allclose(value, stepped[False][name], atol=1e-6), name
-    assert not torch.equal(stepped[True]["expert.action_out.weight"], initial["expert.action_out.weight"])
+    assert not torch.equal(stepped[True]["model.flow.expert.action_out.weight"], initial["model.flow.expert.action_out.weight"])
 
 
 def test_compiled_policy_keeps_checkpoint_names_and_actions():
@@ -154,41 +154,40 @@ def test_critic_and_policy_gradients_stay_apart():
     batch = make_batch(policy.config, [0, 12, 25])
     targets = policy._recap_targets(batch)
 
+    model, critic = policy.model, policy.model.critic
+    actions, pad = batch["action"], batch["action_is_pad"]
+
     def encode():
-        current, following = policy._observation(batch)
-        prefix, mask = policy._encode(current)
-        return prefix, mask, policy._critic_features(prefix, mask, current["state"]), following
+        current, following = policy.observation(batch)
+        prefix, mask = model.encode(current)
+        return prefix, mask, model.critic_features(prefix, mask, current.state), following
 
     prefix, mask, features, following = encode()
-    critic_loss, advantage, _ = policy._critic_step(
-        targets, features, following, batch["action"], batch["action_is_pad"]
-    )
-    critic_loss.mean().backward()
-    assert all(p.grad is None for p in policy.backbone.parameters())
-    assert all(p.grad is None for p in policy.expert.parameters())
-    assert policy.critics.v.out.weight.grad is not None and policy.critics.q.out.weight.grad is not None
+    critic_out = critic(model._critic_batch(features, following, actions, pad, targets))
+    critic_out.loss.mean().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is None for p in model.flow.parameters())
+    assert critic.v.out.weight.grad is not None and critic.q.out.weight.grad is not None
 
     policy.zero_grad(set_to_none=True)
     prefix, mask, _, _ = encode()
-    per_sample, _ = policy._policy_step(
-        targets, prefix, mask, batch["action"], batch["action_is_pad"], advantage
-    )
+    per_sample, _ = model.policy_loss(prefix, mask, actions, pad, targets, critic_out.advantage)
     per_sample.mean().backward()
-    assert all(p.grad is None for p in policy.critics.parameters())
-    assert policy.backbone.state_proj.weight.grad is not None
+    assert all(p.grad is None for p in critic.parameters())
+    assert model.backbone.state_proj.weight.grad is not None
 
 
 def test_frozen_parts_get_no_gradient():
-    policy = make_policy(freeze_vlm=True)
-    assert not any(p.requires_grad for p in policy.backbone.vlm.parameters())
-    assert policy.backbone.state_proj.weight.requires_grad
-    expert_only = make_policy(train_expert_only=True)
+    backbone = make_policy(freeze_vlm=True).model.backbone
+    assert not any(p.requires_grad for p in backbone.vlm.parameters())
+    assert backbone.state_proj.weight.requires_grad
+    expert_only = make_policy(train_expert_only=True).model
     assert not any(p.requires_grad for p in expert_only.backbone.parameters())
-    assert all(p.requires_grad for p in expert_only.expert.parameters())
-    assert all(p.requires_grad for p in expert_only.critics.v.parameters())
-    vision = make_policy(freeze_vision_encoder=True)
-    assert not any(p.requires_grad for p in vision.backbone.vlm.model.vision_tower.parameters())
-    assert all(p.requires_grad for p in vision.backbone.language_model.parameters())
+    assert all(p.requires_grad for p in expert_only.flow.parameters())
+    assert all(p.requires_grad for p in expert_only.critic.v.parameters())
+    vision = make_policy(freeze_vision_encoder=True).model.backbone
+    assert not any(p.requires_grad for p in vision.vlm.model.vision_tower.parameters())
+    assert all(p.requires_grad for p in vision.language_model.parameters())
 
 
 def test_save_load_gives_identical_actions(tmp_path):
@@ -215,25 +214,26 @@ def test_save_load_gives_identical_actions(tmp_path):
 
 def test_guidance_beta_one_is_conditional_and_zero_unconditional():
     policy = make_policy()
-    for module in policy.expert.modules():  # adaLN starts at zero: give the condition an effect
+    model, expert = policy.model, policy.model.flow.expert
+    for module in expert.modules():  # adaLN starts at zero: give the condition an effect
         if isinstance(module, torch.nn.Linear) and module.out_features in (2 * 64, 6 * 64):
             torch.nn.init.normal_(module.weight, std=0.1)
-    for parameter in policy.advantage_embedding.parameters():  # its output layer starts at zero too
+    for parameter in model.conditioner.embedding.parameters():  # its output layer starts at zero too
         torch.nn.init.normal_(parameter, std=0.1)
     policy.eval()
     inputs = observation(make_batch(policy.config, [0, 12]))
-    current, _ = policy._observation(inputs)
-    prefix, mask = policy._encode(current)
-    kv, attention = policy.expert.prefix_cache(prefix, mask)
+    current, _ = policy.observation(inputs)
+    prefix, mask = model.encode(current)
+    kv, attention = expert.prefix_cache(prefix, mask)
     x = torch.randn(2, policy.config.chunk_size, ACTION_DIM)
     time = torch.full((2,), 0.7)
-    conditional, unconditional = policy._inference_conditions(2, prefix)
-    v_c = policy.expert(x, time, conditional, kv, attention)
-    v_u = policy.expert(x, time, unconditional, kv, attention)
+    conditional, unconditional = model.conditioner.inference_conditions(2, prefix)
+    v_c = expert(x, time, conditional, kv, attention)
+    v_u = expert(x, time, unconditional, kv, attention)
     assert not torch.allclose(v_c, v_u)
     for beta, expected in ((1.0, v_c), (0.0, v_u), (2.5, v_u + 2.5 * (v_c - v_u))):
         policy.config.cfg_beta = beta
-        guided = policy._guided_velocity(x, time, conditional, unconditional, kv, attention)
+        guided = model.flow.guided_velocity(x, time, conditional, unconditional, kv, attention)
         if beta in (0.0, 1.0):
             assert torch.equal(guided, expected)
         else:
@@ -280,13 +280,13 @@ def test_stage_two_can_turn_recap_on_over_a_bc_checkpoint(tmp_path, caplog, esti
     starts those fresh (with a warning), everything else must still match exactly, and the conditioned
     policy starts out acting exactly like the stage-1 policy."""
     bc = make_policy(use_advantage_weighting=False, use_advantage_conditioning=False)
-    assert bc.critics is None
+    assert not bc.model.critic.has_value
     bc.save_pretrained(tmp_path / "bc")
     recap_config = tiny_config(advantage_estimator=estimator)
     loaded = PiStarRECAPPolicy.from_pretrained(tmp_path / "bc", config=recap_config)
-    assert loaded.critics is not None and loaded.advantage_embedding is not None
+    assert loaded.model.critic.has_value and loaded.model.conditioner.embedding is not None
     assert "starts from a fresh initialisation" in caplog.text
-    assert torch.equal(loaded.expert.action_in.weight, bc.expert.action_in.weight)
+    assert torch.equal(loaded.model.flow.expert.action_in.weight, bc.model.flow.expert.action_in.weight)
     bc.eval()
     loaded.eval()
     inputs = observation(make_batch(bc.config, [0, 12]))
@@ -300,14 +300,15 @@ def test_stage_two_can_turn_recap_on_over_a_bc_checkpoint(tmp_path, caplog, esti
 
 def test_expert_corrected_frames_are_conditioned_on_at_least_the_inference_advantage():
     policy = make_policy(advantage_scale=1.5)
-    policy.advantage_mean.fill_(0.0)
-    policy.advantage_var.fill_(4.0)  # std 2: raw advantages -4, 1, 8 are -2, 0.5, 4 -> clamped 3 std
+    conditioner = policy.model.conditioner
+    conditioner.advantage_mean.fill_(0.0)
+    conditioner.advantage_var.fill_(4.0)  # std 2: raw advantages -4, 1, 8 are -2, 0.5, 4 -> clamped 3 std
     advantage = torch.tensor([-4.0, 1.0, 8.0, -4.0, 1.0])
     targets = {
         "intervention": torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0]),
         "indicator": torch.full((5,), float("nan")),
     }
-    value = policy._condition_value(advantage, targets)
+    value = conditioner.condition_value(advantage, targets)
     assert torch.allclose(value, torch.tensor([-2.0, 0.5, 3.0, 1.5, 1.5]))
 
 
@@ -319,7 +320,7 @@ def test_fine_tunes_with_other_seeds_draw_other_training_noise(tmp_path):
     def first_draw(seed: int) -> Tensor:
         torch.manual_seed(seed)  # what lerobot-train does before building the policy
         policy = PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt")
-        return torch.rand(4, generator=policy._step_generator(torch.device("cpu")))
+        return torch.rand(4, generator=policy.model.training_generator(torch.device("cpu")))
 
     assert torch.equal(first_draw(0), first_draw(0))
     assert not torch.equal(first_draw(0), first_draw(1))

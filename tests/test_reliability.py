@@ -65,7 +65,10 @@ def test_resume_continues_exactly(dataset):
         difference = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
         assert difference == 0.0, relative
     weights = load_file(split / "checkpoints" / "000006" / "pretrained_model" / "model.safetensors")
-    assert any(k.startswith("critics.q_target") for k in weights) and weights["num_updates"].item() == 6
+    assert (
+        any(k.startswith("model.critic.q_target") for k in weights)
+        and weights["model.num_updates"].item() == 6
+    )
 
 
 @pytest.mark.slow
@@ -89,7 +92,7 @@ def test_two_processes_under_accelerate_keep_identical_weights(dataset):
     ranks = [json.loads(Path(f"{prefix}.rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world_size"] == 2 and ranks[0]["updates"] == 4
     assert ranks[0]["digests"] == ranks[1]["digests"]  # parameters, target networks and statistics
-    assert any(k.startswith("critics.q_target") for k in ranks[0]["digests"])
+    assert any(k.startswith("model.critic.q_target") for k in ranks[0]["digests"])
     assert (work / "ddp_run" / "tensorboard").is_dir()
 
 

@@ -100,8 +100,8 @@ def test_stage_two_starts_from_stage_one(stage1):
 
     first = load_file(out / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
     second = load_file(stage2 / "checkpoints" / "last" / "pretrained_model" / "model.safetensors")
-    vlm = [k for k in first if k.startswith("backbone.vlm.")]
-    trained = [k for k in first if k.startswith("expert.")]
+    vlm = [k for k in first if k.startswith("model.backbone.vlm.")]
+    trained = [k for k in first if k.startswith("model.flow.expert.")]
     # the frozen VLM is exactly stage 1's (so stage 2 started from it); the expert kept training
     assert vlm and all(torch.equal(first[k], second[k]) for k in vlm)
     assert any(not torch.equal(first[k], second[k]) for k in trained)

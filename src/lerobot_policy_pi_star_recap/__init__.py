@@ -4,11 +4,13 @@ Module map, roughly in the order data flows:
   schema                       RECAP column names, accepted aliases and feature specs (readers, writers)
   recap_data                   a dataset's RECAP columns, checked and turned into per-frame targets
   advantage                    the RL math: IQL losses, value bins, N-step / full-return advantage, indicator
-  configuration_pi_star_recap  the policy's options
-  modeling_pi_star_recap       the policy LeRobot trains, runs, saves and loads
+  configuration_pi_star_recap  the policy's options, the `mode` / `iql_preset` presets, validation table
+  modeling_pi_star_recap       the LeRobot adapter: batches, targets lookup, action queue, save / load
+  recap_model                  the tensor model: one training step (encode, critic, condition, flow loss)
   backbone                     the VLM that encodes camera images, task and state
-  action_expert                the flow-matching action head
-  critics                      where the advantage comes from: IQL's Q / V or the paper's value function
+  action_expert                the action expert transformer and flow matching (loss, sampling, guidance)
+  conditioning                 advantage -> expert condition and loss weights; its running statistics
+  critics                      the Critic interface: IQL's Q / V, the paper's value, dataset labels, none
   processor_pi_star_recap      the pre/post-processing pipelines
   training_monitor             the training metrics lerobot-train logs, non-finite checks
   checkpoints                  loading policy checkpoints (any policy, pi_star_recap, for fine-tuning)

@@ -146,3 +146,99 @@ class AdvantageEmbedding(nn.Module):
         embedded = self.mlp(value[:, None].to(self.null.dtype))
         # torch.where keeps `null` in the graph every step, so DDP never sees it as unused.
         return torch.where(keep[:, None], embedded, self.null.expand_as(embedded))
+
+
+class FlowMatching(nn.Module):
+    """Flow matching on action chunks, on plain tensors.
+
+    Training: x_t = t * noise + (1 - t) * actions, and the expert's velocity v_t regresses
+    u_t = noise - actions. Sampling integrates v from t = 1 (noise) to t = 0 (actions) with Euler steps,
+    optionally with classifier-free guidance v_u + beta (v_c - v_u).
+    """
+
+    def __init__(self, config, action_dim: int, prefix_dim: int):
+        super().__init__()
+        self.config = config
+        self.expert = ActionExpert(
+            action_dim,
+            config.chunk_size,
+            prefix_dim,
+            config.expert_width,
+            config.expert_depth,
+            config.expert_heads,
+            config.expert_mlp_ratio,
+        )
+
+    def sample_noise(
+        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        return torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
+
+    def sample_time(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
+        """t ~ Beta(alpha, 1) by inverse CDF (t = u^(1/alpha); pi0: more weight on noisy times), kept
+        in [time_min, 1]."""
+        t_min = self.config.flow_time_min
+        u = torch.rand(batch_size, device=device, generator=generator)
+        return u.pow(1 / self.config.flow_time_alpha) * (1 - t_min) + t_min
+
+    def loss(
+        self,
+        prefix: Tensor,
+        prefix_mask: Tensor,
+        actions: Tensor,
+        condition: Tensor,
+        noise: Tensor,
+        time: Tensor,
+    ) -> Tensor:
+        """Squared velocity error per action, (B, H): mean over action dims of (v_t - u_t)^2."""
+        t = time[:, None, None]
+        x_t = t * noise + (1 - t) * actions
+        u_t = noise - actions
+        prefix_kv, attention_mask = self.expert.prefix_cache(prefix, prefix_mask)
+        v_t = self.expert(x_t, time, condition, prefix_kv, attention_mask)
+        return (v_t.float() - u_t.float()).square().mean(-1)
+
+    def sample(
+        self,
+        prefix: Tensor,
+        prefix_mask: Tensor,
+        noise: Tensor,
+        conditional: Tensor,
+        unconditional: Tensor | None,
+    ) -> Tensor:
+        """Actions (B, H, A) from noise with `num_inference_steps` Euler steps; the prefix is encoded once."""
+        prefix_kv, attention_mask = self.expert.prefix_cache(prefix, prefix_mask)
+        steps = self.config.num_inference_steps
+        x_t = noise
+        for step in range(steps):
+            time = torch.full((x_t.shape[0],), 1.0 - step / steps, device=x_t.device)
+            v_t = self.guided_velocity(x_t, time, conditional, unconditional, prefix_kv, attention_mask)
+            x_t = x_t - v_t / steps
+        return x_t
+
+    def guided_velocity(
+        self,
+        x_t: Tensor,
+        time: Tensor,
+        conditional: Tensor,
+        unconditional: Tensor | None,
+        prefix_kv: list[tuple[Tensor, Tensor]],
+        attention_mask: Tensor,
+    ) -> Tensor:
+        """v_u + beta (v_c - v_u); beta = 1 is plain conditional sampling, beta = 0 unconditional."""
+        beta = self.config.cfg_beta
+        if unconditional is None or beta == 1.0:
+            return self.expert(x_t, time, conditional, prefix_kv, attention_mask)
+        if beta == 0.0:
+            return self.expert(x_t, time, unconditional, prefix_kv, attention_mask)
+        # Both velocities in one batched pass over the shared prefix cache.
+        doubled_kv = [(torch.cat([k, k]), torch.cat([v, v])) for k, v in prefix_kv]
+        both = self.expert(
+            torch.cat([x_t, x_t]),
+            torch.cat([time, time]),
+            torch.cat([conditional, unconditional]),
+            doubled_kv,
+            torch.cat([attention_mask, attention_mask]),
+        )
+        v_conditional, v_unconditional = both.chunk(2)
+        return v_unconditional + beta * (v_conditional - v_unconditional)

@@ -1,18 +1,26 @@
 """Configuration of the pi*0.6 RECAP policy.
 
-Every option of the user's spec is here with the spec's default. The IQL tuning table of the spec is the
-`iql_preset` option: a preset fills `iql_expectile` / `iql_temperature`, explicit values win.
+Two presets keep the interacting options in one place; explicit values always win over a preset:
+  `mode`        which method trains (bc, filtered_bc, awr, recap = IQL conditioning, paper = value-label
+                indicators): fills the estimator, the advantage source and the advantage-use flags;
+  `iql_preset`  the IQL tuning table (conservative / balanced / exploratory): fills expectile and
+                temperature.
+Fields stay flat (`PiStarRECAPConfig(iql_expectile=0.7, ...)`, `--policy.iql_expectile=0.7`) so the
+documented constructor calls and command lines keep working; validation is the table `RULES`.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from lerobot.configs import NormalizationMode, PreTrainedConfig
 from lerobot.optim import AdamWConfig, LRSchedulerConfig, OptimizerConfig
 from torch.optim.lr_scheduler import LambdaLR
 
-# The spec's "Hyperparameter Tuning" table: (expectile tau, temperature beta).
+# The IQL tuning table (README, "Hyperparameter tuning"): (expectile tau, temperature beta).
 IQL_PRESETS: dict[str, tuple[float, float]] = {
     "conservative": (0.8, 0.3),
     "balanced": (0.7, 0.5),
@@ -23,6 +31,65 @@ ADVANTAGE_HORIZONS = ("n_step", "full_return")
 VALUE_TARGET_SMOOTHING = ("two_hot", "hl_gauss")
 ADVANTAGE_SOURCES = ("critic", "dataset")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# What each `mode` fills (fields left at None): the flags that only make sense together.
+MODES: dict[str, dict[str, object]] = {
+    "bc": {"use_advantage_weighting": False, "use_advantage_conditioning": False},
+    "filtered_bc": {
+        "use_advantage_weighting": False,
+        "use_advantage_conditioning": False,
+        "success_only": True,
+    },
+    "awr": {
+        "advantage_estimator": "iql",
+        "use_advantage_weighting": True,
+        "use_advantage_conditioning": False,
+    },
+    "recap": {"advantage_estimator": "iql", "advantage_source": "critic"},
+    "paper": {"advantage_estimator": "mc_distributional", "advantage_source": "dataset"},
+}
+# Values of the mode-dependent fields that no mode (or the default, "recap") sets.
+MODE_DEFAULTS: dict[str, object] = {
+    "advantage_estimator": "iql",
+    "advantage_source": "critic",
+    "use_advantage_weighting": False,
+    "use_advantage_conditioning": True,
+    "success_only": False,
+}
+
+
+CHOICES: dict[str, tuple] = {
+    "advantage_estimator": ADVANTAGE_ESTIMATORS,
+    "advantage_horizon": ADVANTAGE_HORIZONS,
+    "value_target_smoothing": VALUE_TARGET_SMOOTHING,
+    "advantage_source": ADVANTAGE_SOURCES,
+    "dtype": ("float32", "bfloat16"),
+    "on_nonfinite": ("raise", "skip"),
+    "compile_mode": COMPILE_MODES,
+}
+# (fields, valid(config, value), what a valid value is), checked after the presets are resolved.
+RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
+    ("iql_expectile", lambda c, v: 0.0 < v < 1.0, "must lie in (0, 1), e.g. 0.7."),
+    ("iql_temperature", lambda c, v: v > 0.0, "must be > 0 (exp(A / temperature))."),
+    ("iql_discount", lambda c, v: 0.0 <= v <= 1.0, "must lie in [0, 1]."),
+    ("chunk_size num_inference_steps advantage_n_step", lambda c, v: v >= 1, "must be >= 1."),
+    ("n_action_steps", lambda c, v: 1 <= v <= c.chunk_size, "must be between 1 and chunk_size."),
+    ("n_obs_steps", lambda c, v: v == 1, "only 1 is supported (the VLM sees the current frame)."),
+    ("demo_weight auto_weight intervention_weight", lambda c, v: v >= 0.0, "data-type weights must be >= 0."),
+    ("q_lr v_lr policy_lr", lambda c, v: v > 0.0, "learning rates must be > 0."),
+    ("target_update_rate", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
+    ("advantage_weight_clip advantage_clip advantage_std_floor", lambda c, v: v > 0.0, "must be > 0."),
+    ("advantage_stats_momentum", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
+    ("flow_time_alpha", lambda c, v: v > 0.0, "must be > 0 (t ~ Beta(alpha, 1))."),
+    ("flow_time_min", lambda c, v: 0.0 <= v < 1.0, "must lie in [0, 1)."),
+    ("conditioning_dropout", lambda c, v: 0.0 <= v < 1.0, "must lie in [0, 1)."),
+    ("cfg_beta", lambda c, v: v >= 0.0, "must be >= 0 (1 = no guidance)."),
+    ("value_num_bins", lambda c, v: v >= 2, "must be >= 2."),
+    ("indicator_positive_fraction", lambda c, v: 0.0 < v < 1.0, "must lie in (0, 1), e.g. 0.3."),
+    ("expert_width", lambda c, v: v % c.expert_heads == 0, "must be divisible by expert_heads."),
+    ("return_normalizer state_clip", lambda c, v: v is None or v > 0, "must be > 0 or None."),
+    ("negative_before_takeover", lambda c, v: v >= 0, "must be >= 0 (0: off)."),
+    ("state_std_floor", lambda c, v: v >= 0.0, "must be >= 0 (0 disables the floor)."),
+)
 
 
 @OptimizerConfig.register_subclass("pi_star_recap_adamw")
@@ -99,8 +166,13 @@ class PiStarRECAPConfig(PreTrainedConfig):
     expert_heads: int = 8
     expert_mlp_ratio: int = 4
 
+    # --- Method --------------------------------------------------------------------------------
+    # bc | filtered_bc | awr | recap | paper (see MODES); None is "recap". Fills the fields below that are
+    # left at None: advantage_estimator, advantage_source, use_advantage_*, success_only.
+    mode: str | None = None
+
     # --- Critics (IQL) and advantage ------------------------------------------------------------
-    advantage_estimator: str = "iql"  # "iql" (spec) or "mc_distributional" (pi*0.6 paper)
+    advantage_estimator: str | None = None  # "iql" (joint IQL critics) or "mc_distributional" (pi*0.6 paper)
     iql_preset: str | None = "balanced"  # conservative | balanced | exploratory | None
     iql_expectile: float | None = None  # tau; None takes the preset's value
     iql_temperature: float | None = None  # beta in exp(A / beta); None takes the preset's value
@@ -113,9 +185,9 @@ class PiStarRECAPConfig(PreTrainedConfig):
     # Rewards are divided by this so returns lie in [-1, 1] (the paper's per-task normalisation); None
     # takes the largest |return| of the first dataset the policy is trained on, kept across stages.
     return_normalizer: float | None = None
-    # "critic": advantages come from the critics trained in the same run (the spec's joint IQL workflow).
+    # "critic": advantages come from the critics trained in the same run (the joint IQL workflow).
     # "dataset": advantages / indicators come from columns written by `pi-star-recap value-label`.
-    advantage_source: str = "critic"
+    advantage_source: str | None = None
     train_policy: bool = True  # false trains only the value function (`pi-star-recap value-train`)
 
     # Paper mode: distributional Monte-Carlo value, binarised advantage ("indicator").
@@ -143,16 +215,22 @@ class PiStarRECAPConfig(PreTrainedConfig):
     demo_weight: float = 1.0
     auto_weight: float = 1.0
     intervention_weight: float = 2.0
-    success_only: bool = False  # drop failed episodes from the policy loss (filtered BC)
+    success_only: bool | None = None  # drop failed episodes from the policy loss (filtered BC)
 
     # --- Advantage use in the policy ------------------------------------------------------------
     # AWR weight exp(A / beta) on the flow-matching loss, A in units of its std. Off by default: RECAP
     # conditions on the advantage instead, and at beta = 0.5 the weights keep ~2% effective batch size.
-    use_advantage_weighting: bool = False
-    use_advantage_conditioning: bool = True  # condition the action expert on the advantage
+    use_advantage_weighting: bool | None = None
+    use_advantage_conditioning: bool | None = None  # condition the action expert on the advantage
     conditioning_dropout: float = 0.3  # share of samples trained unconditionally (enables guidance)
     advantage_scale: float = 1.0  # advantage (in std units, IQL) the policy is conditioned on at inference
     cfg_beta: float = 1.0  # classifier-free guidance: v_u + beta (v_c - v_u); 1 = plain conditional
+    advantage_clip: float = 3.0  # the IQL condition is the advantage in stds, clamped to +-this
+    advantage_std_floor: float = 1e-3  # lower bound on the running advantage std used to standardise
+    advantage_stats_momentum: float = 0.01  # EMA rate of the advantage mean, variance and threshold
+    # Flow time t ~ Beta(flow_time_alpha, 1), in [flow_time_min, 1] (pi0: more weight on noisy times).
+    flow_time_alpha: float = 1.5
+    flow_time_min: float = 1e-3
 
     # --- Optimisation ---------------------------------------------------------------------------
     q_lr: float = 3e-4
@@ -191,8 +269,31 @@ class PiStarRECAPConfig(PreTrainedConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._resolve_mode()
         self._resolve_iql_preset()
         self._validate()
+
+    def _resolve_mode(self) -> None:
+        if self.mode is not None and self.mode not in MODES:
+            raise ValueError(
+                f"PiStarRECAPConfig.mode={self.mode!r} is unknown; use one of {sorted(MODES)} or None."
+            )
+        # Remembered (not a field) so a checkpoint saves them unset: fine-tuning it with another --policy.mode
+        # then follows that mode, while values given explicitly stay explicit.
+        self._filled_by_mode = [name for name in MODE_DEFAULTS if getattr(self, name) is None]
+        for name, value in {**MODE_DEFAULTS, **MODES[self.mode or "recap"]}.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        resolved = {name: getattr(self, name) for name in self._filled_by_mode}
+        try:
+            for name in resolved:
+                setattr(self, name, None)
+            super()._save_pretrained(save_directory)
+        finally:
+            for name, value in resolved.items():
+                setattr(self, name, value)
 
     def _resolve_iql_preset(self) -> None:
         if self.iql_preset is not None and self.iql_preset not in IQL_PRESETS:
@@ -206,75 +307,20 @@ class PiStarRECAPConfig(PreTrainedConfig):
             self.iql_temperature = preset_temperature
 
     def _validate(self) -> None:
-        def require(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                raise ValueError(f"PiStarRECAPConfig.{name}={getattr(self, name)!r}: {message}")
-
         for name, value in vars(self).items():
-            if isinstance(value, float):
-                require(math.isfinite(value), name, "must be a finite number (not NaN or infinity).")
-        require(0.0 < self.iql_expectile < 1.0, "iql_expectile", "must lie in (0, 1), e.g. 0.7.")
-        require(self.iql_temperature > 0.0, "iql_temperature", "must be > 0 (exp(A / temperature)).")
-        require(0.0 <= self.iql_discount <= 1.0, "iql_discount", "must lie in [0, 1].")
-        require(self.chunk_size >= 1, "chunk_size", "must be >= 1.")
-        require(
-            1 <= self.n_action_steps <= self.chunk_size,
-            "n_action_steps",
-            f"must be between 1 and chunk_size ({self.chunk_size}).",
-        )
-        require(self.n_obs_steps == 1, "n_obs_steps", "only 1 is supported (the VLM sees the current frame).")
-        require(self.num_inference_steps >= 1, "num_inference_steps", "must be >= 1.")
-        for name in ("demo_weight", "auto_weight", "intervention_weight"):
-            require(getattr(self, name) >= 0.0, name, "data-type weights must be >= 0.")
-        for name in ("q_lr", "v_lr", "policy_lr"):
-            require(getattr(self, name) > 0.0, name, "learning rates must be > 0.")
-        require(0.0 < self.target_update_rate <= 1.0, "target_update_rate", "must lie in (0, 1].")
-        require(self.advantage_weight_clip > 0.0, "advantage_weight_clip", "must be > 0.")
-        require(0.0 <= self.conditioning_dropout < 1.0, "conditioning_dropout", "must lie in [0, 1).")
-        require(self.cfg_beta >= 0.0, "cfg_beta", "must be >= 0 (1 = no guidance).")
-        require(
-            self.advantage_estimator in ADVANTAGE_ESTIMATORS,
-            "advantage_estimator",
-            f"must be one of {ADVANTAGE_ESTIMATORS}.",
-        )
-        require(
-            self.advantage_horizon in ADVANTAGE_HORIZONS,
-            "advantage_horizon",
-            f"must be one of {ADVANTAGE_HORIZONS}.",
-        )
-        require(self.advantage_n_step >= 1, "advantage_n_step", "must be >= 1.")
-        require(self.value_num_bins >= 2, "value_num_bins", "must be >= 2.")
-        require(
-            self.value_target_smoothing in VALUE_TARGET_SMOOTHING,
-            "value_target_smoothing",
-            f"must be one of {VALUE_TARGET_SMOOTHING}.",
-        )
-        require(
-            0.0 < self.indicator_positive_fraction < 1.0,
-            "indicator_positive_fraction",
-            "must lie in (0, 1), e.g. 0.3.",
-        )
-        require(
-            self.advantage_source in ADVANTAGE_SOURCES,
-            "advantage_source",
-            f"must be one of {ADVANTAGE_SOURCES}.",
-        )
-        require(
-            self.expert_width % self.expert_heads == 0, "expert_width", "must be divisible by expert_heads."
-        )
-        require(
-            self.return_normalizer is None or self.return_normalizer > 0,
-            "return_normalizer",
-            "must be > 0 or None.",
-        )
-        require(self.negative_before_takeover >= 0, "negative_before_takeover", "must be >= 0 (0: off).")
-        require(self.state_clip is None or self.state_clip > 0, "state_clip", "must be > 0 or None.")
-        require(self.state_std_floor >= 0.0, "state_std_floor", "must be >= 0 (0 disables the floor).")
-        require(self.dtype in ("float32", "bfloat16"), "dtype", "must be 'float32' or 'bfloat16'.")
-        require(self.on_nonfinite in ("raise", "skip"), "on_nonfinite", "must be 'raise' or 'skip'.")
-        require(
-            self.compile_mode in COMPILE_MODES, "compile_mode", f"must be one of {', '.join(COMPILE_MODES)}."
-        )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(
+                    f"PiStarRECAPConfig.{name}={value!r}: must be a finite number (not NaN or infinity)."
+                )
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"PiStarRECAPConfig.{name}={getattr(self, name)!r}: must be one of {choices}."
+                )
+        for names, ok, message in RULES:
+            for name in names.split():
+                if not ok(self, getattr(self, name)):
+                    raise ValueError(f"PiStarRECAPConfig.{name}={getattr(self, name)!r}: {message}")
 
     # --- What the critics and the policy need --------------------------------------------------
     @property
@@ -339,6 +385,6 @@ class PiStarRECAPConfig(PreTrainedConfig):
 
     @property
     def reward_delta_indices(self) -> None:
-        # Rewards are read from the dataset by frame index (see recap_data.RecapTable): the spec's
+        # Rewards are read from the dataset by frame index (see recap_data.RecapTable): the documented
         # `reward` column is not one LeRobot windows, and whole-episode returns need more than a window.
         return None

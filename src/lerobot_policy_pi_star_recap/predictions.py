@@ -78,7 +78,7 @@ def predict_episodes(
     policy.eval()
     for batch in tqdm(loader, desc="Predicting", unit="batch"):
         batch = preprocessor(batch)
-        out = policy.predict_values(batch) if policy.critics is not None else {}
+        out = policy.predict_values(batch) if policy.model.critic.has_value else {}
         frames["index"].append(batch["index"].cpu().numpy())
         frames["value"].append(
             out["value"].cpu().numpy() if "value" in out else np.full(len(batch["index"]), np.nan)

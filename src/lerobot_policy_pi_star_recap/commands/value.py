@@ -262,7 +262,7 @@ def predict_out_of_sample(paths: list[str], source, batch_size: int, device: str
     config, per_episode = None, {}
     for k, path in enumerate(paths):
         policy, preprocessor, _ = load_recap_policy(path, device)
-        if policy.critics is None:
+        if not policy.model.critic.has_value:
             raise UsageError(f"{path} has no value function (trained as plain BC).")
         if config is not None and policy.config.advantage_estimator != config.advantage_estimator:
             raise UsageError("the value checkpoints mix advantage estimators; train them alike.")

@@ -1,0 +1,119 @@
+"""From the critic's advantage to what the action expert sees: the condition and the loss weights.
+
+`AdvantageConditioner` owns the advantage's running statistics (mean, variance, the quantile threshold of
+the binary indicator), standardisation, the condition embedding and the AWR weights, so the training
+step only asks it for (condition, weights) and inference for the conditional / unconditional inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .action_expert import AdvantageEmbedding
+from .advantage import advantage_indicator, awr_weights
+from .configuration_pi_star_recap import PiStarRECAPConfig
+
+
+def distributed_mean(x: Tensor) -> Tensor:
+    """Average over data-parallel ranks so running statistics stay identical on every rank."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        x = x.clone()
+        dist.all_reduce(x)
+        x /= dist.get_world_size()
+    return x
+
+
+class AdvantageConditioner(nn.Module):
+    def __init__(self, config: PiStarRECAPConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = (
+            AdvantageEmbedding(config.expert_width) if config.use_advantage_conditioning else None
+        )
+        # The paper conditions on a binary indicator; the IQL path on the standardised advantage itself.
+        self.binary = (
+            config.advantage_estimator == "mc_distributional" or config.advantage_source == "dataset"
+        )
+        self.register_buffer("advantage_mean", torch.tensor(0.0))
+        self.register_buffer("advantage_var", torch.tensor(1.0))
+        self.register_buffer("indicator_threshold", torch.tensor(0.0))
+        self.register_buffer("advantage_updates", torch.tensor(0, dtype=torch.long))
+
+    def standardise(self, advantage: Tensor) -> Tensor:
+        """Advantage in units of its running standard deviation, centred on its running mean."""
+        std = self.advantage_var.sqrt().clamp_min(self.config.advantage_std_floor)
+        return (advantage - self.advantage_mean) / std
+
+    def update_stats(self, advantage: Tensor) -> None:
+        """EMA of the advantage's mean / variance and of the indicator's quantile threshold (all ranks)."""
+        quantile = torch.quantile(advantage, 1.0 - self.config.indicator_positive_fraction)
+        batch_stats = distributed_mean(
+            torch.stack([advantage.mean(), advantage.var(unbiased=False), quantile])
+        )
+        momentum = 1.0 if self.advantage_updates.item() == 0 else self.config.advantage_stats_momentum
+        self.advantage_updates += 1
+        for buffer, value in zip(
+            (self.advantage_mean, self.advantage_var, self.indicator_threshold), batch_stats, strict=True
+        ):
+            buffer.lerp_(value.to(buffer.dtype), momentum)
+
+    def condition_value(self, advantage: Tensor, targets: dict[str, Tensor]) -> Tensor:
+        """The binary indicator (paper) or the standardised, clamped advantage (IQL)."""
+        if self.binary:
+            if self.config.advantage_source == "dataset" and not torch.isnan(targets["indicator"]).any():
+                return targets["indicator"]
+            return advantage_indicator(advantage, self.indicator_threshold, targets["intervention"])
+        clip = self.config.advantage_clip
+        standardised = self.standardise(advantage).clamp(-clip, clip)
+        # The paper's rule for human corrections, in continuous form: a corrected frame is labelled with at
+        # least the advantage the policy is asked for at inference, whatever happened after the correction.
+        corrected = targets["intervention"] > 0.5
+        return torch.where(corrected, standardised.clamp(min=self.config.advantage_scale), standardised)
+
+    def forward(
+        self,
+        advantage: Tensor | None,
+        targets: dict[str, Tensor],
+        weights: Tensor,
+        generator: torch.Generator,
+        dtype: torch.dtype,
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(condition (B, width), loss weights (B,), stats) for one training batch."""
+        config = self.config
+        batch_size = weights.shape[0]
+        condition = torch.zeros(batch_size, config.expert_width, device=weights.device, dtype=dtype)
+        stats: dict[str, Tensor] = {}
+        if advantage is None or not config.uses_advantage:
+            return condition, weights, stats
+        advantage = advantage.float()
+        if self.training:
+            self.update_stats(advantage)
+        stats["advantage"] = advantage
+        if config.use_advantage_weighting:
+            # Standardised so the temperature means the same for any reward scale, and divided by the batch
+            # mean so the weights reshape the loss without changing its overall size.
+            awr = awr_weights(
+                self.standardise(advantage), config.iql_temperature, config.advantage_weight_clip
+            )
+            awr = awr / awr.mean().clamp_min(1e-8)
+            weights = weights * awr
+            stats["awr_weight"] = awr
+        if self.embedding is not None:
+            value = self.condition_value(advantage, targets)
+            keep = (
+                torch.rand(batch_size, device=weights.device, generator=generator)
+                >= config.conditioning_dropout
+            )
+            condition = self.embedding(value, keep)
+            stats["condition"] = value
+        return condition, weights, stats
+
+    def inference_conditions(self, batch_size: int, like: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(conditional, unconditional) expert inputs at `advantage_scale`; None when not conditioned."""
+        if self.embedding is None:
+            return like.new_zeros(batch_size, self.config.expert_width), None
+        value = torch.full((batch_size,), self.config.advantage_scale, device=like.device)
+        keep = torch.ones(batch_size, dtype=torch.bool, device=like.device)
+        return self.embedding(value, keep), self.embedding(value, ~keep)

@@ -1,0 +1,213 @@
+"""The pi*0.6 RECAP model on plain tensors: backbone -> critic -> conditioner -> flow-matching expert.
+
+One training step (`forward`) reads top to bottom:
+  1. the backbone encodes [camera images, task tokens, state] of frame t once (and of frame t+H, without
+     gradient, when the critic bootstraps from it);
+  2. the critic, on (detached) backbone features, fits its targets and gives the advantage A;
+  3. the conditioner turns A into the expert's condition (dropped for some samples, so the unconditional
+     policy is learned too) and into loss weights (data type, and exp(A / beta) for AWR);
+  4. the expert's flow-matching loss over the actions the frame's controller executed.
+`sample` draws an action chunk conditioned on `advantage_scale`, with guidance `cfg_beta`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .action_expert import FlowMatching
+from .backbone import VLMBackbone
+from .conditioning import AdvantageConditioner
+from .configuration_pi_star_recap import PiStarRECAPConfig
+from .critics import CriticBatch, make_critic
+from .recap_data import AUTO, INTERVENTION, RecapDataError
+
+# Large primes that mix (noise seed, update, rank, run seed) into one generator seed.
+SEED_MIXERS = (1, 1_000_003, 7_919, 104_729)
+
+
+@dataclass
+class Observation:
+    """The backbone's inputs for one frame, already normalised and tokenised."""
+
+    images: list[Tensor]  # one (B, 3, H, W) tensor per camera
+    tokens: Tensor  # (B, L) task tokens
+    mask: Tensor  # (B, L) which tokens are real
+    state: Tensor | None  # (B, S) normalised robot (and environment) state
+
+
+def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
+    weights = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def training_seed(noise_seed: int, update: int, rank: int, run_seed: int) -> int:
+    """One generator seed per (checkpointed noise seed, update, data-parallel rank, run seed)."""
+    parts = (noise_seed, update, rank, run_seed)
+    return sum(m * p for m, p in zip(SEED_MIXERS, parts, strict=True)) % 2**63
+
+
+class PiStarRECAP(nn.Module):
+    def __init__(self, config: PiStarRECAPConfig, state_dim: int, action_dim: int, load_vlm_weights: bool):
+        super().__init__()
+        self.config = config
+        self.action_dim = action_dim
+        self.backbone = VLMBackbone(
+            config.vlm_model_name, config.vision_model_name, config.vlm_config, state_dim, load_vlm_weights
+        )
+        config.vlm_config = self.backbone.vlm_config
+        self.flow = FlowMatching(config, action_dim, self.backbone.hidden_size)
+        self.conditioner = AdvantageConditioner(config)
+        self.critic = make_critic(
+            config, self.backbone.hidden_size + state_dim, config.chunk_size * action_dim
+        )
+        # Scales that must survive checkpoints (and be identical on every rank).
+        self.register_buffer("return_scale", torch.tensor(config.return_normalizer or 1.0))
+        self.register_buffer("value_support", torch.tensor([-1.0, 0.0]))
+        self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
+        # Training noise comes from a generator seeded by (noise_seed, num_updates), both saved in the
+        # checkpoint, so a resumed run draws exactly the noise the uninterrupted run would have drawn.
+        self.register_buffer("noise_seed", torch.randint(0, 2**62, (), dtype=torch.long))
+        # The run's seed (lerobot-train seeds torch before building the policy): a fine-tune of a checkpoint
+        # draws new noise for every --seed, while a resumed run (same seed) draws the same noise again.
+        self.run_seed = torch.initial_seed()
+
+    # --- Shared by training and inference --------------------------------------------------------
+    def encode(self, observation: Observation) -> tuple[Tensor, Tensor]:
+        """(prefix (B, L', D), prefix_mask (B, L')) of the backbone."""
+        batch_size = observation.tokens.shape[0]
+        present = [torch.ones(batch_size, dtype=torch.bool, device=observation.tokens.device)] * len(
+            observation.images
+        )
+        return self.backbone(
+            observation.images, present, observation.tokens, observation.mask, observation.state
+        )
+
+    def critic_features(self, prefix: Tensor, prefix_mask: Tensor, state: Tensor | None) -> Tensor:
+        """Critic input (B, D + S): the mean backbone hidden state plus the raw (normalised) state."""
+        parts = [masked_mean(prefix, prefix_mask).float()]
+        if state is not None:
+            parts.append(state.float())
+        return torch.cat(parts, -1)
+
+    def support(self) -> tuple[float, float]:
+        low, high = self.value_support.tolist()
+        return low, high
+
+    # --- Training --------------------------------------------------------------------------------
+    def forward(
+        self,
+        observation: Observation,
+        following: Observation | None,
+        actions: Tensor,
+        action_pad: Tensor,
+        targets: dict[str, Tensor],
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-sample loss (B,) and the stats to log, for frames t (and t+H in `following`)."""
+        prefix, prefix_mask = self.encode(observation)
+        features = self.critic_features(prefix, prefix_mask, observation.state)
+        critic = self.critic(self._critic_batch(features, following, actions, action_pad, targets))
+        if not self.config.train_policy:  # value-only stage
+            return critic.loss, critic.stats
+        policy_loss, stats = self.policy_loss(
+            prefix, prefix_mask, actions, action_pad, targets, critic.advantage
+        )
+        return policy_loss + critic.loss, {**critic.stats, **stats}
+
+    def _critic_batch(
+        self,
+        features: Tensor,
+        following: Observation | None,
+        actions: Tensor,
+        action_pad: Tensor,
+        targets: dict[str, Tensor],
+    ) -> CriticBatch:
+        next_features = None
+        if self.critic.needs_next_features:
+            if following is None:
+                raise RecapDataError(
+                    "pi_star_recap needs the observation at t+H to bootstrap its critics, but the batch has a "
+                    "single frame; train through lerobot-train (which reads observation_delta_indices)."
+                )
+            with torch.no_grad():
+                next_prefix, next_mask = self.encode(following)
+                next_features = self.critic_features(next_prefix, next_mask, following.state)
+        return CriticBatch(
+            features=features if self.config.critic_backbone_grad else features.detach(),
+            next_features=next_features,
+            chunk=actions.masked_fill(action_pad[..., None], 0.0).flatten(1).float(),
+            targets=targets,
+            scale=self.return_scale,
+            support=self.support(),
+        )
+
+    def policy_loss(
+        self,
+        prefix: Tensor,
+        prefix_mask: Tensor,
+        actions: Tensor,
+        action_pad: Tensor,
+        targets: dict[str, Tensor],
+        advantage: Tensor | None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Weighted flow-matching loss per sample, over the actions the frame's own controller executed."""
+        generator = self.training_generator(actions.device)
+        weights = self.data_type_weights(targets)
+        condition, weights, stats = self.conditioner(advantage, targets, weights, generator, prefix.dtype)
+        noise = self.flow.sample_noise(actions.shape, actions, generator)
+        time = self.flow.sample_time(actions.shape[0], actions.device, generator)
+        error = self.flow.loss(prefix, prefix_mask, actions, condition, noise, time)  # (B, H)
+        # A chunk that starts on an expert frame ends where the policy takes back over (and vice versa).
+        horizon = torch.arange(actions.shape[1], device=actions.device)
+        valid = (~action_pad & (horizon < targets["segment_left"][:, None])).float()
+        flow_loss = (error * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+        stats["policy_loss"] = weights * flow_loss
+        stats["flow_loss"] = flow_loss
+        return weights * flow_loss, stats
+
+    def data_type_weights(self, targets: dict[str, Tensor]) -> Tensor:
+        """demo / auto / intervention weights; within an intervention episode, frames the robot drove
+        itself count as autonomous and only the expert's frames (intervention mask) as interventions."""
+        config = self.config
+        data_type = targets["data_type"]
+        weights = torch.full_like(targets["intervention"], config.demo_weight)
+        weights = torch.where((data_type == AUTO) | (data_type == INTERVENTION), config.auto_weight, weights)
+        weights = torch.where(targets["intervention"] > 0.5, config.intervention_weight, weights)
+        if config.success_only:
+            weights = weights * (targets["success"] > 0.5).float()
+        return weights
+
+    def training_generator(self, device: torch.device) -> torch.Generator:
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        seed = training_seed(int(self.noise_seed), int(self.num_updates), rank, self.run_seed)
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def after_step(self) -> None:
+        """After each optimizer step: the critic's own update (e.g. target networks), then count."""
+        self.critic.after_step(self.config)
+        self.num_updates += 1
+
+    # --- Inference -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, observation: Observation, noise: Tensor | None = None) -> Tensor:
+        """A (B, chunk_size, action_dim) chunk of normalised actions."""
+        prefix, prefix_mask = self.encode(observation)
+        batch_size = prefix.shape[0]
+        shape = (batch_size, self.config.chunk_size, self.action_dim)
+        x_1 = (
+            noise.to(prefix.device, prefix.dtype)
+            if noise is not None
+            else self.flow.sample_noise(shape, prefix)
+        )
+        conditional, unconditional = self.conditioner.inference_conditions(batch_size, prefix)
+        return self.flow.sample(prefix, prefix_mask, x_1, conditional, unconditional)
+
+    @torch.no_grad()
+    def values(self, observation: Observation, chunk: Tensor | None) -> dict[str, Tensor]:
+        """Critic outputs in return units (value; min Q of `chunk` for IQL)."""
+        prefix, prefix_mask = self.encode(observation)
+        features = self.critic_features(prefix, prefix_mask, observation.state)
+        return self.critic.predict(features, chunk, self.return_scale, self.support())
