@@ -54,7 +54,6 @@ def test_roc_auc_with_ties():
     assert roc_auc(np.array([1.0, 1.0]), np.array([0, 1])) == pytest.approx(0.5)
 
 
-@pytest.mark.slow
 def test_a_checkpoint_of_another_policy_type_is_a_checkpoint_error(monkeypatch):
     """Library code raises a project error (printed by the command layer), never SystemExit."""
     from types import SimpleNamespace
@@ -67,6 +66,7 @@ def test_a_checkpoint_of_another_policy_type_is_a_checkpoint_error(monkeypatch):
         checkpoints.load_recap_policy("outputs/act/pretrained_model")
 
 
+@pytest.mark.slow
 def test_eval_cli_writes_json_and_plots(tmp_path):
     root = make_dataset(
         tmp_path / "data",
