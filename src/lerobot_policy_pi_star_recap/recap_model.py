@@ -23,7 +23,8 @@ from .backbone import VLMBackbone
 from .conditioning import AdvantageConditioner
 from .configuration_pi_star_recap import PiStarRECAPConfig
 from .critics import CriticBatch, make_critic
-from .recap_data import AUTO, INTERVENTION, RecapDataError
+from .recap_data import RecapDataError
+from .schema import AUTO, INTERVENTION
 
 # Large primes that mix (noise seed, update, rank, run seed) into one generator seed.
 SEED_MIXERS = (1, 1_000_003, 7_919, 104_729)

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .recap_data import DATA_TYPES
+from .schema import DATA_TYPES
 
 # Per-sample statistics summarised for LeRobot's log line (mean over the batch).
 LOGGED_MEANS = {
