@@ -18,6 +18,7 @@ Module map, roughly in the order data flows:
   metrics                      offline evaluation numbers over those predictions
   plots                        PNG plots of those numbers
   paired                       success rates on shared env seeds: intervals and paired tests
+  prompt_tags                  RECAP for stock VLAs: the advantage tag in the task prompt (data, step)
   dataset_writing              what annotate / collect / merge share: rewards, episode columns, safe output
   sim/                         the MetaWorld env, its task facts, scripted experts, env pool and collector
   cli, commands/               the `pi-star-recap` console script and its subcommands
@@ -26,6 +27,7 @@ Module map, roughly in the order data flows:
 from .configuration_pi_star_recap import PiStarRECAPConfig
 from .modeling_pi_star_recap import PiStarRECAPPolicy
 from .processor_pi_star_recap import make_pi_star_recap_pre_post_processors
+from .prompt_tags import AdvantagePromptStep  # noqa: F401  registers the advantage prompt processor step
 from .sim.config import MetaWorldRecapEnvConfig  # noqa: F401  registers --env.type=metaworld_recap
 
 __all__ = ["PiStarRECAPConfig", "PiStarRECAPPolicy", "make_pi_star_recap_pre_post_processors"]

@@ -11,7 +11,8 @@ import importlib
 import sys
 
 # Modules in lerobot_policy_pi_star_recap.commands; each registers its subcommand(s).
-COMMAND_MODULES = ["annotate", "collect", "merge", "demo", "eval", "value"]  # value: value-train, value-label
+# value: value-train, value-label; prompt: tag-prompts, tag-checkpoint
+COMMAND_MODULES = ["annotate", "collect", "merge", "demo", "eval", "value", "prompt"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -106,9 +106,10 @@ def _overlaps(a: Path, b: Path) -> bool:
 
 @contextmanager
 def atomic_output_dir(
-    target: str | Path, overwrite: bool, sources: Sequence[str | Path] = ()
+    target: str | Path, overwrite: bool, sources: Sequence[str | Path] = (), written: str = "meta/info.json"
 ) -> Iterator[Path]:
-    """Yield a fresh, not-yet-existing path next to `target` to write a dataset into; on success it
+    """Yield a fresh, not-yet-existing path next to `target` to write a dataset (or, with `written`
+    naming another file that must exist when done, e.g. a checkpoint's config.json) into; on success it
     replaces `target` in one rename, on any error it is deleted, so `target` is never half written.
 
     `target` must not exist unless `overwrite`, and must never be, contain or lie inside a source.
@@ -126,7 +127,7 @@ def atomic_output_dir(
     try:
         staged = workdir / "dataset"
         yield staged
-        if not (staged / "meta" / "info.json").is_file():
+        if not (staged / written).is_file():
             raise RuntimeError(f"internal error: nothing was written to {staged}")
         if target.exists():
             target.rename(workdir / "replaced")  # same filesystem: the swap is two renames

@@ -31,6 +31,7 @@ from .schema import (
     INTERVENTION_MASK,
     REWARD,
     SUCCESS,
+    TASK,
     TRUNCATED,
 )
 
@@ -110,6 +111,7 @@ def read_recap_columns(root: str | Path) -> RecapColumns:
         "truncated": TRUNCATED,
         "advantage": ADVANTAGE,
         "indicator": INDICATOR,
+        "task": TASK,
     }
     keys = {key: field.find(names) for key, field in fields.items()}
     missing = wanted - set(names)
@@ -137,7 +139,7 @@ def read_recap_columns(root: str | Path) -> RecapColumns:
     return RecapColumns(
         index=_column(table, "index", np.int64),
         episode_index=_column(table, "episode_index", np.int64),
-        task_index=_column(table, "task_index", np.int64),
+        task_index=_column(table, keys["task"], np.int64),
         data_type=data_type,
         reward=optional("reward", np.float64),
         done=optional("done", bool),

@@ -47,6 +47,9 @@ INTERVENTION_MASK = Field(
 )
 SUCCESS = Field("next.success", ("success",), dtype="bool")  # LeRobot semantics: True on the last frame
 TRUNCATED = Field("truncated", ("next.truncated",), dtype="bool")  # read only: a time-out, not a failure
+# The task before `pi-star-recap tag-prompts` wrote the advantage into the prompt (then LeRobot's
+# task_index points at the tagged prompt); per-task thresholds and evaluation read the original task.
+TASK = Field("base_task_index", ("task_index",), dtype="int64")
 # Written by `pi-star-recap value-label` (the paper's staged workflow).
 VALUE = Field("value")
 ADVANTAGE = Field("advantage")
