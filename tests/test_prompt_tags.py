@@ -184,3 +184,13 @@ def test_tag_checkpoint_inserts_the_step_before_the_first_task_step(tmp_path, ca
     assert run_cli("tag-checkpoint", "--input", source, "--output", tmp_path / "x") == 2
     assert "no policy_preprocessor.json" in capsys.readouterr().err
     assert not (tmp_path / "twice").exists() and not (tmp_path / "x").exists()
+
+
+def test_tag_prompts_refuses_prompts_the_tokenizer_would_truncate(labelled, tmp_path, capsys):
+    tokenizer = tmp_path / "tokenizer"
+    tiny_tokenizer().save_pretrained(tokenizer)  # byte-level: one token per character
+    out = tmp_path / "out"
+    check = ["--tokenizer", tokenizer, "--max-length"]
+    assert run_cli("tag-prompts", "--input", labelled, "--output", out, *check, "20") == 2
+    assert "the tag would be truncated" in capsys.readouterr().err and not out.exists()
+    assert run_cli("tag-prompts", "--input", labelled, "--output", out, *check, "64") == 0

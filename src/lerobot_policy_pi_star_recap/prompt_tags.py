@@ -211,8 +211,24 @@ def tag_dataset(source: Path, staged: Path, template: str, untagged_fraction: fl
         "positive": int(((label == 1) & ~untagged).sum()),
         "negative": int(((label == 0) & ~untagged).sum()),
         "untagged": int(untagged.sum()),
-        "prompts": len(used),
+        "prompts": [prompts[i] for i in used],
     }
+
+
+def check_prompts_fit(prompts: list[str], tokenizer_name: str, max_length: int) -> None:
+    """Fail when a tagged prompt (plus the newline SmolVLA / pi0 append) has more than `max_length`
+    tokens under the policy's tokenizer: truncation would cut the tag, and the policy would never see it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    for prompt in prompts:
+        length = len(tokenizer(prompt + "\n")["input_ids"])
+        if length > max_length:
+            raise DatasetToolError(
+                f"the prompt {prompt!r} has {length} tokens under {tokenizer_name}, more than --max-length "
+                f"{max_length}: the tag would be truncated. Use a shorter --template, or train with a larger "
+                "--policy.tokenizer_max_length and pass it here."
+            )
 
 
 def _rewrite_episodes(staged: Path, episode: np.ndarray, task: np.ndarray, prompts: list[str]) -> None:

@@ -36,6 +36,13 @@ def register(subparsers) -> None:
     tag.add_argument("--template", default=DEFAULT_TEMPLATE, help=TEMPLATE_HELP)
     tag.add_argument("--untagged-fraction", type=float, default=0.3, help="share of frames left untagged")
     tag.add_argument("--seed", type=int, default=0, help="seed of the untagged frames")
+    tag.add_argument(
+        "--tokenizer",
+        default=None,
+        help="check that every tagged prompt fits --max-length tokens of this tokenizer (hub id or folder, "
+        "e.g. the policy's vlm_model_name; pi0 / pi05: google/paligemma-3b-pt-224)",
+    )
+    tag.add_argument("--max-length", type=int, default=48, help="the policy's tokenizer_max_length")
     tag.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     tag.set_defaults(run=run_tag_prompts)
 
@@ -65,7 +72,7 @@ def register(subparsers) -> None:
 @report_errors("tag-prompts")
 def run_tag_prompts(args: argparse.Namespace) -> int:
     from ..dataset_writing import atomic_output_dir, check_dataset_root
-    from ..prompt_tags import check_template, tag_dataset
+    from ..prompt_tags import check_prompts_fit, check_template, tag_dataset
 
     check_template(args.template)
     if not 0.0 <= args.untagged_fraction <= 1.0:
@@ -73,9 +80,11 @@ def run_tag_prompts(args: argparse.Namespace) -> int:
     check_dataset_root(args.input, "--input")
     with atomic_output_dir(args.output, args.overwrite, sources=[args.input]) as staged:
         counts = tag_dataset(args.input, staged, args.template, args.untagged_fraction, args.seed)
+        if args.tokenizer:
+            check_prompts_fit(counts["prompts"], args.tokenizer, args.max_length)
     print(
         f"Tagged {counts['frames']} frames -> {args.output}: {counts['positive']} positive, "
-        f"{counts['negative']} negative, {counts['untagged']} untagged ({counts['prompts']} prompts)"
+        f"{counts['negative']} negative, {counts['untagged']} untagged ({len(counts['prompts'])} prompts)"
     )
     return 0
 
