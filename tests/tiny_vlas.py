@@ -1,0 +1,228 @@
+"""Tiny, random-init, fully offline versions of LeRobot's stock SmolVLA and pi05 policies.
+
+Tests use them to run stock LeRobot code paths (policy construction, the policies' own pre/post
+processors, `lerobot-train`, checkpoint loading) in seconds on a CPU, without any download.
+
+- SmolVLA is sized by its config alone: `smolvla_backbone` writes a local folder that stock SmolVLA
+  accepts as `vlm_model_name` (model config + tokenizer + `SmolVLMProcessor`), `smolvla_cli_flags`
+  gives the matching `lerobot-train` flags.
+- pi05 hard-codes its Gemma sizes and its tokenizer (`google/paligemma-3b-pt-224`), so `tiny_pi05()`
+  shrinks the model while patching `lerobot.policies.pi05.modeling_pi05`, and `fake_hub_cache` +
+  `offline_hub` make the hard-coded tokenizer id resolve, offline, to a tiny tokenizer.
+  `tests/tiny_pi05_train.py` runs stock `lerobot-train` under the same patches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from unittest.mock import patch
+
+import transformers as T
+from huggingface_hub import constants
+from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.policies.pi05 import PI05Config, modeling_pi05
+from lerobot.policies.smolvla import SmolVLAConfig
+from tiny_vlms import smolvlm
+from transformers.models.auto import CONFIG_MAPPING
+
+from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
+
+# --- SmolVLA ---------------------------------------------------------------------------------------
+
+# The named image tokens SmolVLMProcessor and SmolVLA read from the tokenizer (`fake_image_token_id`,
+# `global_image_token_id`, ...); a real SmolVLM tokenizer_config.json declares the same names.
+SMOLVLM_TOKENS = {
+    "fake_image_token": "<fake_token_around_image>",
+    "image_token": "<image>",
+    "global_image_token": "<global-img>",
+    "end_of_utterance_token": "<end_of_utterance>",
+}
+
+
+def smolvlm_tokenizer() -> T.PreTrainedTokenizerFast:
+    """The byte-level tiny tokenizer plus SmolVLM's named image tokens (ids stay far below the tiny
+    model's vocabulary)."""
+    backend = tiny_tokenizer().backend_tokenizer
+    backend.add_special_tokens(list(SMOLVLM_TOKENS.values()))
+    return T.PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        extra_special_tokens=SMOLVLM_TOKENS,
+    )
+
+
+def smolvla_backbone(directory: Path) -> Path:
+    """A local SmolVLM folder for `--policy.vlm_model_name`: tiny model (config + weights), tokenizer
+    and `SmolVLMProcessor`, so `AutoConfig`/`AutoProcessor`/`AutoTokenizer.from_pretrained` all work."""
+    model = smolvlm()
+    model.save_pretrained(directory)
+    vision = model.config.vision_config
+    longest_edge = {"longest_edge": vision.image_size}
+    processor = T.SmolVLMProcessor(
+        image_processor=T.SmolVLMImageProcessor(
+            size=longest_edge, max_image_size=longest_edge, do_image_splitting=False
+        ),
+        tokenizer=smolvlm_tokenizer(),
+        video_processor=T.SmolVLMVideoProcessor(size=longest_edge, max_image_size=longest_edge),
+        image_seq_len=(vision.image_size // vision.patch_size) ** 2 // model.config.scale_factor**2,
+    )
+    processor.save_pretrained(directory)
+    return directory
+
+
+SMOLVLA_SETTINGS = dict(
+    load_vlm_weights=False,
+    num_vlm_layers=2,
+    expert_width_multiplier=0.5,
+    chunk_size=4,
+    n_action_steps=4,
+    num_steps=2,
+    tokenizer_max_length=32,
+    device="cpu",
+    push_to_hub=False,
+)
+
+
+def _flags(settings: dict) -> list[str]:
+    """`--policy.NAME=VALUE` flags in draccus syntax (lowercase booleans, `[a,b]` tuples)."""
+
+    def text(value: object) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, tuple):
+            return "[" + ",".join(map(str, value)) + "]"
+        return str(value)
+
+    return [f"--policy.{name}={text(value)}" for name, value in settings.items()]
+
+
+def smolvla_settings(backbone_dir: Path, image_size: int = 32) -> dict:
+    """SmolVLAConfig fields for `smolvla_backbone`'s folder and `image_size` square images (stock
+    SmolVLA resizes every image to 512 px)."""
+    return dict(
+        SMOLVLA_SETTINGS,
+        vlm_model_name=str(backbone_dir),
+        resize_imgs_with_padding=(image_size, image_size),
+    )
+
+
+def smolvla_cli_flags(backbone_dir: Path, image_size: int = 32) -> list[str]:
+    """The `--policy.*` flags for stock `lerobot-train --policy.type=smolvla` on `smolvla_backbone`'s
+    folder, for a dataset with `image_size` square images."""
+    return ["--policy.type=smolvla", *_flags(smolvla_settings(backbone_dir, image_size))]
+
+
+def smolvla_config(
+    backbone_dir: Path,
+    input_features: dict[str, PolicyFeature],
+    output_features: dict[str, PolicyFeature],
+    **overrides,
+) -> SmolVLAConfig:
+    """An in-process SmolVLAConfig equal to what `smolvla_cli_flags` gives lerobot-train (the image
+    size is the first camera's)."""
+    image_size = next(f.shape[-1] for f in input_features.values() if f.type is FeatureType.VISUAL)
+    settings = smolvla_settings(backbone_dir, image_size)
+    return SmolVLAConfig(
+        input_features=input_features, output_features=output_features, **{**settings, **overrides}
+    )
+
+
+# --- pi05 ------------------------------------------------------------------------------------------
+
+PALIGEMMA_TOKENIZER = "google/paligemma-3b-pt-224"  # hard-coded in lerobot/policies/pi05/processor_pi05.py
+PI05_VOCAB = 512  # > the tiny tokenizer's 260 ids; stock pi05 builds 257152-row embeddings
+PI05_IMAGE_SIZE = 32
+PI05_SETTINGS = dict(
+    image_resolution=(PI05_IMAGE_SIZE, PI05_IMAGE_SIZE),
+    chunk_size=4,
+    n_action_steps=4,
+    num_inference_steps=2,
+    tokenizer_max_length=96,  # the byte-level tokenizer spends a token per character of the prompt
+    device="cpu",
+    push_to_hub=False,
+)
+PI05_CLI_FLAGS = ["--policy.type=pi05", *_flags(PI05_SETTINGS)]  # for tests/tiny_pi05_train.py
+
+
+def pi05_config(
+    input_features: dict[str, PolicyFeature], output_features: dict[str, PolicyFeature], **overrides
+) -> PI05Config:
+    """An in-process PI05Config equal to what `PI05_CLI_FLAGS` gives lerobot-train; build the policy
+    from it inside `tiny_pi05()`."""
+    return PI05Config(
+        input_features=input_features, output_features=output_features, **{**PI05_SETTINGS, **overrides}
+    )
+
+
+@contextmanager
+def tiny_pi05() -> Iterator[None]:
+    """While active, stock `PI05Policy(...)` / `PI05Policy.from_pretrained(...)` (also via
+    `make_policy`) build a ~350K-parameter model: both Gemmas width 64 x 2 layers, a 1-layer SigLIP with
+    16 px patches (so image_resolution must be a multiple of 16), a 512-token vocabulary.
+
+    Only the sizes that stock code hard-codes are patched; everything else (config, processors, forward,
+    sampling, checkpoints) is stock pi05 code."""
+    # 8 heads: the training forward reshapes attention to `1 * 8 * head_dim` (modeling_pi05.py:121)
+    gemma = modeling_pi05.GemmaConfig(width=64, depth=2, mlp_dim=128, num_heads=8, num_kv_heads=1, head_dim=8)
+
+    def paligemma_config(*args, **kwargs) -> T.PretrainedConfig:
+        config = CONFIG_MAPPING["paligemma"](*args, **kwargs)
+        vision = config.vision_config
+        vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads = 32, 1, 2
+        vision.patch_size = 16
+        return config
+
+    def expert_config(**kwargs) -> T.PretrainedConfig:
+        return CONFIG_MAPPING["gemma"](**{**kwargs, "vocab_size": PI05_VOCAB})
+
+    class TinyPaliGemma(modeling_pi05.PaliGemmaForConditionalGenerationWithPiGemma):
+        # stock code sets these on the config after building it, so they are overridden here
+        def __init__(self, config: T.PretrainedConfig) -> None:
+            config.vision_config.intermediate_size = 64
+            config.vision_config.projection_dim = config.text_config.hidden_size
+            config.text_config.vocab_size = PI05_VOCAB
+            super().__init__(config)
+
+    with patch.multiple(
+        modeling_pi05,
+        get_gemma_config=lambda variant: gemma,
+        CONFIG_MAPPING={"paligemma": paligemma_config, "gemma": expert_config},
+        PaliGemmaForConditionalGenerationWithPiGemma=TinyPaliGemma,
+    ):
+        yield
+
+
+def fake_hub_cache(cache: Path) -> Path:
+    """A Hugging Face hub cache (the layout `HF_HUB_CACHE` points at) whose `google/paligemma-3b-pt-224`
+    snapshot is the tiny tokenizer, so pi05's hard-coded tokenizer id resolves offline."""
+    commit = "0" * 40
+    repo = cache / f"models--{PALIGEMMA_TOKENIZER.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    tiny_tokenizer().save_pretrained(snapshot)
+    # AutoTokenizer reads the model config before the tokenizer's own
+    T.PaliGemmaConfig(text_config={"model_type": "gemma", "vocab_size": PI05_VOCAB}).save_pretrained(snapshot)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return cache
+
+
+def offline_env(cache: Path) -> dict[str, str]:
+    """Environment variables for a subprocess that must resolve hub ids from `cache` only."""
+    return {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+
+
+@contextmanager
+def offline_hub(cache: Path) -> Iterator[None]:
+    """In this process, hub ids resolve from `cache` only (huggingface_hub reads these constants at call
+    time; the environment variables are for subprocesses started meanwhile)."""
+    with (
+        patch.multiple(constants, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE=True),
+        patch.dict(os.environ, offline_env(cache)),
+    ):
+        yield
