@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import read_frames, run_cli, tree_hashes
+from conftest import read_frames, run_cli, run_tool, tree_hashes
 from lerobot.lerobot_types import TransitionKey
 from lerobot.processor import (
     DataProcessorPipeline,
@@ -194,3 +194,104 @@ def test_tag_prompts_refuses_prompts_the_tokenizer_would_truncate(labelled, tmp_
     assert run_cli("tag-prompts", "--input", labelled, "--output", out, *check, "20") == 2
     assert "the tag would be truncated" in capsys.readouterr().err and not out.exists()
     assert run_cli("tag-prompts", "--input", labelled, "--output", out, *check, "64") == 0
+
+
+def _label(source: Path, output: Path) -> Path:
+    """`source` with an alternating advantage_indicator column (what value-label adds)."""
+    from lerobot.datasets import LeRobotDataset
+    from lerobot.datasets.dataset_tools import add_features
+
+    dataset = LeRobotDataset("local/source", root=source)
+    indicator = (np.arange(dataset.meta.total_frames) % 2).astype(np.float32)[:, None]
+    feature = {"dtype": "float32", "shape": (1,), "names": None}
+    add_features(dataset, {"advantage_indicator": (indicator, feature)}, output_dir=output, repo_id="local/x")
+    return output
+
+
+def _train(tool: str, flags: list[str], dataset: Path, output: Path) -> Path:
+    run_tool(
+        tool,
+        *flags,
+        f"--dataset.repo_id=local/{dataset.name}",
+        f"--dataset.root={dataset}",
+        f"--output_dir={output}",
+        "--steps=2",
+        "--batch_size=2",
+        "--save_freq=2",
+        "--num_workers=0",
+        "--wandb.enable=false",
+        cwd=output.parent,
+    )
+    return output / "checkpoints" / "last" / "pretrained_model"
+
+
+def _prompt_tokens(checkpoint: Path, task: str) -> torch.Tensor:
+    """The token ids a checkpoint's saved preprocessor (as lerobot-eval loads it) gives `task`."""
+    from lerobot.processor import PolicyProcessorPipeline
+
+    pipeline = PolicyProcessorPipeline.from_pretrained(checkpoint, config_filename="policy_preprocessor.json")
+    features = json.loads((checkpoint / "config.json").read_text())["input_features"]
+    frame = {key: torch.zeros(feature["shape"]) for key, feature in features.items()}
+    return pipeline({**frame, "task": task})["observation.language.tokens"]
+
+
+@pytest.mark.slow
+def test_stock_smolvla_label_train_tag_and_lerobot_eval(collected_demo, tmp_path):
+    """The whole tag path on a stock policy: tag-prompts -> stock lerobot-train (SmolVLA, tiny, offline)
+    -> tag-checkpoint -> stock lerobot-eval on metaworld_recap; the evaluation prompt tokenises to the
+    positive training prompt under the checkpoint's own saved preprocessor."""
+    from tiny_vlas import smolvla_backbone, smolvla_cli_flags
+
+    tagged_data = tmp_path / "push_tagged"
+    assert (
+        run_cli("tag-prompts", "--input", _label(collected_demo, tmp_path / "lab"), "--output", tagged_data)
+        == 0
+    )
+    flags = [
+        *smolvla_cli_flags(smolvla_backbone(tmp_path / "smolvlm"), image_size=32),
+        "--policy.max_state_dim=39",
+    ]
+    checkpoint = _train("lerobot-train", flags, tagged_data, tmp_path / "run")
+    positive = tmp_path / "positive"
+    assert run_cli("tag-checkpoint", "--input", checkpoint, "--output", positive) == 0
+    task = "Push the puck to a goal"
+    assert torch.equal(_prompt_tokens(positive, task), _prompt_tokens(checkpoint, tagged(task, "positive")))
+    assert not torch.equal(_prompt_tokens(positive, task), _prompt_tokens(checkpoint, task))
+    run_tool(
+        "lerobot-eval",
+        f"--policy.path={positive}",
+        "--env.type=metaworld_recap",
+        "--env.task=push-v3",
+        "--env.image_size=32",
+        "--env.episode_length=8",
+        "--eval.n_episodes=1",
+        "--eval.batch_size=1",
+        "--policy.device=cpu",
+        f"--output_dir={tmp_path / 'eval'}",
+        cwd=tmp_path,
+    )
+    assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
+
+
+@pytest.mark.slow
+def test_stock_pi05_tag_lands_before_its_state_prompt_step(tmp_path):
+    """pi05's pipeline normalises the state, then writes "Task: ..., State: ...;": the tag step goes right
+    before that step, and the evaluation prompt tokenises to the positive training prompt."""
+    from tiny_vlas import PI05_CLI_FLAGS, fake_hub_cache, offline_hub
+
+    source = make_dataset(tmp_path / "src", ["demo", "auto"], length=8, image_size=32)
+    tagged_data = tmp_path / "synthetic_tagged"
+    assert run_cli("tag-prompts", "--input", _label(source, tmp_path / "lab"), "--output", tagged_data) == 0
+    hub = fake_hub_cache(tmp_path / "hub")
+    with offline_hub(hub):  # the subprocess inherits the offline hub's environment variables
+        flags = [str(Path(__file__).parent / "tiny_pi05_train.py"), *PI05_CLI_FLAGS]
+        checkpoint = _train("python", flags, tagged_data, tmp_path / "run")
+        positive = tmp_path / "positive"
+        assert run_cli("tag-checkpoint", "--input", checkpoint, "--output", positive) == 0
+        steps = json.loads((positive / "policy_preprocessor.json").read_text())["steps"]
+        names = [step["registry_name"] for step in steps]
+        assert names[names.index(PROMPT_STEP) + 1] == "pi05_prepare_state_tokenizer_processor_step"
+        assert names.index("normalizer_processor") < names.index(PROMPT_STEP)
+        plain = _prompt_tokens(positive, TASK)
+        assert torch.equal(plain, _prompt_tokens(checkpoint, tagged(TASK, "positive")))
+        assert not torch.equal(plain, _prompt_tokens(checkpoint, TASK))
