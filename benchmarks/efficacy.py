@@ -118,6 +118,8 @@ class TaskBench:
             quick=False,
             advantage_estimator="iql",
             null_control=True,
+            base_policy="native",
+            base_path=None,
             **fields,
         )
         self.demo = Demo(args)

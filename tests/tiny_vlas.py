@@ -25,55 +25,18 @@ from huggingface_hub import constants
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.policies.pi05 import PI05Config, modeling_pi05
 from lerobot.policies.smolvla import SmolVLAConfig
-from tiny_vlms import smolvlm
 from transformers.models.auto import CONFIG_MAPPING
 
 from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
+from lerobot_policy_pi_star_recap.stock_vla import write_tiny_smolvlm
 
 # --- SmolVLA ---------------------------------------------------------------------------------------
 
-# The named image tokens SmolVLMProcessor and SmolVLA read from the tokenizer (`fake_image_token_id`,
-# `global_image_token_id`, ...); a real SmolVLM tokenizer_config.json declares the same names.
-SMOLVLM_TOKENS = {
-    "fake_image_token": "<fake_token_around_image>",
-    "image_token": "<image>",
-    "global_image_token": "<global-img>",
-    "end_of_utterance_token": "<end_of_utterance>",
-}
-
-
-def smolvlm_tokenizer() -> T.PreTrainedTokenizerFast:
-    """The byte-level tiny tokenizer plus SmolVLM's named image tokens (ids stay far below the tiny
-    model's vocabulary)."""
-    backend = tiny_tokenizer().backend_tokenizer
-    backend.add_special_tokens(list(SMOLVLM_TOKENS.values()))
-    return T.PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<bos>",
-        eos_token="<eos>",
-        unk_token="<unk>",
-        extra_special_tokens=SMOLVLM_TOKENS,
-    )
-
 
 def smolvla_backbone(directory: Path) -> Path:
-    """A local SmolVLM folder for `--policy.vlm_model_name`: tiny model (config + weights), tokenizer
-    and `SmolVLMProcessor`, so `AutoConfig`/`AutoProcessor`/`AutoTokenizer.from_pretrained` all work."""
-    model = smolvlm()
-    model.save_pretrained(directory)
-    vision = model.config.vision_config
-    longest_edge = {"longest_edge": vision.image_size}
-    processor = T.SmolVLMProcessor(
-        image_processor=T.SmolVLMImageProcessor(
-            size=longest_edge, max_image_size=longest_edge, do_image_splitting=False
-        ),
-        tokenizer=smolvlm_tokenizer(),
-        video_processor=T.SmolVLMVideoProcessor(size=longest_edge, max_image_size=longest_edge),
-        image_seq_len=(vision.image_size // vision.patch_size) ** 2 // model.config.scale_factor**2,
-    )
-    processor.save_pretrained(directory)
-    return directory
+    """A local SmolVLM folder for `--policy.vlm_model_name` (the package's own tiny builder, which the
+    demo's `--base-policy smolvla` uses too)."""
+    return write_tiny_smolvlm(directory)
 
 
 SMOLVLA_SETTINGS = dict(

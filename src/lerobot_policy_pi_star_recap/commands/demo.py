@@ -61,13 +61,14 @@ QUICK = DemoPlan(
 
 # The tiny policy the demo trains: the built-in tiny VLM, a small expert, and a policy learning rate
 # suited to training from scratch (the config's default policy_lr, 3e-5, assumes a pretrained VLM).
+CHUNK_SIZE, N_ACTION_STEPS = 16, 8  # actions predicted / executed per chunk, for every base policy
 POLICY_FLAGS = [
     "--policy.vlm_model_name=tiny",
     "--policy.expert_width=128",
     "--policy.expert_depth=4",
     "--policy.expert_heads=4",
-    "--policy.chunk_size=16",
-    "--policy.n_action_steps=8",
+    f"--policy.chunk_size={CHUNK_SIZE}",
+    f"--policy.n_action_steps={N_ACTION_STEPS}",
     "--policy.policy_lr=3e-4",
     "--policy.scheduler_warmup_steps=100",
 ]
@@ -97,6 +98,19 @@ def register(subparsers) -> None:
         default="mc_distributional",
         help="stage 2's advantages: the paper's distributional value, cross-fitted, or IQL critics trained "
         "jointly with the policy",
+    )
+    parser.add_argument(
+        "--base-policy",
+        choices=["native", "smolvla", "pi05"],
+        default="native",
+        help="the policy trained: pi_star_recap (native), or a stock LeRobot VLA conditioned through the "
+        "prompt (tag-prompts / tag-checkpoint; SmolVLA is built tiny and offline unless --base-path)",
+    )
+    parser.add_argument(
+        "--base-path",
+        default=None,
+        help="a pretrained stock checkpoint stage 1 fine-tunes from (e.g. lerobot/smolvla_base, "
+        "lerobot/pi05_base; needs a download and, at that size, a GPU)",
     )
     parser.add_argument(
         "--no-null-control",
@@ -199,6 +213,8 @@ class Demo:
             *self.fresh_policy_flags(),
             "--policy.use_advantage_conditioning=false",
         ]
+        if self.args.base_policy != "native":
+            fresh = self.stock_policy_flags(dataset)
         policy = fresh if init is None else [f"--policy.path={init}", *flags]
         command = [str(self.bin / "lerobot-train"), *policy, *self.run_flags(dataset, output, steps, seed)]
         self.run_step(f"train_{name}", command, threads=1)
@@ -245,6 +261,37 @@ class Demo:
             ],
         )
         return labelled
+
+    def stock_policy_flags(self, dataset: Path) -> list[str]:
+        """Stage 1 of a stock VLA: fine-tune --base-path, or build it from scratch (tiny SmolVLA)."""
+        from ..stock_vla import policy_flags
+
+        if self.args.base_path:
+            return [f"--policy.path={self.args.base_path}"]
+        info = json.loads((dataset / "meta" / "info.json").read_text())
+        state_dim = info["features"]["observation.state"]["shape"][0]
+        return policy_flags(
+            self.args.base_policy, self.out, self.plan.image_size, state_dim, CHUNK_SIZE, N_ACTION_STEPS
+        )
+
+    def tag_prompts(self, labelled: Path) -> Path:
+        """The labelled dataset with the indicator in each frame's prompt (stock VLAs read it as text)."""
+        tagged = self.out / "data" / f"{labelled.name.removesuffix('_labelled')}_tagged"
+        command = [
+            str(self.bin / "pi-star-recap"),
+            "tag-prompts",
+            f"--input={labelled}",
+            f"--output={tagged}",
+        ]
+        self.run_step(f"tag_{labelled.name}", [*command, f"--seed={self.args.seed}", "--overwrite"])
+        return tagged
+
+    def tag_checkpoint(self, checkpoint: Path, name: str) -> Path:
+        """A copy of a stock checkpoint whose preprocessor appends "Advantage: positive" to the task."""
+        output = self.out / name / "checkpoints" / "last" / "pretrained_model"
+        command = [str(self.bin / "pi-star-recap"), "tag-checkpoint", f"--input={checkpoint}"]
+        self.run_step(f"tag_{name}", [*command, f"--output={output}", "--overwrite"])
+        return output
 
     def fresh_policy_flags(self) -> list[str]:
         # Returns are normalised by the worst possible one (every step -1, then -C_fail = episode length),
@@ -315,6 +362,13 @@ class Demo:
         latest, experience = stage1, [demos]
         for iteration in range(1, self.args.iterations + 1):
             mixed = self.gather(iteration, latest, experience)
+            if self.args.base_policy != "native":
+                # A stock VLA reads the indicator from its prompt: label, tag, fine-tune it unchanged.
+                tagged = self.tag_prompts(self.label_advantages(mixed.name, mixed))
+                trained = self.train(f"stage{iteration + 1}_tagged", tagged, plan.stage2_steps, stage1)
+                latest = self.tag_checkpoint(trained, f"stage{iteration + 1}")
+                checkpoints[f"stage {iteration + 1} (RECAP prompt, iteration {iteration})"] = latest
+                continue
             estimator = f"--policy.advantage_estimator={self.args.advantage_estimator}"
             data, flags = mixed, (*RECAP_FLAGS, estimator)
             if self.args.advantage_estimator == "mc_distributional":
@@ -373,6 +427,8 @@ class Demo:
             "task": self.args.task,
             "seed": self.args.seed,
             "advantage_estimator": self.args.advantage_estimator,
+            "base_policy": self.args.base_policy,
+            "base_path": self.args.base_path,
             "plan": asdict(self.plan),
             "policy_flags": POLICY_FLAGS,
             "stages": rows,
