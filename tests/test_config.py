@@ -1,4 +1,4 @@
-"""The config carries every option of the spec with the spec's defaults, and rejects bad values early."""
+"""The config: every documented option with its default, the presets, and bad values rejected early."""
 
 import pytest
 from synthetic import tiny_config
