@@ -9,9 +9,12 @@ Fields stay flat (`PiStarRECAPConfig(iql_expectile=0.7, ...)`, `--policy.iql_exp
 documented constructor calls and command lines keep working; validation is the table `RULES`.
 """
 
+import functools
 import math
+import types
+import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +74,15 @@ RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
     ("iql_expectile", lambda c, v: 0.0 < v < 1.0, "must lie in (0, 1), e.g. 0.7."),
     ("iql_temperature", lambda c, v: v > 0.0, "must be > 0 (exp(A / temperature))."),
     ("iql_discount", lambda c, v: 0.0 <= v <= 1.0, "must lie in [0, 1]."),
-    ("chunk_size num_inference_steps advantage_n_step", lambda c, v: v >= 1, "must be >= 1."),
+    (
+        "chunk_size num_inference_steps advantage_n_step tokenizer_max_length expert_depth expert_heads "
+        "expert_mlp_ratio critic_hidden_dim critic_depth scheduler_decay_steps",
+        lambda c, v: v >= 1,
+        "must be >= 1.",
+    ),
+    ("scheduler_warmup_steps", lambda c, v: v >= 0, "must be >= 0."),
+    ("weight_decay scheduler_decay_factor", lambda c, v: v >= 0.0, "must be >= 0."),
+    ("grad_clip_norm", lambda c, v: v > 0.0, "must be > 0 (0 would zero every gradient)."),
     ("n_action_steps", lambda c, v: 1 <= v <= c.chunk_size, "must be between 1 and chunk_size."),
     ("n_obs_steps", lambda c, v: v == 1, "only 1 is supported (the VLM sees the current frame)."),
     ("demo_weight auto_weight intervention_weight", lambda c, v: v >= 0.0, "data-type weights must be >= 0."),
@@ -90,6 +101,30 @@ RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
     ("negative_before_takeover", lambda c, v: v >= 0, "must be >= 0 (0: off)."),
     ("state_std_floor", lambda c, v: v >= 0.0, "must be >= 0 (0 disables the floor)."),
 )
+
+
+# The runtime types a field of each annotated scalar type accepts: an int is a valid float, a bool (an int
+# subclass in Python) is neither, so `chunk_size=True` or `cfg_beta="1"` fail here instead of deep inside.
+SCALAR_TYPES: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+@functools.cache
+def scalar_field_types(cls: type) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """(accepted types, None allowed) of each field of `cls` annotated as int, float, str or bool, optionally
+    `| None`; other fields (dicts, lists, paths, features) are left to the code that fills them."""
+    hints = typing.get_type_hints(cls)
+    result = {}
+    for f in fields(cls):
+        hint = hints[f.name]
+        args = (
+            typing.get_args(hint)
+            if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+            else (hint,)
+        )
+        scalars = [a for a in args if a is not type(None)]
+        if len(scalars) == 1 and scalars[0] in SCALAR_TYPES:
+            result[f.name] = (SCALAR_TYPES[scalars[0]], type(None) in args)
+    return result
 
 
 @OptimizerConfig.register_subclass("pi_star_recap_adamw")
@@ -307,6 +342,15 @@ class PiStarRECAPConfig(PreTrainedConfig):
             self.iql_temperature = preset_temperature
 
     def _validate(self) -> None:
+        for name, (accepted, optional) in scalar_field_types(type(self)).items():
+            value = getattr(self, name)
+            if not (value is None and optional) and (
+                isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted)
+            ):
+                expected = " or ".join(t.__name__ for t in accepted) + (" or None" if optional else "")
+                raise ValueError(
+                    f"PiStarRECAPConfig.{name}={value!r}: must be {expected}, not {type(value).__name__}."
+                )
         for name, value in vars(self).items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(
