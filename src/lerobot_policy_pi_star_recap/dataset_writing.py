@@ -11,7 +11,10 @@ The columns (named and typed in `schema`) are the ones `recap_data.py` reads for
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -104,16 +107,9 @@ def _overlaps(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-@contextmanager
-def atomic_output_dir(
-    target: str | Path, overwrite: bool, sources: Sequence[str | Path] = (), written: str = "meta/info.json"
-) -> Iterator[Path]:
-    """Yield a fresh, not-yet-existing path next to `target` to write a dataset (or, with `written`
-    naming another file that must exist when done, e.g. a checkpoint's config.json) into; on success it
-    replaces `target` in one rename, on any error it is deleted, so `target` is never half written.
-
-    `target` must not exist unless `overwrite`, and must never be, contain or lie inside a source.
-    """
+def check_output_dir(target: str | Path, overwrite: bool, sources: Sequence[str | Path] = ()) -> Path:
+    """The resolved `target` once it is known to be writable: not existing unless `overwrite`, never
+    overlapping a source. Commands call it before slow work too, so a bad --output fails at once."""
     target = Path(target).expanduser().resolve()
     for source in sources:
         if _overlaps(target, Path(source).expanduser().resolve()):
@@ -122,8 +118,49 @@ def atomic_output_dir(
             )
     if target.exists() and not overwrite:
         raise DatasetToolError(f"output {target} already exists; choose a new path or pass --overwrite.")
+    return target
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Delete the staging folders `.<target>.tmp-<pid>-*` of `target` whose process is gone (killed with
+    kill -9 or by the OOM killer, no cleanup ran) and print one line each; live writers' are kept."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.tmp-(\d+)-")
+    removed = []
+    for path in sorted(target.parent.glob(f".{glob.escape(target.name)}.tmp-*")):
+        match = pattern.match(path.name)
+        if match and path.is_dir() and not _process_alive(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"removed stale staging folder {path} (its process {match[1]} is gone)", flush=True)
+            removed.append(path)
+    return removed
+
+
+@contextmanager
+def atomic_output_dir(
+    target: str | Path, overwrite: bool, sources: Sequence[str | Path] = (), written: str = "meta/info.json"
+) -> Iterator[Path]:
+    """Yield a fresh, not-yet-existing path next to `target` to write a dataset (or, with `written`
+    naming another file that must exist when done, e.g. a checkpoint's config.json) into; on success it
+    replaces `target` in one rename, on any error it is deleted, so `target` is never half written.
+
+    `target` must not exist unless `overwrite`, and must never be, contain or lie inside a source. The
+    staging folder's name carries this process's id, so a later run can remove it if the process was
+    killed before cleaning up.
+    """
+    target = check_output_dir(target, overwrite, sources)
     target.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_stale_staging(target)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         staged = workdir / "dataset"
         yield staged

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.envs.utils import env_to_policy_features
 
-    from ..dataset_writing import RewardScheme, atomic_output_dir, print_summary
+    from ..dataset_writing import RewardScheme, atomic_output_dir, check_output_dir, print_summary
     from ..schema import RECAP_FEATURES
     from ..sim.actors import ExpertActor, PolicyActor
     from ..sim.collector import Collector, InterventionRule
@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--policy drives auto / intervention episodes; demo episodes come from the expert.")
     if args.episodes < 1 or args.num_envs < 1:
         raise ValueError("--episodes and --num-envs must be >= 1.")
+    check_output_dir(args.output, args.overwrite)  # before the simulator starts
     state = args.state or ("hand" if args.layout == "lerobot" else "full")
     env_config = MetaWorldRecapEnvConfig(
         task=args.task,

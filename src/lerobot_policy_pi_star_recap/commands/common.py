@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -22,6 +24,16 @@ class UsageError(ValueError):
 
 class CommandFailed(RuntimeError):
     """A step of a command failed although its input was valid (e.g. a lerobot-train run it started)."""
+
+
+HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def check_local_or_hub(path: str, flag: str) -> None:
+    """Refuse a checkpoint path that is neither an existing folder nor shaped like a hub repo id before any
+    work starts: LeRobot would try to download it and fail with a network error (a traceback offline)."""
+    if not Path(path).expanduser().exists() and not HUB_REPO_ID.fullmatch(path):
+        raise UsageError(f"{flag} {path} does not exist (and is not a hub repo id like user/model).")
 
 
 def add_option(parser: argparse._ActionsContainer, name: str, *aliases: str, **kwargs) -> argparse.Action:

@@ -23,7 +23,14 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .common import CommandFailed, RawDescriptionHelpFormatter, UsageError, add_option, report_errors
+from .common import (
+    CommandFailed,
+    RawDescriptionHelpFormatter,
+    UsageError,
+    add_option,
+    check_local_or_hub,
+    report_errors,
+)
 
 
 @dataclass(frozen=True)
@@ -543,6 +550,8 @@ def run(args: argparse.Namespace) -> int:
     from ..sim.tasks import canonical_task
 
     args.task = canonical_task(args.task)  # before anything is created or removed
+    if args.base_path is not None:
+        check_local_or_hub(args.base_path, "--base-path")
     out = Path(args.output)
     if out.exists():
         if not args.overwrite:

@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from .common import HelpFormatter, UsageError, add_option, report_errors
+from .common import HelpFormatter, UsageError, add_option, check_local_or_hub, report_errors
 
 
 def register(subparsers) -> None:
@@ -84,6 +84,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from ..predictions import predict_episodes
     from ..schema import DATA_TYPES
 
+    check_local_or_hub(args.policy_path, "--policy.path")
     if args.root is not None:
         check_dataset_root(Path(args.root).expanduser(), "--dataset.root")  # not a download attempt
     meta = LeRobotDatasetMetadata(args.repo_id, root=args.root)

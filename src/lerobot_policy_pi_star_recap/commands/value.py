@@ -171,7 +171,7 @@ def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets.dataset_tools import add_features
 
     from ..advantage import advantage_n_step, frames_before_takeovers
-    from ..dataset_writing import atomic_output_dir, check_dataset_root
+    from ..dataset_writing import atomic_output_dir, check_dataset_root, check_output_dir
     from ..predictions import label_indicators
     from ..schema import ADVANTAGE, DATA_TYPES, INDICATOR, VALUE
 
@@ -179,6 +179,7 @@ def run_value_label(args: argparse.Namespace) -> int:
         raise UsageError(f"--negative-before-takeover must be >= 0, got {args.negative_before_takeover}.")
     src = Path(args.input).expanduser()
     check_dataset_root(src, "--input")
+    check_output_dir(args.output, args.overwrite, sources=[src])  # before the value functions run
     source = LeRobotDataset(_repo_id(src), root=src)
     config, episodes, labellers = predict_out_of_sample(
         args.value_paths, source, args.batch_size, args.device
