@@ -174,7 +174,12 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return make_source(tmp_path_factory.mktemp("sweep") / "source", [3, 2])
 
 
+# What the error line of each run-time case must name (a missing path names itself).
+NAMED = {"output-exists": "exists", "unknown-task": "push-v3x"}
+
+
 def _leftovers(out: Path) -> list[Path]:
+    """`out` and its staging folders, wherever a failed command might have left them."""
     return [p for p in out.parent.iterdir() if p.name == out.name or p.name.startswith(f".{out.name}.tmp-")]
 
 
@@ -212,10 +217,7 @@ def test_bad_cli_input_is_status_2_and_one_error_line(command, case, option, tin
         assert option in lines[-1]
     else:
         assert len(lines) == 1 and lines[0].startswith(f"pi-star-recap {command}: error: "), err
-        expected = {"no-such-input": str(missing), "output-exists": "exists", "unknown-task": "push-v3x"}[
-            case
-        ]
-        assert expected in lines[0]
+        assert (str(missing) if case == "no-such-input" else NAMED[case]) in lines[0]
     if case == "output-exists":
         assert [p.name for p in dirs["out"].iterdir()] == ["keep.txt"]
         assert [p.name for p in _leftovers(dirs["out"])] == ["out"]
