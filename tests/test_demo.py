@@ -1,7 +1,9 @@
 """The README's main job, `pi-star-recap demo`, in its --quick smoke-test size: every stage runs through
 the real lerobot-train / lerobot-eval and the report is written."""
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,92 @@ def test_demo_with_a_stock_smolvla_trains_through_the_prompt(tmp_path):
     steps = json.loads((positive / "policy_preprocessor.json").read_text())["steps"]
     assert "pi_star_recap_advantage_prompt" in [s["registry_name"] for s in steps]
     assert Path(report["eval_info"]["stage 2 (RECAP prompt, iteration 1)"]).parent.name == "stage2"
+
+
+# --- A lerobot-train step that saved its work, then aborted at shutdown ------------------------------
+
+ABORT_TAIL = [
+    "INFO lerobot_train.py:687 Checkpoint policy after step 30",
+    "INFO lerobot_train.py:770 End of training",
+    "terminate called without an active exception",
+    "RuntimeError: DataLoader worker (pid 4242) is killed by signal: Aborted. ",
+]
+
+
+def _fake_checkpoint(path: Path, weights: bool = True) -> Path:
+    """A pretrained_model folder: a config and a one-tensor model.safetensors (or cut-off bytes)."""
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"type": "pi_star_recap"}))
+    if weights:
+        save_file({"w": torch.zeros(2)}, str(path / "model.safetensors"))
+    else:
+        (path / "model.safetensors").write_bytes(b"\x10\x00\x00")
+    return path
+
+
+def _fake_log(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(["lerobot-train --steps=30", *lines]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "lines, weights, completed",
+    [
+        (ABORT_TAIL, True, True),  # the shutdown abort: work done, checkpoint loads
+        (ABORT_TAIL, False, False),  # the checkpoint does not load
+        ([line for line in ABORT_TAIL if "Checkpoint" not in line], True, False),  # no final save
+        ([line.replace("step 30", "step 20") for line in ABORT_TAIL], True, False),  # an earlier save only
+        ([line.replace("step 30", "step 300") for line in ABORT_TAIL], True, False),  # not this run's step
+        (ABORT_TAIL[:2] + ["RuntimeError: out of memory"], True, False),  # a real error
+        (ABORT_TAIL[:2] + ["DataLoader worker (pid 1) is killed by signal: Killed."], True, False),
+        (ABORT_TAIL[-1:] + ABORT_TAIL[:2] + ["x"] * 50, True, False),  # the abort is not in the tail
+    ],
+)
+def test_trained_run_tells_a_shutdown_abort_from_a_failure(tmp_path, lines, weights, completed):
+    from lerobot_policy_pi_star_recap.commands.demo import TrainedRun
+
+    checkpoint = _fake_checkpoint(tmp_path / "pretrained_model", weights)
+    assert TrainedRun(30, checkpoint).completed(_fake_log(tmp_path / "train.log", lines)) is completed
+
+
+def test_trained_run_without_a_checkpoint_is_a_failure(tmp_path):
+    from lerobot_policy_pi_star_recap.commands.demo import TrainedRun
+
+    log = _fake_log(tmp_path / "train.log", ABORT_TAIL)
+    assert not TrainedRun(30, tmp_path / "missing").completed(log)
+
+
+def _exits_like_the_abort(code: int) -> list[str]:
+    """A command that prints the abort tail and exits `code`."""
+    script = f"print({chr(10).join(ABORT_TAIL)!r}); raise SystemExit({code})"
+    return [sys.executable, "-c", script]
+
+
+@pytest.mark.parametrize("weights", [True, False])
+def test_run_step_warns_on_a_shutdown_abort_and_fails_otherwise(tmp_path, capsys, weights):
+    from lerobot_policy_pi_star_recap.commands.common import CommandFailed
+    from lerobot_policy_pi_star_recap.commands.demo import Demo, TrainedRun
+
+    demo = Demo(argparse.Namespace(quick=True, output=str(tmp_path / "demo"), **_no_overrides()))
+    trained = TrainedRun(30, _fake_checkpoint(tmp_path / "pretrained_model", weights))
+    if weights:
+        demo.run_step("train_stage1", _exits_like_the_abort(1), trained=trained)
+        warning = capsys.readouterr().err.strip().splitlines()
+        assert len(warning) == 1 and "warning: train_stage1 exited 1" in warning[0]
+        assert str(demo.logs / "train_stage1.log") in warning[0]
+    else:
+        with pytest.raises(CommandFailed, match="train_stage1 failed"):
+            demo.run_step("train_stage1", _exits_like_the_abort(1), trained=trained)
+    with pytest.raises(CommandFailed):  # without `trained` (not a training step) any non-zero exit fails
+        demo.run_step("merge_all", _exits_like_the_abort(1))
+
+
+def _no_overrides() -> dict[str, None]:
+    from dataclasses import fields
+
+    from lerobot_policy_pi_star_recap.commands.demo import DemoPlan
+
+    return {f.name: None for f in fields(DemoPlan)}
