@@ -176,7 +176,8 @@ def test_existing_target_needs_overwrite_and_the_source_is_never_a_target(plain_
     before = tree_hashes(plain_source)
     for target in (plain_source, plain_source / "inside"):
         assert (
-            run_cli("annotate", "--input", plain_source, "--output", target, "--all-success", "--overwrite") == 2
+            run_cli("annotate", "--input", plain_source, "--output", target, "--all-success", "--overwrite")
+            == 2
         )
         assert "overlaps the input" in capsys.readouterr().err
     assert tree_hashes(plain_source) == before

@@ -131,7 +131,9 @@ def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():
     initial = make_policy().state_dict()
     for name, value in stepped[True].items():
         assert torch.allclose(value, stepped[False][name], atol=1e-6), name
-    assert not torch.equal(stepped[True]["model.flow.expert.action_out.weight"], initial["model.flow.expert.action_out.weight"])
+    assert not torch.equal(
+        stepped[True]["model.flow.expert.action_out.weight"], initial["model.flow.expert.action_out.weight"]
+    )
 
 
 def test_compiled_policy_keeps_checkpoint_names_and_actions():
