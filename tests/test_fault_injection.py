@@ -205,3 +205,10 @@ def test_lerobot_train_killed_while_saving_leaves_only_loadable_checkpoints(tmp_
     last = saves / "last"
     if last.exists():
         assert (last / "pretrained_model" / "model.safetensors").resolve() in {p.resolve() for p in weights}
+
+
+def test_value_label_killed_with_kill_9(collected_demo, tiny_checkpoint, tmp_path, capsys):
+    """value-label with one value checkpoint (the tiny policy's IQL critics: in-sample labels, warned)."""
+    argv = ["value-label", "--value.path", tiny_checkpoint, "--input", collected_demo, "--device", "cpu"]
+    argv += ["--output", tmp_path / "labelled"]
+    _fault_then_rerun(argv, tmp_path / "labelled", _dataset_loads, SEED + 4, capsys)
