@@ -208,23 +208,6 @@ def _label(source: Path, output: Path) -> Path:
     return output
 
 
-def _train(tool: str, flags: list[str], dataset: Path, output: Path) -> Path:
-    run_tool(
-        tool,
-        *flags,
-        f"--dataset.repo_id=local/{dataset.name}",
-        f"--dataset.root={dataset}",
-        f"--output_dir={output}",
-        "--steps=2",
-        "--batch_size=2",
-        "--save_freq=2",
-        "--num_workers=0",
-        "--wandb.enable=false",
-        cwd=output.parent,
-    )
-    return output / "checkpoints" / "last" / "pretrained_model"
-
-
 def _prompt_tokens(checkpoint: Path, task: str) -> torch.Tensor:
     """The token ids a checkpoint's saved preprocessor (as lerobot-eval loads it) gives `task`."""
     from lerobot.processor import PolicyProcessorPipeline
@@ -240,7 +223,7 @@ def test_stock_smolvla_label_train_tag_and_lerobot_eval(collected_demo, tmp_path
     """The whole tag path on a stock policy: tag-prompts -> stock lerobot-train (SmolVLA, tiny, offline)
     -> tag-checkpoint -> stock lerobot-eval on metaworld_recap; the evaluation prompt tokenises to the
     positive training prompt under the checkpoint's own saved preprocessor."""
-    from tiny_vlas import smolvla_backbone, smolvla_cli_flags
+    from tiny_vlas import lerobot_train, smolvla_backbone, smolvla_cli_flags
 
     tagged_data = tmp_path / "push_tagged"
     assert (
@@ -251,7 +234,7 @@ def test_stock_smolvla_label_train_tag_and_lerobot_eval(collected_demo, tmp_path
         *smolvla_cli_flags(smolvla_backbone(tmp_path / "smolvlm"), image_size=32),
         "--policy.max_state_dim=39",
     ]
-    checkpoint = _train("lerobot-train", flags, tagged_data, tmp_path / "run")
+    checkpoint = lerobot_train("lerobot-train", *flags, dataset=tagged_data, output=tmp_path / "run")
     positive = tmp_path / "positive"
     assert run_cli("tag-checkpoint", "--input", checkpoint, "--output", positive) == 0
     task = "Push the puck to a goal"
@@ -277,7 +260,7 @@ def test_stock_smolvla_label_train_tag_and_lerobot_eval(collected_demo, tmp_path
 def test_stock_pi05_tag_lands_before_its_state_prompt_step(tmp_path):
     """pi05's pipeline normalises the state, then writes "Task: ..., State: ...;": the tag step goes right
     before that step, and the evaluation prompt tokenises to the positive training prompt."""
-    from tiny_vlas import PI05_CLI_FLAGS, fake_hub_cache, offline_hub
+    from tiny_vlas import PI05_CLI_FLAGS, fake_hub_cache, lerobot_train, offline_hub
 
     source = make_dataset(tmp_path / "src", ["demo", "auto"], length=8, image_size=32)
     tagged_data = tmp_path / "synthetic_tagged"
@@ -285,7 +268,7 @@ def test_stock_pi05_tag_lands_before_its_state_prompt_step(tmp_path):
     hub = fake_hub_cache(tmp_path / "hub")
     with offline_hub(hub):  # the subprocess inherits the offline hub's environment variables
         flags = [str(Path(__file__).parent / "tiny_pi05_train.py"), *PI05_CLI_FLAGS]
-        checkpoint = _train("python", flags, tagged_data, tmp_path / "run")
+        checkpoint = lerobot_train("python", *flags, dataset=tagged_data, output=tmp_path / "run")
         positive = tmp_path / "positive"
         assert run_cli("tag-checkpoint", "--input", checkpoint, "--output", positive) == 0
         steps = json.loads((positive / "policy_preprocessor.json").read_text())["steps"]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_tool
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.datasets import LeRobotDatasetMetadata
@@ -18,6 +17,7 @@ from tiny_vlas import (
     PI05_IMAGE_SIZE,
     PI05_VOCAB,
     fake_hub_cache,
+    lerobot_train,
     offline_hub,
     pi05_config,
     smolvla_backbone,
@@ -72,24 +72,6 @@ def frame() -> dict:
         IMAGE: torch.rand(3, IMAGE_SIZE, IMAGE_SIZE),
         "task": "push the block",
     }
-
-
-def lerobot_train(tool: str, *args: str | Path, dataset: Path, output: Path) -> Path:
-    """A 2-step lerobot-train run (saving at the end) on `dataset`; returns the checkpoint."""
-    run_tool(
-        tool,
-        *args,
-        "--dataset.repo_id=local/synthetic",
-        f"--dataset.root={dataset}",
-        f"--output_dir={output}",
-        "--steps=2",
-        "--batch_size=2",
-        "--save_freq=2",
-        "--num_workers=0",
-        "--wandb.enable=false",
-        cwd=output.parent,
-    )
-    return output / "checkpoints" / "last" / "pretrained_model"
 
 
 def load_like_eval(checkpoint: Path, dataset: Path):

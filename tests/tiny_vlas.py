@@ -28,7 +28,7 @@ from lerobot.policies.smolvla import SmolVLAConfig
 from transformers.models.auto import CONFIG_MAPPING
 
 from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
-from lerobot_policy_pi_star_recap.stock_vla import write_tiny_smolvlm
+from lerobot_policy_pi_star_recap.stock_vla import TINY_SMOLVLA, write_tiny_smolvlm
 
 # --- SmolVLA ---------------------------------------------------------------------------------------
 
@@ -39,16 +39,9 @@ def smolvla_backbone(directory: Path) -> Path:
     return write_tiny_smolvlm(directory)
 
 
+# The demo's tiny SmolVLA, with shorter chunks, fewer flow steps and prompts for second-long tests.
 SMOLVLA_SETTINGS = dict(
-    load_vlm_weights=False,
-    num_vlm_layers=2,
-    expert_width_multiplier=0.5,
-    chunk_size=4,
-    n_action_steps=4,
-    num_steps=2,
-    tokenizer_max_length=32,
-    device="cpu",
-    push_to_hub=False,
+    TINY_SMOLVLA, chunk_size=4, n_action_steps=4, num_steps=2, tokenizer_max_length=32, device="cpu"
 )
 
 
@@ -189,3 +182,24 @@ def offline_hub(cache: Path) -> Iterator[None]:
         patch.dict(os.environ, offline_env(cache)),
     ):
         yield
+
+
+def lerobot_train(tool: str, *args: str | Path, dataset: Path, output: Path) -> Path:
+    """A 2-step lerobot-train run (`tool`: lerobot-train, or python + tiny_pi05_train.py) saving at the
+    end, on the local dataset `dataset`; returns the checkpoint."""
+    from conftest import run_tool
+
+    run_tool(
+        tool,
+        *args,
+        f"--dataset.repo_id=local/{dataset.name}",
+        f"--dataset.root={dataset}",
+        f"--output_dir={output}",
+        "--steps=2",
+        "--batch_size=2",
+        "--save_freq=2",
+        "--num_workers=0",
+        "--wandb.enable=false",
+        cwd=output.parent,
+    )
+    return output / "checkpoints" / "last" / "pretrained_model"

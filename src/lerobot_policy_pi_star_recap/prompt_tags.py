@@ -181,20 +181,15 @@ def tag_dataset(source: Path, staged: Path, template: str, untagged_fraction: fl
         (t, lab): tagged(names[t], LABELS[lab], template) for t in range(len(names)) for lab in (0, 1)
     }
     prompts = names + list(variants.values())
-    variant_index = {key: len(names) + i for i, key in enumerate(variants)}
-    new_task = np.array(
-        [
-            t if free else variant_index[(t, lab)]
-            for t, lab, free in zip(columns.task_index, label, untagged, strict=True)
-        ]
-    )
-    by_index = dict(zip(columns.index.tolist(), new_task.tolist(), strict=True))
+    # Variant (t, lab) sits at len(names) + 2 t + lab (the order `variants` was built in).
+    new_task = np.where(untagged, columns.task_index, len(names) + 2 * columns.task_index + label)
 
     shutil.copytree(source, staged)
     for path in sorted((staged / "data").rglob("*.parquet")):
         table = pq.read_table(path)
         base = table.column("task_index")
-        tagged_index = pa.array([by_index[i] for i in table.column("index").to_pylist()], pa.int64())
+        rows = np.searchsorted(columns.index, table.column("index").to_numpy())  # columns are index-sorted
+        tagged_index = pa.array(new_task[rows], pa.int64())
         table = table.set_column(table.schema.get_field_index("task_index"), "task_index", tagged_index)
         pq.write_table(table.append_column(TASK.name, base), path)
     used = sorted(set(new_task.tolist()))
@@ -235,21 +230,19 @@ def _rewrite_episodes(staged: Path, episode: np.ndarray, task: np.ndarray, promp
     """Each episode's `tasks` list: the prompts its frames use, in order of first use; base-task stats."""
     import pandas as pd
 
+    order = np.argsort(episode, kind="stable")
+    ids, starts = np.unique(episode[order], return_index=True)
+    frames = dict(zip(ids.tolist(), np.split(task[order], starts[1:]), strict=True))
     for path in sorted((staged / "meta" / "episodes").rglob("*.parquet")):
         episodes = pd.read_parquet(path)
-        lists = []
-        for e in episodes["episode_index"]:
-            used = task[episode == e]
-            first = np.unique(used, return_index=True)[1]
-            lists.append([prompts[i] for i in used[np.sort(first)]])
-        episodes["tasks"] = lists
+        used = [frames[e] for e in episodes["episode_index"]]
+        episodes["tasks"] = [
+            [prompts[i] for i in u[np.sort(np.unique(u, return_index=True)[1])]] for u in used
+        ]
         for column in [c for c in episodes.columns if c.startswith("stats/task_index/")]:
             episodes[column.replace("task_index", TASK.name, 1)] = episodes[column]
             stat = column.rsplit("/", 1)[1]
-            episodes[column] = [
-                _stat(task[episode == e], stat, episodes.loc[i, column])
-                for i, e in enumerate(episodes["episode_index"])
-            ]
+            episodes[column] = [_stat(u, stat, like) for u, like in zip(used, episodes[column], strict=True)]
         episodes.to_parquet(path)
 
 

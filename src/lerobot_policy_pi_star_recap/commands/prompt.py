@@ -72,11 +72,8 @@ def register(subparsers) -> None:
 @report_errors("tag-prompts")
 def run_tag_prompts(args: argparse.Namespace) -> int:
     from ..dataset_writing import atomic_output_dir, check_dataset_root
-    from ..prompt_tags import check_prompts_fit, check_template, tag_dataset
+    from ..prompt_tags import check_prompts_fit, tag_dataset
 
-    check_template(args.template)
-    if not 0.0 <= args.untagged_fraction <= 1.0:
-        raise ValueError(f"--untagged-fraction must lie in [0, 1], got {args.untagged_fraction}.")
     check_dataset_root(args.input, "--input")
     with atomic_output_dir(args.output, args.overwrite, sources=[args.input]) as staged:
         counts = tag_dataset(args.input, staged, args.template, args.untagged_fraction, args.seed)
