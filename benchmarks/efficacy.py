@@ -24,6 +24,8 @@ McNemar's test, pooled over seeds.
 
     python benchmarks/efficacy.py                       # 3 tasks x 3 seeds x 100 episodes, every method
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --methods bc filtered_bc
+    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 \
+        --root outputs/efficacy_s1800 --results benchmarks/results/efficacy_s1800   # a longer stage 1
 """
 
 from __future__ import annotations
@@ -213,8 +215,17 @@ class TaskBench:
         return rows
 
     def cached(self, name: str) -> dict | None:
+        """A finished cell, refused when it was made with another plan (mixing plans breaks the pairing)."""
         path = self.results / f"{name}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        cell = json.loads(path.read_text())
+        if cell["plan"] != asdict(self.budget.plan):
+            raise SystemExit(
+                f"{path} was made with plan {cell['plan']}, not {asdict(self.budget.plan)}: "
+                "give this plan its own --root and --results."
+            )
+        return cell
 
 
 def _dataset_done(path: Path) -> bool:
@@ -314,13 +325,20 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per method")
+    parser.add_argument(
+        "--stage1-steps", type=int, default=None, help="stage-1 BC steps (use a new --root / --results)"
+    )
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--root", default="outputs/efficacy", help="data and checkpoints (reused)")
     parser.add_argument(
         "--results", default="benchmarks/results/efficacy", help="one JSON per cell (commit them)"
     )
     args = parser.parse_args()
-    plan_overrides = {"stage2_steps": args.steps, "eval_episodes": args.eval_episodes}
+    plan_overrides = {
+        "stage1_steps": args.stage1_steps,
+        "stage2_steps": args.steps,
+        "eval_episodes": args.eval_episodes,
+    }
     budget = Budget(
         tuple(args.tasks) if args.tasks else DEFAULT.tasks,
         tuple(args.seeds) if args.seeds else DEFAULT.seeds,
