@@ -3,23 +3,75 @@ the real lerobot-train / lerobot-eval and the report is written."""
 
 import argparse
 import json
+import os
+import random
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import run_tool
+from conftest import BIN, run_tool
 from PIL import Image
 
 
+def _processes_writing_into(folder: Path) -> list[int]:
+    """Pids of the live processes whose command line names `folder` (zombies excluded)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            alive = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            if proc.name.isdigit() and alive and str(folder) in (proc / "cmdline").read_bytes().decode():
+                pids.append(int(proc.name))
+        except (OSError, IndexError):
+            continue  # a process that ended while we looked
+    return pids
+
+
+def _kill_demo_mid_training(out: Path, cwd: Path, seed: int = 0) -> str:
+    """Start the quick demo, kill -9 it a seeded random delay after its stage-1 lerobot-train starts; the
+    demo's children must die with it. Returns where the kill landed."""
+    argv = [str(BIN / "pi-star-recap"), "demo", "--quick", "--task=button-press-v3", f"--output={out}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "logs" / "train_stage1.log").is_file():
+            assert process.poll() is None and time.monotonic() < deadline, "the demo never reached stage 1"
+            time.sleep(0.05)
+        time.sleep(random.Random(seed).uniform(0, 10))
+        assert _processes_writing_into(out), "stage 1's lerobot-train should be running"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    deadline = time.monotonic() + 30
+    while _processes_writing_into(out):  # PR_SET_PDEATHSIG: lerobot-train is killed with the demo
+        assert time.monotonic() < deadline, (
+            f"orphans still writing into {out}: {_processes_writing_into(out)}"
+        )
+        time.sleep(0.1)
+    written = sorted(p.name for p in (out / "stage1" / "checkpoints").glob("*")) if out.exists() else []
+    return f"mid stage 1 (checkpoints so far: {written or 'none'})"
+
+
 @pytest.mark.slow
-def test_quick_demo_runs_end_to_end(tmp_path):
+def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
+    # first a run killed with kill -9: no orphan keeps writing, no results.json, and a rerun needs --overwrite
+    landed = _kill_demo_mid_training(out, tmp_path)
+    with capsys.disabled():
+        print(f"\nkill -9 of demo: {landed}")
+    assert not (out / "results.json").exists()
+    refused = run_tool("pi-star-recap", "demo", "--quick", f"--output={out}", cwd=tmp_path, returncode=2)
+    assert "holds an unfinished run (no results.json); pass --overwrite" in refused.stderr
     result = run_tool(
         "pi-star-recap",
         "demo",
         "--quick",
         "--task=button-press-v3",
         f"--output={out}",
+        "--overwrite",
         cwd=tmp_path,
         timeout=900,
     )

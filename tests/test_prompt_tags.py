@@ -218,6 +218,24 @@ def _prompt_tokens(checkpoint: Path, task: str) -> torch.Tensor:
     return pipeline({**frame, "task": task})["observation.language.tokens"]
 
 
+def _lerobot_eval(tool: list[str | Path], checkpoint: Path, tmp_path: Path) -> None:
+    """One short stock lerobot-eval episode of `checkpoint` on metaworld_recap push-v3 at 32 px."""
+    run_tool(
+        *tool,
+        f"--policy.path={checkpoint}",
+        "--env.type=metaworld_recap",
+        "--env.task=push-v3",
+        "--env.image_size=32",
+        "--env.episode_length=8",
+        "--eval.n_episodes=1",
+        "--eval.batch_size=1",
+        "--policy.device=cpu",
+        f"--output_dir={tmp_path / 'eval'}",
+        cwd=tmp_path,
+    )
+    assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
+
+
 @pytest.mark.slow
 def test_stock_smolvla_label_train_tag_and_lerobot_eval(collected_demo, tmp_path):
     """The whole tag path on a stock policy: tag-prompts -> stock lerobot-train (SmolVLA, tiny, offline)
@@ -240,34 +258,24 @@ def test_stock_smolvla_label_train_tag_and_lerobot_eval(collected_demo, tmp_path
     task = "Push the puck to a goal"
     assert torch.equal(_prompt_tokens(positive, task), _prompt_tokens(checkpoint, tagged(task, "positive")))
     assert not torch.equal(_prompt_tokens(positive, task), _prompt_tokens(checkpoint, task))
-    run_tool(
-        "lerobot-eval",
-        f"--policy.path={positive}",
-        "--env.type=metaworld_recap",
-        "--env.task=push-v3",
-        "--env.image_size=32",
-        "--env.episode_length=8",
-        "--eval.n_episodes=1",
-        "--eval.batch_size=1",
-        "--policy.device=cpu",
-        f"--output_dir={tmp_path / 'eval'}",
-        cwd=tmp_path,
-    )
-    assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
+    _lerobot_eval(["lerobot-eval"], positive, tmp_path)
 
 
 @pytest.mark.slow
-def test_stock_pi05_tag_lands_before_its_state_prompt_step(tmp_path):
-    """pi05's pipeline normalises the state, then writes "Task: ..., State: ...;": the tag step goes right
-    before that step, and the evaluation prompt tokenises to the positive training prompt."""
+def test_stock_pi05_label_train_tag_and_lerobot_eval(collected_demo, tmp_path):
+    """The tag path on stock pi05 (tiny, through tests/tiny_pi05_run.py): its pipeline normalises the
+    state, then writes "Task: ..., State: ...;", so the tag step goes right before that step; the
+    evaluation prompt tokenises to the positive training prompt, and stock lerobot-eval runs it."""
     from tiny_vlas import PI05_CLI_FLAGS, fake_hub_cache, lerobot_train, offline_hub
 
-    source = make_dataset(tmp_path / "src", ["demo", "auto"], length=8, image_size=32)
-    tagged_data = tmp_path / "synthetic_tagged"
-    assert run_cli("tag-prompts", "--input", _label(source, tmp_path / "lab"), "--output", tagged_data) == 0
-    hub = fake_hub_cache(tmp_path / "hub")
-    with offline_hub(hub):  # the subprocess inherits the offline hub's environment variables
-        flags = [str(Path(__file__).parent / "tiny_pi05_train.py"), *PI05_CLI_FLAGS]
+    tagged_data = tmp_path / "push_tagged"
+    labelled = _label(collected_demo, tmp_path / "lab")
+    assert run_cli("tag-prompts", "--input", labelled, "--output", tagged_data) == 0
+    runner = Path(__file__).parent / "tiny_pi05_run.py"
+    # MetaWorld's 39-d state; pi05 writes it into the prompt, one byte-level token per character
+    sizes = ["--policy.max_state_dim=39", "--policy.tokenizer_max_length=320"]
+    with offline_hub(fake_hub_cache(tmp_path / "hub")):  # the subprocesses inherit the offline hub
+        flags = [runner, "train", *PI05_CLI_FLAGS, *sizes]
         checkpoint = lerobot_train("python", *flags, dataset=tagged_data, output=tmp_path / "run")
         positive = tmp_path / "positive"
         assert run_cli("tag-checkpoint", "--input", checkpoint, "--output", positive) == 0
@@ -275,6 +283,8 @@ def test_stock_pi05_tag_lands_before_its_state_prompt_step(tmp_path):
         names = [step["registry_name"] for step in steps]
         assert names[names.index(PROMPT_STEP) + 1] == "pi05_prepare_state_tokenizer_processor_step"
         assert names.index("normalizer_processor") < names.index(PROMPT_STEP)
-        plain = _prompt_tokens(positive, TASK)
-        assert torch.equal(plain, _prompt_tokens(checkpoint, tagged(TASK, "positive")))
-        assert not torch.equal(plain, _prompt_tokens(checkpoint, TASK))
+        task = "Push the puck to a goal"
+        plain = _prompt_tokens(positive, task)
+        assert torch.equal(plain, _prompt_tokens(checkpoint, tagged(task, "positive")))
+        assert not torch.equal(plain, _prompt_tokens(checkpoint, task))
+        _lerobot_eval(["python", runner, "eval"], positive, tmp_path)

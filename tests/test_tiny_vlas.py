@@ -27,7 +27,7 @@ from tiny_vlas import (
 )
 
 IMAGE_SIZE = PI05_IMAGE_SIZE  # one dataset serves both policies
-TRAIN_PI05 = Path(__file__).parent / "tiny_pi05_train.py"
+RUN_PI05 = Path(__file__).parent / "tiny_pi05_run.py"
 INPUTS = {
     IMAGE: PolicyFeature(FeatureType.VISUAL, (3, IMAGE_SIZE, IMAGE_SIZE)),
     STATE: PolicyFeature(FeatureType.STATE, (STATE_DIM,)),
@@ -133,7 +133,7 @@ def test_smolvla_trains_with_lerobot_train_and_loads_like_eval(backbone, dataset
 def test_pi05_trains_with_lerobot_train_and_loads_like_eval(hub, dataset, tmp_path):
     with offline_hub(hub):  # the subprocess inherits the environment variables
         checkpoint = lerobot_train(
-            "python", TRAIN_PI05, *PI05_CLI_FLAGS, dataset=dataset, output=tmp_path / "out"
+            "python", RUN_PI05, "train", *PI05_CLI_FLAGS, dataset=dataset, output=tmp_path / "out"
         )
         with tiny_pi05():
             policy, preprocessor, postprocessor = load_like_eval(checkpoint, dataset)

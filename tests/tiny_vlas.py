@@ -9,7 +9,7 @@ processors, `lerobot-train`, checkpoint loading) in seconds on a CPU, without an
 - pi05 hard-codes its Gemma sizes and its tokenizer (`google/paligemma-3b-pt-224`), so `tiny_pi05()`
   shrinks the model while patching `lerobot.policies.pi05.modeling_pi05`, and `fake_hub_cache` +
   `offline_hub` make the hard-coded tokenizer id resolve, offline, to a tiny tokenizer.
-  `tests/tiny_pi05_train.py` runs stock `lerobot-train` under the same patches.
+  `tests/tiny_pi05_run.py` runs stock `lerobot-train` / `lerobot-eval` under the same patches.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ PI05_SETTINGS = dict(
     device="cpu",
     push_to_hub=False,
 )
-PI05_CLI_FLAGS = ["--policy.type=pi05", *_flags(PI05_SETTINGS)]  # for tests/tiny_pi05_train.py
+PI05_CLI_FLAGS = ["--policy.type=pi05", *_flags(PI05_SETTINGS)]  # for tests/tiny_pi05_run.py
 
 
 def pi05_config(
@@ -185,7 +185,7 @@ def offline_hub(cache: Path) -> Iterator[None]:
 
 
 def lerobot_train(tool: str, *args: str | Path, dataset: Path, output: Path) -> Path:
-    """A 2-step lerobot-train run (`tool`: lerobot-train, or python + tiny_pi05_train.py) saving at the
+    """A 2-step lerobot-train run (`tool`: lerobot-train, or python + tiny_pi05_run.py train) saving at the
     end, on the local dataset `dataset`; returns the checkpoint."""
     from conftest import run_tool
 

@@ -145,6 +145,18 @@ def remove_stale_staging(target: Path) -> list[Path]:
     return removed
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `path` through a sibling temporary file and a rename: readers see the old file or the whole
+    new one, never a cut-off one (kill -9, a full disk)."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        staging.write_text(text)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_output_dir(
     target: str | Path, overwrite: bool, sources: Sequence[str | Path] = (), written: str = "meta/info.json"

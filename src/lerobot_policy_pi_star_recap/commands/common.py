@@ -36,6 +36,16 @@ def check_local_or_hub(path: str, flag: str) -> None:
         raise UsageError(f"{flag} {path} does not exist (and is not a hub repo id like user/model).")
 
 
+def die_with_parent() -> None:
+    """`preexec_fn` for a child process: Linux sends it SIGKILL when the command that started it dies
+    (even of kill -9), so no orphan keeps writing into an output folder a rerun is about to replace."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def add_option(parser: argparse._ActionsContainer, name: str, *aliases: str, **kwargs) -> argparse.Action:
     """`parser.add_argument(name, *aliases, **kwargs)` with the aliases left out of --help: old spellings
     (`--dst`, `--output_dir`, ...) keep working in scripts while --help shows only `name`."""

@@ -24,12 +24,14 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ..dataset_writing import write_text_atomic
 from .common import (
     CommandFailed,
     RawDescriptionHelpFormatter,
     UsageError,
     add_option,
     check_local_or_hub,
+    die_with_parent,
     report_errors,
 )
 
@@ -200,7 +202,13 @@ class Demo:
             if threads is not None:
                 env["OMP_NUM_THREADS"] = str(threads)
             process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                env=env,
+                preexec_fn=die_with_parent,  # a killed demo leaves no lerobot-train writing into --output
             )
             _forward_progress(process.stdout, log)
             code = process.wait()
@@ -492,9 +500,9 @@ class Demo:
             "plots": plots,
             "seconds": {k: round(v, 1) for k, v in self.timings.items()},
         }
-        (self.out / "results.json").write_text(json.dumps(report, indent=2))
         table = format_results(rows) + "\n\n" + format_comparisons(comparisons)
-        (self.out / "results.md").write_text(table + "\n")
+        write_text_atomic(self.out / "results.md", table + "\n")
+        write_text_atomic(self.out / "results.json", json.dumps(report, indent=2))  # last: the run is done
         print("\n" + table)
         print(
             f"\nOutputs in {self.out}/: results.json, results.md, success_per_stage.png, offline_eval/ (value and "
@@ -600,7 +608,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists():
         if not args.overwrite:
-            raise UsageError(f"{out} exists; pass --overwrite or choose another --output.")
+            state = (
+                "a finished demo"
+                if (out / "results.json").is_file()
+                else "an unfinished run (no results.json)"
+            )
+            raise UsageError(f"{out} exists and holds {state}; pass --overwrite or choose another --output.")
         shutil.rmtree(out)
     Demo(args).run()
     return 0
