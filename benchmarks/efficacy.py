@@ -16,6 +16,15 @@ stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same en
   recap_paper   the paper's staged workflow (the demo's stage 2): cross-fitted distributional values,
                 `value-label` indicators, then the policy; evaluated with guidance beta 1.0, 1.5, 2.5
 
+With `--base-policy smolvla` the policy is a stock LeRobot SmolVLA (tiny and random on a CPU machine,
+built as `pi-star-recap demo --base-policy smolvla` builds it) trained by stock lerobot-train with no
+pi_star_recap options, so the arms are the ones a stock policy can run:
+
+  null_control, bc  as above
+  filtered_bc       `--dataset.episodes=[the successful episodes]`
+  recap_prompt      the paper's cross-fitted indicators as text in the prompt (`tag-prompts`, 30% untagged),
+                    evaluated through `tag-checkpoint`, which appends "Advantage: positive"
+
 Every (task, method, seed) cell writes one small JSON with its per-episode successes under
 `--results` (default benchmarks/results/efficacy/, committed), and a cell whose JSON exists is not run
 again: the grid accumulates across sessions. Data and checkpoints (under --root) are rebuilt from their
@@ -40,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from lerobot_policy_pi_star_recap.commands.demo import (
+    QUICK,
     RECAP_FLAGS,
     Demo,
     DemoPlan,
@@ -95,6 +105,7 @@ ON_DEMOS = {"null_control"}  # trained on the demos alone
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
 GUIDANCE = {"recap_paper": (1.0, 1.5, 2.5), "recap_paper_demo_weight": (1.0, 1.5)}
 TASKS = ("push-v3", "button-press-v3", "sweep-into-v3")
+STOCK_METHODS = ("null_control", "bc", "filtered_bc", "recap_prompt")  # --base-policy smolvla
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,7 @@ class Budget:
     tasks: tuple[str, ...]
     seeds: tuple[int, ...]  # fine-tuning seeds; the data and stage 1 are built once per task (seed 0)
     plan: DemoPlan  # data sizes; stage2_steps is each method's fine-tuning length
+    base_policy: str = "native"  # or "smolvla": a stock LeRobot SmolVLA, the indicator in its prompt
 
 
 # The demo's own plan, so push-v3 / seed 0 cells reproduce (and can reuse) `pi-star-recap demo`'s runs.
@@ -120,7 +132,7 @@ class TaskBench:
             quick=False,
             advantage_estimator="iql",
             null_control=True,
-            base_policy="native",
+            base_policy=budget.base_policy,
             base_path=None,
             **fields,
         )
@@ -170,6 +182,7 @@ class TaskBench:
                 "task": self.task,
                 "method": method,
                 "seed": seed,
+                "base_policy": self.budget.base_policy,
                 "plan": asdict(self.budget.plan),
                 "flags": list(METHODS.get(method.split("_beta")[0], ())) + list(flags),
                 **eval_summary(info),
@@ -201,6 +214,10 @@ class TaskBench:
                     continue
                 print(f"\n##### {self.task} / {method} / seed {seed}", flush=True)
                 stage1, mixed = built()
+                if self.budget.base_policy != "native":
+                    checkpoint = self.stock_arm(method, name, stage1, mixed, seed)
+                    rows.append(self.cached(name) or self.evaluate(name, checkpoint, method, seed))
+                    continue
                 data = mixed
                 if method in LABELLED:
                     data = self.labelled(mixed)
@@ -214,18 +231,53 @@ class TaskBench:
                     rows.append(self.cached(cell) or self.evaluate(cell, checkpoint, label, seed, flags))
         return rows
 
+    def stock_arm(self, method: str, name: str, stage1: Path, mixed: Path, seed: int) -> Path:
+        """One arm of a stock VLA fine-tuned from stage 1 by stock lerobot-train, data chosen by `method`."""
+        steps, flags, data = self.budget.plan.stage2_steps, (), mixed
+        if method == "null_control":
+            data = self.demos()
+        elif method == "filtered_bc":
+            flags = (f"--dataset.episodes=[{','.join(map(str, successful_episodes(mixed)))}]",)
+        elif method == "recap_prompt":
+            tagged = self.root / "data" / f"{mixed.name}_tagged"
+            if not _dataset_done(tagged):
+                tagged = self.demo.tag_prompts(self.labelled(mixed))
+            path = self.root / name / "checkpoints" / "last" / "pretrained_model"
+            if not (path / "model.safetensors").is_file():
+                self.demo.tag_checkpoint(
+                    self.checkpoint(f"{name}_untagged", tagged, steps, stage1, (), seed), name
+                )
+            return path
+        return self.checkpoint(name, data, steps, stage1, flags, seed)
+
     def cached(self, name: str) -> dict | None:
         """A finished cell, refused when it was made with another plan (mixing plans breaks the pairing)."""
         path = self.results / f"{name}.json"
         if not path.is_file():
             return None
         cell = json.loads(path.read_text())
-        if cell["plan"] != asdict(self.budget.plan):
+        made_with = (cell["plan"], cell.get("base_policy", "native"))
+        if made_with != (asdict(self.budget.plan), self.budget.base_policy):
             raise SystemExit(
-                f"{path} was made with plan {cell['plan']}, not {asdict(self.budget.plan)}: "
-                "give this plan its own --root and --results."
+                f"{path} was made with plan and base policy {made_with}, not "
+                f"{(asdict(self.budget.plan), self.budget.base_policy)}: give each its own --root and --results."
             )
         return cell
+
+
+def successful_episodes(root: Path) -> list[int]:
+    """Episode indices of `root` whose success flag is set on some frame."""
+    from lerobot_policy_pi_star_recap.recap_data import read_recap_columns
+
+    columns = read_recap_columns(root)
+    if columns.success is None:
+        raise SystemExit(
+            f"{root} has no success column ('next.success'): filtered BC cannot choose episodes."
+        )
+    episodes = sorted({int(e) for e in columns.episode_index[np.asarray(columns.success, dtype=bool)]})
+    if not episodes:
+        raise SystemExit(f"{root} has no successful episode: filtered BC has nothing to train on.")
+    return episodes
 
 
 def _dataset_done(path: Path) -> bool:
@@ -320,20 +372,27 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tasks", nargs="+", default=None)
-    parser.add_argument(
-        "--methods", nargs="+", default=[m for m in METHODS if m not in PROBES], choices=list(METHODS)
-    )
+    parser.add_argument("--base-policy", choices=("native", "smolvla"), default="native")
+    parser.add_argument("--methods", nargs="+", default=None, choices=[*METHODS, "recap_prompt"])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per method")
     parser.add_argument(
         "--stage1-steps", type=int, default=None, help="stage-1 BC steps (use a new --root / --results)"
     )
     parser.add_argument("--eval-episodes", type=int, default=None)
+    parser.add_argument(
+        "--quick", action="store_true", help="the demo's --quick sizes: a smoke test of the pipeline"
+    )
     parser.add_argument("--root", default="outputs/efficacy", help="data and checkpoints (reused)")
     parser.add_argument(
         "--results", default="benchmarks/results/efficacy", help="one JSON per cell (commit them)"
     )
     args = parser.parse_args()
+    allowed = list(METHODS) if args.base_policy == "native" else list(STOCK_METHODS)
+    default = [m for m in allowed if m not in PROBES]
+    args.methods = args.methods or default
+    if unknown := [m for m in args.methods if m not in allowed]:
+        parser.error(f"--base-policy {args.base_policy} has no arm {unknown}; choose from {allowed}")
     plan_overrides = {
         "stage1_steps": args.stage1_steps,
         "stage2_steps": args.steps,
@@ -342,14 +401,18 @@ def main() -> None:
     budget = Budget(
         tuple(args.tasks) if args.tasks else DEFAULT.tasks,
         tuple(args.seeds) if args.seeds else DEFAULT.seeds,
-        replace(DEFAULT.plan, **{k: v for k, v in plan_overrides.items() if v is not None}),
+        replace(
+            QUICK if args.quick else DEFAULT.plan,
+            **{k: v for k, v in plan_overrides.items() if v is not None},
+        ),
+        args.base_policy,
     )
     root, results = Path(args.root), Path(args.results)
     rows = [row for task in budget.tasks for row in TaskBench(task, budget, root, results).run(args.methods)]
     summary = summarize(rows)
     table = format_table(summary)
     print("\n" + table)
-    report = {"budget": asdict(budget), "methods": {m: list(METHODS[m]) for m in args.methods}}
+    report = {"budget": asdict(budget), "methods": {m: list(METHODS.get(m, ())) for m in args.methods}}
     slim = [{k: v for k, v in r.items() if k != "successes"} for r in rows]
     (results / "efficacy.json").write_text(json.dumps({**report, "rows": slim, "summary": summary}, indent=2))
     (results / "efficacy.md").write_text(table + "\n")
