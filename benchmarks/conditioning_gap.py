@@ -41,10 +41,10 @@ def conditioning_gaps(policy, preprocessor, root: Path, frames: int, seed: int) 
     }
     for batch in loader:
         current, _ = policy.observation(preprocessor(batch))
-        prefix, mask = policy.model.encode(current)
+        prefix = policy.model.encode(current)
         expert, embedding = policy.model.flow.expert, policy.model.conditioner.embedding
-        prefix_kv, attention_mask = expert.prefix_cache(prefix, mask)
-        size = prefix.shape[0]
+        prefix_kv, attention_mask = expert.prefix_cache(prefix.hidden, prefix.mask)
+        size = prefix.hidden.shape[0]
         keep = torch.ones(size, dtype=torch.bool)
         good = embedding(torch.ones(size), keep)
         bad = embedding(torch.zeros(size), keep)

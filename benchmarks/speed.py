@@ -1,6 +1,8 @@
 """Speed and memory of pi_star_recap against LeRobot's own pi05, built at matched sizes in one process.
 
-Both models get the same PaliGemma backbone (Gemma width/depth/heads, 257k vocabulary, SigLIP tower at
+pi_star_recap is measured twice: on its native backbone and expert, and on the pi05 base (`base_model=
+"pi05"`: stock pi05's model inside pi_star_recap, plus the advantage input and, for RECAP, the critics).
+All models get the same PaliGemma backbone (Gemma width/depth/heads, 257k vocabulary, SigLIP tower at
 224 px), the same action-expert width/depth, the same chunk length and 10 Euler steps. pi05 cannot be
 shrunk through its config (lerobot 0.6.1 offers only the gemma_300m / gemma_2b variants and hard-codes
 projection_dim 2048, the 257k vocabulary and 8 attention heads), so its `get_gemma_config` and
@@ -60,9 +62,10 @@ def features(resolution: int) -> tuple[dict, dict]:
     return inputs, {ACTION: PolicyFeature(FeatureType.ACTION, (ACTION_DIM,))}
 
 
-def build_pi05(size: Size, chunk: int, device: str, dtype: str):
+@contextmanager
+def pi05_of(size: Size):
+    """While active, stock pi05 (also the pi05 inside pi_star_recap's pi05 base) is built at `size`."""
     import lerobot.policies.pi05.modeling_pi05 as pi05
-    from lerobot.policies.pi05 import PI05Config, PI05Policy
     from transformers.models.auto import CONFIG_MAPPING
 
     gemma = pi05.GemmaConfig(size.width, size.depth, size.mlp, size.heads, 1, size.head_dim)
@@ -86,21 +89,28 @@ def build_pi05(size: Size, chunk: int, device: str, dtype: str):
     pi05.CONFIG_MAPPING = {"paligemma": sized_paligemma, "gemma": CONFIG_MAPPING["gemma"]}
     pi05.PaliGemmaForConditionalGenerationWithPiGemma = SizedPaliGemma
     try:
-        inputs, outputs = features(224)
-        config = PI05Config(
-            device=device,
-            dtype=dtype,
-            chunk_size=chunk,
-            n_action_steps=chunk,
-            tokenizer_max_length=TOKENS,
-            num_inference_steps=10,
-            input_features=inputs,
-            output_features=outputs,
-        )
-        policy = PI05Policy(config)
+        yield
     finally:
         pi05.get_gemma_config, pi05.CONFIG_MAPPING = original_get_config, original_paligemma
         pi05.PaliGemmaForConditionalGenerationWithPiGemma = original_model
+
+
+def build_pi05(size: Size, chunk: int, device: str, dtype: str):
+    from lerobot.policies.pi05 import PI05Config, PI05Policy
+
+    inputs, outputs = features(224)
+    config = PI05Config(
+        device=device,
+        dtype=dtype,
+        chunk_size=chunk,
+        n_action_steps=chunk,
+        tokenizer_max_length=TOKENS,
+        num_inference_steps=10,
+        input_features=inputs,
+        output_features=outputs,
+    )
+    with pi05_of(size):
+        policy = PI05Policy(config)
     return policy.to(device)
 
 
@@ -137,7 +147,6 @@ def paligemma_config(size: Size) -> dict:
 
 def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: bool, **overrides):
     from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
-    from lerobot_policy_pi_star_recap.recap_data import RecapColumns, RecapTable
 
     inputs, outputs = features(224)
     config = PiStarRECAPConfig(
@@ -159,6 +168,37 @@ def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: boo
         **overrides,
     )
     policy = PiStarRECAPPolicy(config, load_vlm_weights=False).to(device)
+    attach_synthetic_table(policy, chunk)
+    return policy
+
+
+def build_recap_on_pi05(size: Size, chunk: int, device: str, dtype: str, full_recap: bool):
+    """pi_star_recap with `base_model="pi05"`: stock pi05's model at `size`, plus critics (full RECAP)."""
+    from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
+
+    inputs, outputs = features(224)
+    config = PiStarRECAPConfig(
+        base_model="pi05",
+        device=device,
+        dtype=dtype,
+        chunk_size=chunk,
+        n_action_steps=chunk,
+        tokenizer_max_length=TOKENS,
+        num_inference_steps=10,
+        mode="recap" if full_recap else "bc",
+        input_features=inputs,
+        output_features=outputs,
+    )
+    with pi05_of(size):
+        policy = PiStarRECAPPolicy(config, load_vlm_weights=False).to(device)
+    attach_synthetic_table(policy, chunk)
+    return policy
+
+
+def attach_synthetic_table(policy, chunk: int) -> None:
+    """RECAP fields for the synthetic batches' frame indices (rewards of -1, three data types)."""
+    from lerobot_policy_pi_star_recap.recap_data import RecapColumns, RecapTable
+
     frames = 4096
     columns = RecapColumns(
         index=torch.arange(frames).numpy(),
@@ -171,9 +211,8 @@ def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: boo
         success=None,
     )
     policy.attach_dataset(
-        RecapTable(columns, chunk_size=chunk, discount=0.99, n_step=config.advantage_n_step)
+        RecapTable(columns, chunk_size=chunk, discount=0.99, n_step=policy.config.advantage_n_step)
     )
-    return policy
 
 
 def make_batch(batch_size: int, chunk: int, device: str, window: bool) -> dict:
@@ -328,6 +367,8 @@ def main() -> None:
             "pi05 (BC)": (build_pi05, (), False),
             "pi_star_recap policy-only": (build_recap, (False,), False),
             "pi_star_recap full RECAP": (build_recap, (True,), True),
+            "pi_star_recap on pi05 (BC)": (build_recap_on_pi05, (False,), False),
+            "pi_star_recap on pi05 RECAP": (build_recap_on_pi05, (True,), True),
         }
         results = {}
         for name, (build, extra, window) in models.items():

@@ -36,7 +36,8 @@ def test_family_loads_from_local_dir_and_runs(family, tmp_path):
     saved = dict(reference.named_parameters())
     loaded = dict(backbone.vlm.named_parameters())
     assert all(torch.equal(saved[name], loaded[name]) for name in saved)
-    hidden, mask = backbone(*_inputs())
+    prefix = backbone(*_inputs())
+    hidden, mask = prefix.hidden, prefix.mask
     assert hidden.shape[0] == 2 and hidden.shape[-1] == backbone.hidden_size
     assert mask.shape == hidden.shape[:2] and mask[:, -1].all()  # the state token is last
     hidden.float().mean().backward()
@@ -49,7 +50,7 @@ def test_text_only_lm_with_separate_vision_tower(tmp_path):
     backbone = VLMBackbone(str(text_dir), str(vision_dir), None, state_dim=5, load_weights=True)
     reference = transformers.AutoModel.from_pretrained(text_dir)
     assert torch.equal(reference.embed_tokens.weight, backbone.text_model.embed_tokens.weight)
-    hidden, _ = backbone(*_inputs())
+    hidden = backbone(*_inputs()).hidden
     assert hidden.shape[-1] == 128
     # the architecture was recorded, so a checkpoint can rebuild it without the original directories
     rebuilt = VLMBackbone("gone", "gone", backbone.vlm_config, state_dim=5, load_weights=False)
@@ -58,7 +59,7 @@ def test_text_only_lm_with_separate_vision_tower(tmp_path):
 
 def test_tiny_backbone_builds_offline():
     backbone = VLMBackbone("tiny", "unused", None, state_dim=5, load_weights=True)
-    hidden, mask = backbone(*_inputs())
+    hidden = backbone(*_inputs()).hidden
     assert hidden.shape == (2, 2 * 64 + 12 + 1, 128)
     assert sum(p.numel() for p in backbone.parameters()) < 2_000_000
 

@@ -161,10 +161,10 @@ def test_critic_and_policy_gradients_stay_apart():
 
     def encode():
         current, following = policy.observation(batch)
-        prefix, mask = model.encode(current)
-        return prefix, mask, model.critic_features(prefix, mask, current.state), following
+        prefix = model.encode(current)
+        return prefix, model.critic_features(prefix, current.state), following
 
-    prefix, mask, features, following = encode()
+    prefix, features, following = encode()
     critic_out = critic(model._critic_batch(features, following, actions, pad, targets))
     critic_out.loss.mean().backward()
     assert all(p.grad is None for p in model.backbone.parameters())
@@ -172,8 +172,8 @@ def test_critic_and_policy_gradients_stay_apart():
     assert critic.v.out.weight.grad is not None and critic.q.out.weight.grad is not None
 
     policy.zero_grad(set_to_none=True)
-    prefix, mask, _, _ = encode()
-    per_sample, _ = model.policy_loss(prefix, mask, actions, pad, targets, critic_out.advantage)
+    prefix, _, _ = encode()
+    per_sample, _ = model.policy_loss(prefix, actions, pad, targets, critic_out.advantage)
     per_sample.mean().backward()
     assert all(p.grad is None for p in critic.parameters())
     assert model.backbone.state_proj.weight.grad is not None
@@ -225,11 +225,11 @@ def test_guidance_beta_one_is_conditional_and_zero_unconditional():
     policy.eval()
     inputs = observation(make_batch(policy.config, [0, 12]))
     current, _ = policy.observation(inputs)
-    prefix, mask = model.encode(current)
-    kv, attention = expert.prefix_cache(prefix, mask)
+    prefix = model.encode(current)
+    kv, attention = expert.prefix_cache(prefix.hidden, prefix.mask)
     x = torch.randn(2, policy.config.chunk_size, ACTION_DIM)
     time = torch.full((2,), 0.7)
-    conditional, unconditional = model.conditioner.inference_conditions(2, prefix)
+    conditional, unconditional = model.conditioner.inference_conditions(2, prefix.hidden)
     v_c = expert(x, time, conditional, kv, attention)
     v_u = expert(x, time, unconditional, kv, attention)
     assert not torch.allclose(v_c, v_u)

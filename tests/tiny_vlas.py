@@ -23,11 +23,11 @@ from unittest.mock import patch
 import transformers as T
 from huggingface_hub import constants
 from lerobot.configs import FeatureType, PolicyFeature
-from lerobot.policies.pi05 import PI05Config, modeling_pi05
+from lerobot.policies.pi05 import PI05Config
 from lerobot.policies.smolvla import SmolVLAConfig
-from transformers.models.auto import CONFIG_MAPPING
 
 from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
+from lerobot_policy_pi_star_recap.pi05_base import TINY_VOCAB, pi05_sizes
 from lerobot_policy_pi_star_recap.stock_vla import TINY_SMOLVLA, write_tiny_smolvlm
 
 # --- SmolVLA ---------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def smolvla_config(
 # --- pi05 ------------------------------------------------------------------------------------------
 
 PALIGEMMA_TOKENIZER = "google/paligemma-3b-pt-224"  # hard-coded in lerobot/policies/pi05/processor_pi05.py
-PI05_VOCAB = 512  # > the tiny tokenizer's 260 ids; stock pi05 builds 257152-row embeddings
+PI05_VOCAB = TINY_VOCAB  # > the tiny tokenizer's 260 ids; stock pi05 builds 257152-row embeddings
 PI05_IMAGE_SIZE = 32
 PI05_SETTINGS = dict(
     image_resolution=(PI05_IMAGE_SIZE, PI05_IMAGE_SIZE),
@@ -120,37 +120,12 @@ def pi05_config(
 def tiny_pi05() -> Iterator[None]:
     """While active, stock `PI05Policy(...)` / `PI05Policy.from_pretrained(...)` (also via
     `make_policy`) build a ~350K-parameter model: both Gemmas width 64 x 2 layers, a 1-layer SigLIP with
-    16 px patches (so image_resolution must be a multiple of 16), a 512-token vocabulary.
+    16 px patches (so image_resolution must be a multiple of 16), a 512-token vocabulary (the package's
+    `pi05_sizes("tiny")`, which a pi_star_recap policy on a tiny pi05 base uses as well).
 
     Only the sizes that stock code hard-codes are patched; everything else (config, processors, forward,
     sampling, checkpoints) is stock pi05 code."""
-    # 8 heads: the training forward reshapes attention to `1 * 8 * head_dim` (modeling_pi05.py:121)
-    gemma = modeling_pi05.GemmaConfig(width=64, depth=2, mlp_dim=128, num_heads=8, num_kv_heads=1, head_dim=8)
-
-    def paligemma_config(*args, **kwargs) -> T.PretrainedConfig:
-        config = CONFIG_MAPPING["paligemma"](*args, **kwargs)
-        vision = config.vision_config
-        vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads = 32, 1, 2
-        vision.patch_size = 16
-        return config
-
-    def expert_config(**kwargs) -> T.PretrainedConfig:
-        return CONFIG_MAPPING["gemma"](**{**kwargs, "vocab_size": PI05_VOCAB})
-
-    class TinyPaliGemma(modeling_pi05.PaliGemmaForConditionalGenerationWithPiGemma):
-        # stock code sets these on the config after building it, so they are overridden here
-        def __init__(self, config: T.PretrainedConfig) -> None:
-            config.vision_config.intermediate_size = 64
-            config.vision_config.projection_dim = config.text_config.hidden_size
-            config.text_config.vocab_size = PI05_VOCAB
-            super().__init__(config)
-
-    with patch.multiple(
-        modeling_pi05,
-        get_gemma_config=lambda variant: gemma,
-        CONFIG_MAPPING={"paligemma": paligemma_config, "gemma": expert_config},
-        PaliGemmaForConditionalGenerationWithPiGemma=TinyPaliGemma,
-    ):
+    with pi05_sizes("tiny"):
         yield
 
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from .backbone import Prefix
+
 
 def sinusoidal_embedding(time: Tensor, dim: int, min_period: float = 4e-3, max_period: float = 4.0) -> Tensor:
     """Sine-cosine embedding of the flow time t in [0, 1] (periods as in pi0)."""
@@ -159,6 +161,9 @@ class FlowMatching(nn.Module):
     def __init__(self, config, action_dim: int, prefix_dim: int):
         super().__init__()
         self.config = config
+        self.noise_dim = action_dim  # the width of the noise (and of the actions) the flow runs on
+        self.condition_width = config.expert_width  # the width of the advantage condition it takes
+        self.noise_dtype: torch.dtype | None = None  # None: the backbone's dtype
         self.expert = ActionExpert(
             action_dim,
             config.chunk_size,
@@ -181,33 +186,20 @@ class FlowMatching(nn.Module):
         u = torch.rand(batch_size, device=device, generator=generator)
         return u.pow(1 / self.config.flow_time_alpha) * (1 - t_min) + t_min
 
-    def loss(
-        self,
-        prefix: Tensor,
-        prefix_mask: Tensor,
-        actions: Tensor,
-        condition: Tensor,
-        noise: Tensor,
-        time: Tensor,
-    ) -> Tensor:
+    def loss(self, prefix: Prefix, actions: Tensor, condition: Tensor, noise: Tensor, time: Tensor) -> Tensor:
         """Squared velocity error per action, (B, H): mean over action dims of (v_t - u_t)^2."""
         t = time[:, None, None]
         x_t = t * noise + (1 - t) * actions
         u_t = noise - actions
-        prefix_kv, attention_mask = self.expert.prefix_cache(prefix, prefix_mask)
+        prefix_kv, attention_mask = self.expert.prefix_cache(prefix.hidden, prefix.mask)
         v_t = self.expert(x_t, time, condition, prefix_kv, attention_mask)
         return (v_t.float() - u_t.float()).square().mean(-1)
 
     def sample(
-        self,
-        prefix: Tensor,
-        prefix_mask: Tensor,
-        noise: Tensor,
-        conditional: Tensor,
-        unconditional: Tensor | None,
+        self, prefix: Prefix, noise: Tensor, conditional: Tensor, unconditional: Tensor | None
     ) -> Tensor:
         """Actions (B, H, A) from noise with `num_inference_steps` Euler steps; the prefix is encoded once."""
-        prefix_kv, attention_mask = self.expert.prefix_cache(prefix, prefix_mask)
+        prefix_kv, attention_mask = self.expert.prefix_cache(prefix.hidden, prefix.mask)
         steps = self.config.num_inference_steps
         x_t = noise
         for step in range(steps):

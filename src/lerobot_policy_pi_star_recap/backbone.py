@@ -29,6 +29,15 @@ SIGLIP_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 CLIP_MEAN_STD = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 
 
+@dataclass
+class Prefix:
+    """What a backbone hands the critics and the action expert for one batch of frames."""
+
+    hidden: Tensor  # (B, L, D) hidden states over [image tokens, task tokens, (state token)]
+    mask: Tensor  # (B, L) which positions are real
+    cache: object | None = None  # a base's own per-layer keys / values (pi05), reused by its expert
+
+
 @dataclass(frozen=True)
 class Family:
     """How one VLM family is driven: where its language model lives and how its images are prepared."""
@@ -253,6 +262,11 @@ class VLMBackbone(nn.Module):
         return [self.vlm]
 
     @property
+    def encoder_modules(self) -> list[nn.Module]:
+        """What `train_expert_only` freezes: all of the backbone (VLM and state token)."""
+        return [self]
+
+    @property
     def token_embedding(self) -> nn.Embedding:
         return self.language_model.get_input_embeddings()
 
@@ -294,8 +308,8 @@ class VLMBackbone(nn.Module):
         tokens: Tensor,
         token_mask: Tensor,
         state: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
-        """Run the VLM once over [images, task tokens, state]; return hidden states (B, L, D) and mask (B, L)."""
+    ) -> Prefix:
+        """Run the VLM once over [images, task tokens, state]: hidden states (B, L, D) and mask (B, L)."""
         embeds, masks = [], []
         for image, present in zip(images, image_masks, strict=True):
             image_tokens = self.embed_image(image)
@@ -310,4 +324,4 @@ class VLMBackbone(nn.Module):
         inputs = torch.cat([e.to(text.dtype) for e in embeds], dim=1)
         mask = torch.cat(masks, dim=1)
         hidden = self.language_model(inputs_embeds=inputs, attention_mask=mask.long()).last_hidden_state
-        return hidden, mask
+        return Prefix(hidden, mask)

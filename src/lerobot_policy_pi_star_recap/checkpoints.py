@@ -10,6 +10,28 @@ class CheckpointError(ValueError):
     """A checkpoint that exists but cannot serve the command, with what it holds instead."""
 
 
+def checkpoint_weights(
+    name_or_path: str | Path, revision: str | None = None, what: str = "pi_star_recap checkpoint"
+) -> Path:
+    """model.safetensors of a local checkpoint directory or a hub repo, or a clear error (never None)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        weights = path / "model.safetensors"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            weights = Path(hf_hub_download(str(name_or_path), "model.safetensors", revision=revision))
+        except Exception as e:  # offline, unknown repo, no access
+            raise FileNotFoundError(
+                f"{name_or_path} is neither a local {what} directory nor a reachable hub repo with "
+                f"model.safetensors ({e})."
+            ) from e
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} does not exist: {path} is not a {what} directory.")
+    return weights
+
+
 def load_policy(path: str | Path, device: str | None = None):
     """Any LeRobot policy checkpoint (a `pretrained_model` folder) with its pre/post-processors."""
     from lerobot.configs import PreTrainedConfig

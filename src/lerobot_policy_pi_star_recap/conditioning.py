@@ -26,12 +26,12 @@ def distributed_mean(x: Tensor) -> Tensor:
 
 
 class AdvantageConditioner(nn.Module):
-    def __init__(self, config: PiStarRECAPConfig):
+    def __init__(self, config: PiStarRECAPConfig, width: int):
+        """`width`: the size of the condition the action expert takes (its time-conditioning width)."""
         super().__init__()
         self.config = config
-        self.embedding = (
-            AdvantageEmbedding(config.expert_width) if config.use_advantage_conditioning else None
-        )
+        self.width = width
+        self.embedding = AdvantageEmbedding(width) if config.use_advantage_conditioning else None
         # The paper conditions on a binary indicator; the IQL path on the standardised advantage itself.
         self.binary = (
             config.advantage_estimator == "mc_distributional" or config.advantage_source == "dataset"
@@ -83,7 +83,7 @@ class AdvantageConditioner(nn.Module):
         """(condition (B, width), loss weights (B,), stats) for one training batch."""
         config = self.config
         batch_size = weights.shape[0]
-        condition = torch.zeros(batch_size, config.expert_width, device=weights.device, dtype=dtype)
+        condition = torch.zeros(batch_size, self.width, device=weights.device, dtype=dtype)
         stats: dict[str, Tensor] = {}
         if advantage is None or not config.uses_advantage:
             return condition, weights, stats
@@ -113,7 +113,7 @@ class AdvantageConditioner(nn.Module):
     def inference_conditions(self, batch_size: int, like: Tensor) -> tuple[Tensor, Tensor | None]:
         """(conditional, unconditional) expert inputs at `advantage_scale`; None when not conditioned."""
         if self.embedding is None:
-            return like.new_zeros(batch_size, self.config.expert_width), None
+            return like.new_zeros(batch_size, self.width), None
         value = torch.full((batch_size,), self.config.advantage_scale, device=like.device)
         keep = torch.ones(batch_size, dtype=torch.bool, device=like.device)
         return self.embedding(value, keep), self.embedding(value, ~keep)

@@ -60,7 +60,19 @@ MODE_DEFAULTS: dict[str, object] = {
 }
 
 
+BASE_MODELS = ("native", "pi05")
+NATIVE_NORMALIZATION = {
+    "VISUAL": NormalizationMode.IDENTITY,
+    "STATE": NormalizationMode.MEAN_STD,
+    "ENV": NormalizationMode.MEAN_STD,
+    "ACTION": NormalizationMode.MEAN_STD,
+}
+PI05_NORMALIZATION = {**NATIVE_NORMALIZATION, "STATE": NormalizationMode.QUANTILES,
+                      "ACTION": NormalizationMode.QUANTILES}  # fmt: skip
+PI05_SIZES = ("full", "tiny")
 CHOICES: dict[str, tuple] = {
+    "base_model": BASE_MODELS,
+    "pi05_size": PI05_SIZES,
     "advantage_estimator": ADVANTAGE_ESTIMATORS,
     "advantage_horizon": ADVANTAGE_HORIZONS,
     "value_target_smoothing": VALUE_TARGET_SMOOTHING,
@@ -76,7 +88,7 @@ RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
     ("iql_discount", lambda c, v: 0.0 <= v <= 1.0, "must lie in [0, 1]."),
     (
         "chunk_size num_inference_steps advantage_n_step tokenizer_max_length expert_depth expert_heads "
-        "expert_mlp_ratio critic_hidden_dim critic_depth scheduler_decay_steps",
+        "expert_mlp_ratio critic_hidden_dim critic_depth scheduler_decay_steps pi05_image_resolution",
         lambda c, v: v >= 1,
         "must be >= 1.",
     ),
@@ -100,6 +112,21 @@ RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
     ("return_normalizer state_clip", lambda c, v: v is None or v > 0, "must be > 0 or None."),
     ("negative_before_takeover", lambda c, v: v >= 0, "must be >= 0 (0: off)."),
     ("state_std_floor", lambda c, v: v >= 0.0, "must be >= 0 (0 disables the floor)."),
+    (
+        "compile_model",
+        lambda c, v: not (v and c.base_model == "pi05"),
+        "is not supported with base_model='pi05' yet; leave it false.",
+    ),
+    (
+        "gradient_checkpointing",
+        lambda c, v: not v or c.base_model == "pi05",
+        "is implemented for base_model='pi05' only.",
+    ),
+    (
+        "critic_backbone_grad",
+        lambda c, v: not (v and c.gradient_checkpointing),
+        "cannot be combined with gradient_checkpointing (the critics then read a no-grad prefix pass).",
+    ),
 )
 
 
@@ -178,6 +205,18 @@ class PiStarRECAPCosineSchedulerConfig(LRSchedulerConfig):
 @PreTrainedConfig.register_subclass("pi_star_recap")
 @dataclass
 class PiStarRECAPConfig(PreTrainedConfig):
+    # --- Base model -----------------------------------------------------------------------------
+    # "native": this package's VLM backbone (vlm_model_name below) and flow-matching action expert.
+    # "pi05": LeRobot's pi05 (PaliGemma + Gemma expert), with its input pipeline; base_path holds its
+    # pretrained weights (lerobot/pi05_base or a pi05 checkpoint folder), loaded strictly; the critics
+    # read its VLM prefix and the advantage enters the expert's time conditioning (zero-initialised).
+    base_model: str = "native"
+    base_path: str | None = None  # pi05 weights; None builds pi05 with random weights (tests only)
+    pi05_size: str = "full"  # "full": pi05's own sizes (gemma_2b + gemma_300m); "tiny": CPU tests
+    pi05_tokenizer: str = "google/paligemma-3b-pt-224"  # what pi05 tokenises with ("tiny": built in)
+    pi05_image_resolution: int = 224  # pi05 resizes (with padding) every camera to this square size
+    gradient_checkpointing: bool = False  # pi05: recompute activations in the backward pass (memory)
+
     # --- Backbone -------------------------------------------------------------------------------
     # A Hugging Face hub id or local directory of a VLM (PaliGemma, Gemma 3, Qwen2.5-VL, Qwen3-VL,
     # Idefics3 / SmolVLM) or of a text-only LM (e.g. google/gemma-2b-it, paired with `vision_model_name`).
@@ -294,16 +333,14 @@ class PiStarRECAPConfig(PreTrainedConfig):
     state_std_floor: float = 1e-2  # lower bound on the std of normalised state dims, in their own units
     state_clip: float | None = None  # clamp normalised states to +-this many stds (None: no clamp)
     normalization_mapping: dict[str, NormalizationMode] = field(
-        default_factory=lambda: {
-            "VISUAL": NormalizationMode.IDENTITY,
-            "STATE": NormalizationMode.MEAN_STD,
-            "ENV": NormalizationMode.MEAN_STD,
-            "ACTION": NormalizationMode.MEAN_STD,
-        }
+        default_factory=lambda: dict(NATIVE_NORMALIZATION)
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.base_model == "pi05" and self.normalization_mapping == NATIVE_NORMALIZATION:
+            # pi05's own (QUANTILES for state and action), so a pi05 checkpoint sees what it was trained on
+            self.normalization_mapping = dict(PI05_NORMALIZATION)
         self._resolve_mode()
         self._resolve_iql_preset()
         self._validate()

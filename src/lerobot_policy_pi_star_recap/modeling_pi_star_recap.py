@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub import hf_hub_download
 from lerobot.configs import PreTrainedConfig
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import (
@@ -29,6 +28,7 @@ from lerobot.utils.constants import (
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from .checkpoints import checkpoint_weights
 from .configuration_pi_star_recap import PiStarRECAPConfig
 from .recap_data import RecapDataError, RecapTable
 from .recap_model import Observation, PiStarRECAP
@@ -309,7 +309,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         if config.freeze_vlm:
             frozen += model.backbone.vlm_modules
         if config.train_expert_only:
-            frozen.append(model.backbone)
+            frozen += model.backbone.encoder_modules
         if not config.train_policy:  # value-only stage: the expert gets no loss
             frozen += [m for m in (model.flow, model.conditioner) if m is not None]
             if not config.critic_backbone_grad:
@@ -366,7 +366,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
     ) -> PiStarRECAPPolicy:
         """Load a checkpoint strictly: every weight must come from model.safetensors (no silent random
         init), and the VLM is built from the config stored in the checkpoint (no weight download)."""
-        weights = _checkpoint_weights(pretrained_name_or_path, kwargs.get("revision"))
+        weights = checkpoint_weights(pretrained_name_or_path, kwargs.get("revision"))
         if config is None:
             config = PreTrainedConfig.from_pretrained(weights.parent)
         if not isinstance(config, PiStarRECAPConfig):
@@ -390,26 +390,6 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         policy.to(config.device)
         policy.eval()
         return policy
-
-
-def _checkpoint_weights(name_or_path: str | Path, revision: str | None) -> Path:
-    """model.safetensors of a local checkpoint directory or a hub repo, or a clear error."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        weights = path / "model.safetensors"
-    else:
-        try:
-            weights = Path(hf_hub_download(str(name_or_path), "model.safetensors", revision=revision))
-        except Exception as e:  # offline, unknown repo, no access
-            raise FileNotFoundError(
-                f"{name_or_path} is neither a local checkpoint directory nor a reachable hub "
-                f"repo with model.safetensors ({e})."
-            ) from e
-    if not weights.is_file():
-        raise FileNotFoundError(
-            f"{weights} does not exist: {path} is not a pi_star_recap checkpoint directory."
-        )
-    return weights
 
 
 def load_weights(policy: nn.Module, weights: Path, fresh: tuple[str, ...]) -> None:

@@ -93,8 +93,27 @@ def make_pi_star_recap_pre_post_processors(
     PolicyProcessorPipeline[PolicyAction, PolicyAction],
 ]:
     """Rename -> batch -> newline-terminated task -> tokenize -> device -> normalise; and
-    unnormalise -> cpu for actions."""
+    unnormalise -> cpu for actions. On a pi05 base, pi05's own order: rename -> batch -> normalise ->
+    "Task: ..., State: ...;\nAction: " prompt -> tokenize -> device."""
     steps = make_default_policy_processor_steps(config, floor_state_std(config, dataset_stats))
+    output_steps = [steps.unnormalize, steps.to_cpu]
+    if config.base_model == "pi05":
+        from lerobot.policies.pi05.processor_pi05 import Pi05PrepareStateTokenizerProcessorStep
+
+        input_steps = [
+            steps.rename_observations,
+            steps.add_batch_dim,
+            steps.normalize,
+            Pi05PrepareStateTokenizerProcessorStep(),
+            PiStarRECAPTokenizerStep(
+                tokenizer_name=config.pi05_tokenizer,
+                max_length=config.tokenizer_max_length,
+                padding="max_length",
+                padding_side="right",
+            ),
+            steps.to_device,
+        ]
+        return make_policy_processor_pipelines(input_steps=input_steps, output_steps=output_steps)
     input_steps = [
         steps.rename_observations,
         steps.add_batch_dim,
@@ -108,5 +127,4 @@ def make_pi_star_recap_pre_post_processors(
         steps.to_device,
         steps.normalize,
     ]
-    output_steps = [steps.unnormalize, steps.to_cpu]
     return make_policy_processor_pipelines(input_steps=input_steps, output_steps=output_steps)

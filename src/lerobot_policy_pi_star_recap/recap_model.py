@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .action_expert import FlowMatching
-from .backbone import VLMBackbone
+from .backbone import Prefix, VLMBackbone
 from .conditioning import AdvantageConditioner
 from .configuration_pi_star_recap import PiStarRECAPConfig
 from .critics import CriticBatch, make_critic
@@ -51,17 +51,30 @@ def training_seed(noise_seed: int, update: int, rank: int, run_seed: int) -> int
     return sum(m * p for m, p in zip(SEED_MIXERS, parts, strict=True)) % 2**63
 
 
+def build_base(
+    config: PiStarRECAPConfig, state_dim: int, action_dim: int, load_vlm_weights: bool
+) -> tuple[nn.Module, nn.Module]:
+    """(backbone, flow) of `config.base_model`: this package's VLM backbone and action expert ("native"),
+    or LeRobot's pi05, whose VLM and Gemma expert are one model (the flow drives the backbone's expert)."""
+    if config.base_model == "pi05":
+        from .pi05_base import Pi05Backbone, Pi05Flow
+
+        backbone = Pi05Backbone(config, load_vlm_weights)
+        return backbone, Pi05Flow(config, backbone, action_dim)
+    backbone = VLMBackbone(
+        config.vlm_model_name, config.vision_model_name, config.vlm_config, state_dim, load_vlm_weights
+    )
+    config.vlm_config = backbone.vlm_config
+    return backbone, FlowMatching(config, action_dim, backbone.hidden_size)
+
+
 class PiStarRECAP(nn.Module):
     def __init__(self, config: PiStarRECAPConfig, state_dim: int, action_dim: int, load_vlm_weights: bool):
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        self.backbone = VLMBackbone(
-            config.vlm_model_name, config.vision_model_name, config.vlm_config, state_dim, load_vlm_weights
-        )
-        config.vlm_config = self.backbone.vlm_config
-        self.flow = FlowMatching(config, action_dim, self.backbone.hidden_size)
-        self.conditioner = AdvantageConditioner(config)
+        self.backbone, self.flow = build_base(config, state_dim, action_dim, load_vlm_weights)
+        self.conditioner = AdvantageConditioner(config, self.flow.condition_width)
         self.critic = make_critic(
             config, self.backbone.hidden_size + state_dim, config.chunk_size * action_dim
         )
@@ -77,8 +90,8 @@ class PiStarRECAP(nn.Module):
         self.run_seed = torch.initial_seed()
 
     # --- Shared by training and inference --------------------------------------------------------
-    def encode(self, observation: Observation) -> tuple[Tensor, Tensor]:
-        """(prefix (B, L', D), prefix_mask (B, L')) of the backbone."""
+    def encode(self, observation: Observation) -> Prefix:
+        """The backbone's hidden states (B, L', D) and mask (B, L') (and its cache, for pi05)."""
         batch_size = observation.tokens.shape[0]
         present = [torch.ones(batch_size, dtype=torch.bool, device=observation.tokens.device)] * len(
             observation.images
@@ -87,9 +100,9 @@ class PiStarRECAP(nn.Module):
             observation.images, present, observation.tokens, observation.mask, observation.state
         )
 
-    def critic_features(self, prefix: Tensor, prefix_mask: Tensor, state: Tensor | None) -> Tensor:
+    def critic_features(self, prefix: Prefix, state: Tensor | None) -> Tensor:
         """Critic input (B, D + S): the mean backbone hidden state plus the raw (normalised) state."""
-        parts = [masked_mean(prefix, prefix_mask).float()]
+        parts = [masked_mean(prefix.hidden, prefix.mask).float()]
         if state is not None:
             parts.append(state.float())
         return torch.cat(parts, -1)
@@ -108,14 +121,12 @@ class PiStarRECAP(nn.Module):
         targets: dict[str, Tensor],
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-sample loss (B,) and the stats to log, for frames t (and t+H in `following`)."""
-        prefix, prefix_mask = self.encode(observation)
-        features = self.critic_features(prefix, prefix_mask, observation.state)
+        prefix = self.encode(observation)
+        features = self.critic_features(prefix, observation.state)
         critic = self.critic(self._critic_batch(features, following, actions, action_pad, targets))
         if not self.config.train_policy:  # value-only stage
             return critic.loss, critic.stats
-        policy_loss, stats = self.policy_loss(
-            prefix, prefix_mask, actions, action_pad, targets, critic.advantage
-        )
+        policy_loss, stats = self.policy_loss(prefix, actions, action_pad, targets, critic.advantage)
         return policy_loss + critic.loss, {**critic.stats, **stats}
 
     def _critic_batch(
@@ -134,8 +145,7 @@ class PiStarRECAP(nn.Module):
                     "single frame; train through lerobot-train (which reads observation_delta_indices)."
                 )
             with torch.no_grad():
-                next_prefix, next_mask = self.encode(following)
-                next_features = self.critic_features(next_prefix, next_mask, following.state)
+                next_features = self.critic_features(self.encode(following), following.state)
         return CriticBatch(
             features=features if self.config.critic_backbone_grad else features.detach(),
             next_features=next_features,
@@ -147,8 +157,7 @@ class PiStarRECAP(nn.Module):
 
     def policy_loss(
         self,
-        prefix: Tensor,
-        prefix_mask: Tensor,
+        prefix: Prefix,
         actions: Tensor,
         action_pad: Tensor,
         targets: dict[str, Tensor],
@@ -157,10 +166,12 @@ class PiStarRECAP(nn.Module):
         """Weighted flow-matching loss per sample, over the actions the frame's own controller executed."""
         generator = self.training_generator(actions.device)
         weights = self.data_type_weights(targets)
-        condition, weights, stats = self.conditioner(advantage, targets, weights, generator, prefix.dtype)
-        noise = self.flow.sample_noise(actions.shape, actions, generator)
+        condition, weights, stats = self.conditioner(
+            advantage, targets, weights, generator, prefix.hidden.dtype
+        )
+        noise = self.flow.sample_noise((*actions.shape[:2], self.flow.noise_dim), actions, generator)
         time = self.flow.sample_time(actions.shape[0], actions.device, generator)
-        error = self.flow.loss(prefix, prefix_mask, actions, condition, noise, time)  # (B, H)
+        error = self.flow.loss(prefix, actions, condition, noise, time)  # (B, H)
         # A chunk that starts on an expert frame ends where the policy takes back over (and vice versa).
         horizon = torch.arange(actions.shape[1], device=actions.device)
         valid = (~action_pad & (horizon < targets["segment_left"][:, None])).float()
@@ -195,20 +206,16 @@ class PiStarRECAP(nn.Module):
     @torch.no_grad()
     def sample(self, observation: Observation, noise: Tensor | None = None) -> Tensor:
         """A (B, chunk_size, action_dim) chunk of normalised actions."""
-        prefix, prefix_mask = self.encode(observation)
-        batch_size = prefix.shape[0]
-        shape = (batch_size, self.config.chunk_size, self.action_dim)
-        x_1 = (
-            noise.to(prefix.device, prefix.dtype)
-            if noise is not None
-            else self.flow.sample_noise(shape, prefix)
-        )
-        conditional, unconditional = self.conditioner.inference_conditions(batch_size, prefix)
-        return self.flow.sample(prefix, prefix_mask, x_1, conditional, unconditional)
+        prefix = self.encode(observation)
+        batch_size = prefix.hidden.shape[0]
+        shape = (batch_size, self.config.chunk_size, self.flow.noise_dim)
+        like = prefix.hidden.new_empty(0, dtype=self.flow.noise_dtype or prefix.hidden.dtype)
+        x_1 = noise.to(like.device, like.dtype) if noise is not None else self.flow.sample_noise(shape, like)
+        conditional, unconditional = self.conditioner.inference_conditions(batch_size, prefix.hidden)
+        return self.flow.sample(prefix, x_1, conditional, unconditional)
 
     @torch.no_grad()
     def values(self, observation: Observation, chunk: Tensor | None) -> dict[str, Tensor]:
         """Critic outputs in return units (value; min Q of `chunk` for IQL)."""
-        prefix, prefix_mask = self.encode(observation)
-        features = self.critic_features(prefix, prefix_mask, observation.state)
+        features = self.critic_features(self.encode(observation), observation.state)
         return self.critic.predict(features, chunk, self.return_scale, self.support())
