@@ -95,11 +95,10 @@ def pi05_of(size: Size):
         pi05.PaliGemmaForConditionalGenerationWithPiGemma = original_model
 
 
-def build_pi05(size: Size, chunk: int, device: str, dtype: str):
-    from lerobot.policies.pi05 import PI05Config, PI05Policy
-
+def shared_settings(chunk: int, device: str, dtype: str) -> dict:
+    """What every model in the table is configured with alike."""
     inputs, outputs = features(224)
-    config = PI05Config(
+    return dict(
         device=device,
         dtype=dtype,
         chunk_size=chunk,
@@ -109,6 +108,12 @@ def build_pi05(size: Size, chunk: int, device: str, dtype: str):
         input_features=inputs,
         output_features=outputs,
     )
+
+
+def build_pi05(size: Size, chunk: int, device: str, dtype: str):
+    from lerobot.policies.pi05 import PI05Config, PI05Policy
+
+    config = PI05Config(**shared_settings(chunk, device, dtype))
     with pi05_of(size):
         policy = PI05Policy(config)
     return policy.to(device)
@@ -148,23 +153,15 @@ def paligemma_config(size: Size) -> dict:
 def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: bool, **overrides):
     from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
 
-    inputs, outputs = features(224)
     config = PiStarRECAPConfig(
-        device=device,
-        dtype=dtype,
         vlm_config=paligemma_config(size),
-        chunk_size=chunk,
-        n_action_steps=chunk,
-        tokenizer_max_length=TOKENS,
-        num_inference_steps=10,
         expert_width=size.width,
         expert_depth=size.depth,
         expert_heads=size.heads,
         expert_mlp_ratio=max(size.mlp // size.width, 1),
         use_advantage_weighting=full_recap,
         use_advantage_conditioning=full_recap,
-        input_features=inputs,
-        output_features=outputs,
+        **shared_settings(chunk, device, dtype),
         **overrides,
     )
     policy = PiStarRECAPPolicy(config, load_vlm_weights=False).to(device)
@@ -176,18 +173,8 @@ def build_recap_on_pi05(size: Size, chunk: int, device: str, dtype: str, full_re
     """pi_star_recap with `base_model="pi05"`: stock pi05's model at `size`, plus critics (full RECAP)."""
     from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
 
-    inputs, outputs = features(224)
     config = PiStarRECAPConfig(
-        base_model="pi05",
-        device=device,
-        dtype=dtype,
-        chunk_size=chunk,
-        n_action_steps=chunk,
-        tokenizer_max_length=TOKENS,
-        num_inference_steps=10,
-        mode="recap" if full_recap else "bc",
-        input_features=inputs,
-        output_features=outputs,
+        base_model="pi05", mode="recap" if full_recap else "bc", **shared_settings(chunk, device, dtype)
     )
     with pi05_of(size):
         policy = PiStarRECAPPolicy(config, load_vlm_weights=False).to(device)

@@ -4,6 +4,7 @@ a collected MetaWorld dataset, a policy trained on it for a few steps, and CLI r
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,26 @@ def run_tool(
         f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     )
     return result
+
+
+def lerobot_eval_episode(tool: list[str | Path], checkpoint: Path, tmp_path: Path, *flags: str) -> None:
+    """One short stock lerobot-eval episode (`tool`: lerobot-eval, or a runner that patches sizes) of
+    `checkpoint` on metaworld_recap push-v3 at 32 px; fails unless it exits 0 and reports the episode."""
+    run_tool(
+        *tool,
+        f"--policy.path={checkpoint}",
+        *flags,
+        "--env.type=metaworld_recap",
+        "--env.task=push-v3",
+        "--env.image_size=32",
+        "--env.episode_length=8",
+        "--eval.n_episodes=1",
+        "--eval.batch_size=1",
+        "--policy.device=cpu",
+        f"--output_dir={tmp_path / 'eval'}",
+        cwd=tmp_path,
+    )
+    assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
 
 
 def read_frames(root: Path) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from unittest.mock import patch
 
 import pytest
 import torch
-from conftest import collect_args, run_cli, run_tool
+from conftest import collect_args, lerobot_eval_episode, run_cli, run_tool
 from lerobot.policies.pi05 import PI05Policy
 from safetensors.torch import load_file, save_file
 from synthetic import ACTION_DIM, attach_table, episode_columns, make_batch, observation
@@ -248,21 +248,7 @@ def test_paper_workflow_and_lerobot_eval_on_a_tiny_pi05_base(stock, tmp_path):
     steps = json.loads((checkpoint / "policy_preprocessor.json").read_text())["steps"]
     names = [step["registry_name"] for step in steps]
     assert names.index("normalizer_processor") < names.index("pi05_prepare_state_tokenizer_processor_step")
-    run_tool(
-        "lerobot-eval",
-        f"--policy.path={checkpoint}",
-        "--policy.cfg_beta=1.5",
-        "--env.type=metaworld_recap",
-        "--env.task=push-v3",
-        "--env.image_size=32",
-        "--env.episode_length=8",
-        "--eval.n_episodes=1",
-        "--eval.batch_size=1",
-        "--policy.device=cpu",
-        f"--output_dir={tmp_path / 'eval'}",
-        cwd=tmp_path,
-    )
-    assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
+    lerobot_eval_episode(["lerobot-eval"], checkpoint, tmp_path, "--policy.cfg_beta=1.5")
 
 
 def test_pi05_sizes_full_changes_nothing():

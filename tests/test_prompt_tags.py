@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import read_frames, run_cli, run_tool, tree_hashes
+from conftest import lerobot_eval_episode, read_frames, run_cli, tree_hashes
 from lerobot.lerobot_types import TransitionKey
 from lerobot.processor import (
     DataProcessorPipeline,
@@ -218,24 +218,6 @@ def _prompt_tokens(checkpoint: Path, task: str) -> torch.Tensor:
     return pipeline({**frame, "task": task})["observation.language.tokens"]
 
 
-def _lerobot_eval(tool: list[str | Path], checkpoint: Path, tmp_path: Path) -> None:
-    """One short stock lerobot-eval episode of `checkpoint` on metaworld_recap push-v3 at 32 px."""
-    run_tool(
-        *tool,
-        f"--policy.path={checkpoint}",
-        "--env.type=metaworld_recap",
-        "--env.task=push-v3",
-        "--env.image_size=32",
-        "--env.episode_length=8",
-        "--eval.n_episodes=1",
-        "--eval.batch_size=1",
-        "--policy.device=cpu",
-        f"--output_dir={tmp_path / 'eval'}",
-        cwd=tmp_path,
-    )
-    assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
-
-
 @pytest.mark.slow
 def test_stock_smolvla_label_train_tag_and_lerobot_eval(collected_demo, tmp_path):
     """The whole tag path on a stock policy: tag-prompts -> stock lerobot-train (SmolVLA, tiny, offline)
@@ -258,7 +240,7 @@ def test_stock_smolvla_label_train_tag_and_lerobot_eval(collected_demo, tmp_path
     task = "Push the puck to a goal"
     assert torch.equal(_prompt_tokens(positive, task), _prompt_tokens(checkpoint, tagged(task, "positive")))
     assert not torch.equal(_prompt_tokens(positive, task), _prompt_tokens(checkpoint, task))
-    _lerobot_eval(["lerobot-eval"], positive, tmp_path)
+    lerobot_eval_episode(["lerobot-eval"], positive, tmp_path)
 
 
 @pytest.mark.slow
@@ -287,4 +269,4 @@ def test_stock_pi05_label_train_tag_and_lerobot_eval(collected_demo, tmp_path):
         plain = _prompt_tokens(positive, task)
         assert torch.equal(plain, _prompt_tokens(checkpoint, tagged(task, "positive")))
         assert not torch.equal(plain, _prompt_tokens(checkpoint, task))
-        _lerobot_eval(["python", runner, "eval"], positive, tmp_path)
+        lerobot_eval_episode(["python", runner, "eval"], positive, tmp_path)

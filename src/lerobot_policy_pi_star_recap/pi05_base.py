@@ -307,4 +307,8 @@ def load_pi05_weights(pi05: modeling_pi05.PI05Pytorch, name_or_path: str | Path)
             "lerobot/pi05_base), and does --policy.pi05_size match it?"
         )
     pi05.load_state_dict(fixed, strict=False)
-    logging.info(f"pi_star_recap: pi05 weights loaded from {weights} ({len(fixed)} tensors).")
+    logging.warning(
+        f"pi_star_recap: pi05 weights loaded from {weights} ({len(fixed)} tensors); the modules pi05 lacks "
+        "start fresh: the advantage embedding (zero-initialised, so the policy acts as the checkpoint) "
+        "and the critics."
+    )

@@ -100,31 +100,21 @@ def make_pi_star_recap_pre_post_processors(
     if config.base_model == "pi05":
         from lerobot.policies.pi05.processor_pi05 import Pi05PrepareStateTokenizerProcessorStep
 
-        input_steps = [
-            steps.rename_observations,
-            steps.add_batch_dim,
-            steps.normalize,
-            Pi05PrepareStateTokenizerProcessorStep(),
-            PiStarRECAPTokenizerStep(
-                tokenizer_name=config.pi05_tokenizer,
-                max_length=config.tokenizer_max_length,
-                padding="max_length",
-                padding_side="right",
-            ),
-            steps.to_device,
-        ]
-        return make_policy_processor_pipelines(input_steps=input_steps, output_steps=output_steps)
+        prompt_steps = [steps.normalize, Pi05PrepareStateTokenizerProcessorStep()]
+        tokenizer, last = config.pi05_tokenizer, []
+    else:
+        prompt_steps, tokenizer, last = [NewLineTaskProcessorStep()], config.vlm_model_name, [steps.normalize]
     input_steps = [
         steps.rename_observations,
         steps.add_batch_dim,
-        NewLineTaskProcessorStep(),
+        *prompt_steps,
         PiStarRECAPTokenizerStep(
-            tokenizer_name=config.vlm_model_name,
+            tokenizer_name=tokenizer,
             max_length=config.tokenizer_max_length,
             padding="max_length",
             padding_side="right",
         ),
         steps.to_device,
-        steps.normalize,
+        *last,
     ]
     return make_policy_processor_pipelines(input_steps=input_steps, output_steps=output_steps)
