@@ -13,7 +13,7 @@ import torch
 from conftest import collect_args, lerobot_eval_episode, run_cli, run_tool
 from lerobot.policies.pi05 import PI05Policy
 from safetensors.torch import load_file, save_file
-from synthetic import ACTION_DIM, attach_table, episode_columns, make_batch, observation
+from synthetic import ACTION_DIM, IMAGE, STATE, attach_table, episode_columns, make_batch, observation
 from tiny_vlas import pi05_config, tiny_pi05
 
 from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
@@ -260,3 +260,55 @@ def test_pi05_sizes_full_changes_nothing():
     with pi05_sizes("tiny"):
         assert modeling_pi05.get_gemma_config("gemma_2b").width == 64
     assert modeling_pi05.get_gemma_config is before
+
+
+def test_preprocessing_is_stock_pi05s(stock, tmp_path):
+    """The same raw frame gives the same normalised state, prompt tokens and (after the policy's image
+    handling) the same actions as stock pi05's own pre-processor, and the same unnormalised output."""
+    from lerobot.policies.pi05.processor_pi05 import make_pi05_pre_post_processors
+    from tiny_vlas import fake_hub_cache, offline_hub
+
+    from lerobot_policy_pi_star_recap.processor_pi_star_recap import make_pi_star_recap_pre_post_processors
+
+    stock_policy, path = stock
+    stats = {
+        key: {
+            "q01": -torch.ones(dim) * 2,
+            "q99": torch.ones(dim) * 3,
+            "mean": torch.zeros(dim),
+            "std": torch.ones(dim),
+        }
+        for key, dim in ((STATE, 5), ("action", ACTION_DIM))
+    }
+    ours = PiStarRECAPPolicy(base_config(base_path=str(path))).eval()
+    frame = {IMAGE: torch.rand(3, 32, 32), STATE: torch.randn(5), "task": "push the block\nto the goal"}
+    with offline_hub(fake_hub_cache(tmp_path / "hub")):  # stock pi05 hard-codes its tokenizer's hub id
+        stock_pre, stock_post = make_pi05_pre_post_processors(stock_policy.config, dataset_stats=stats)
+    our_pre, our_post = make_pi_star_recap_pre_post_processors(ours.config, dataset_stats=stats)
+    expected, got = stock_pre(dict(frame)), our_pre(dict(frame))
+    for key in (STATE, "observation.language.tokens", "observation.language.attention_mask"):
+        assert torch.equal(got[key], expected[key]), key
+    noise = torch.randn(1, 4, 32)
+    actions = ours.predict_action_chunk(got, noise=noise)
+    assert torch.equal(actions, stock_actions(stock_policy, expected, noise))
+    assert torch.equal(our_post(actions[:, 0]), stock_post(actions[:, 0]))
+
+
+def test_bfloat16_base_trains_and_acts():
+    """dtype=bfloat16: stock pi05's bf16 weights with float32 norms and vision tower; a training step and a
+    chunk stay finite, and the noise and the advantage condition stay float32."""
+    policy = PiStarRECAPPolicy(base_config(dtype="bfloat16", mode="paper"))
+    pi05 = policy.model.backbone.pi05
+    language = pi05.paligemma_with_expert.paligemma.model.language_model
+    assert language.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert language.layers[0].input_layernorm.weight.dtype == torch.float32
+    table = episode_columns(["demo", "auto"], length=20)
+    table.indicator = (table.index % 2).astype("float32")
+    table.advantage = table.indicator - 0.5
+    attach_table(policy, table)
+    policy.train()
+    loss, _ = policy(make_batch(policy.config, [0, 12], window=False))
+    loss.backward()
+    assert torch.isfinite(loss) and language.layers[0].self_attn.q_proj.weight.grad is not None
+    actions = policy.eval().predict_action_chunk(inputs())
+    assert actions.dtype == torch.float32 and torch.isfinite(actions).all()
