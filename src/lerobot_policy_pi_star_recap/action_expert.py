@@ -150,6 +150,14 @@ class AdvantageEmbedding(nn.Module):
         return torch.where(keep[:, None], embedded, self.null.expand_as(embedded))
 
 
+def sample_flow_time(config, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
+    """t ~ Beta(alpha, 1) by inverse CDF (t = u^(1/alpha); pi0: more weight on noisy times), kept in
+    [time_min, 1]; the same for every base."""
+    t_min = config.flow_time_min
+    u = torch.rand(batch_size, device=device, generator=generator)
+    return u.pow(1 / config.flow_time_alpha) * (1 - t_min) + t_min
+
+
 class FlowMatching(nn.Module):
     """Flow matching on action chunks, on plain tensors.
 
@@ -180,11 +188,7 @@ class FlowMatching(nn.Module):
         return torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
 
     def sample_time(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
-        """t ~ Beta(alpha, 1) by inverse CDF (t = u^(1/alpha); pi0: more weight on noisy times), kept
-        in [time_min, 1]."""
-        t_min = self.config.flow_time_min
-        u = torch.rand(batch_size, device=device, generator=generator)
-        return u.pow(1 / self.config.flow_time_alpha) * (1 - t_min) + t_min
+        return sample_flow_time(self.config, batch_size, device, generator)
 
     def loss(self, prefix: Prefix, actions: Tensor, condition: Tensor, noise: Tensor, time: Tensor) -> Tensor:
         """Squared velocity error per action, (B, H): mean over action dims of (v_t - u_t)^2."""

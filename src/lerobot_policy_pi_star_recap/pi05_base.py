@@ -34,6 +34,7 @@ from lerobot.policies.pi05 import modeling_pi05
 from lerobot.policies.pi05.configuration_pi05 import PI05Config
 from torch import Tensor, nn
 
+from .action_expert import sample_flow_time
 from .backbone import Prefix
 from .configuration_pi_star_recap import PiStarRECAPConfig
 
@@ -235,10 +236,7 @@ class Pi05Flow(nn.Module):
         return torch.randn(shape, device=like.device, dtype=torch.float32, generator=generator)
 
     def sample_time(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
-        """t ~ Beta(alpha, 1) by inverse CDF, in [time_min, 1] (pi05's own choice: alpha 1.5, 1e-3)."""
-        t_min = self.config.flow_time_min
-        u = torch.rand(batch_size, device=device, generator=generator)
-        return u.pow(1 / self.config.flow_time_alpha) * (1 - t_min) + t_min
+        return sample_flow_time(self.config, batch_size, device, generator)  # pi05's own Beta(1.5, 1)
 
     def loss(self, prefix: Prefix, actions: Tensor, condition: Tensor, noise: Tensor, time: Tensor) -> Tensor:
         """Squared velocity error per action, (B, H), over the real (unpadded) action dims."""
