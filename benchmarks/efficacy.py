@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from lerobot_policy_pi_star_recap.commands.demo import (
+    CORRECTION_TRIGGERS,
     QUICK,
     RECAP_FLAGS,
     Demo,
@@ -256,7 +257,8 @@ class TaskBench:
         if not path.is_file():
             return None
         cell = json.loads(path.read_text())
-        made_with = (cell["plan"], cell.get("base_policy", "native"))
+        # a field added to the plan after the cell was made has its default value there
+        made_with = ({**asdict(DemoPlan()), **cell["plan"]}, cell.get("base_policy", "native"))
         if made_with != (asdict(self.budget.plan), self.budget.base_policy):
             raise SystemExit(
                 f"{path} was made with plan and base policy {made_with}, not "
@@ -381,6 +383,12 @@ def main() -> None:
     )
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument(
+        "--correction-trigger",
+        choices=CORRECTION_TRIGGERS,
+        default=None,
+        help="when the expert takes over in the corrected rollouts (default stall; use a new --root / --results)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="the demo's --quick sizes: a smoke test of the pipeline"
     )
     parser.add_argument("--root", default="outputs/efficacy", help="data and checkpoints (reused)")
@@ -397,6 +405,7 @@ def main() -> None:
         "stage1_steps": args.stage1_steps,
         "stage2_steps": args.steps,
         "eval_episodes": args.eval_episodes,
+        "correction_trigger": args.correction_trigger,
     }
     budget = Budget(
         tuple(args.tasks) if args.tasks else DEFAULT.tasks,

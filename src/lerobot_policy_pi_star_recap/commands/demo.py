@@ -54,6 +54,10 @@ class DemoPlan:
     image_size: int = 96
     value_steps: int = 400  # per cross-fitted value function (paper estimator)
     value_folds: int = 2
+    # When the simulated expert takes over: "stall" (the policy made no progress for STALL_STEPS steps; the
+    # stall frames are then labelled negative) or "disagreement" (its action is more than DISAGREEMENT
+    # from the expert's, like an operator who steps in before the mistake). Both hand back after 20 steps.
+    correction_trigger: str = "stall"
 
 
 QUICK = DemoPlan(
@@ -83,6 +87,8 @@ POLICY_FLAGS = [
     "--policy.scheduler_warmup_steps=100",
 ]
 STALL_STEPS = 20  # the expert takes over after this many steps without progress
+DISAGREEMENT = 1.0  # or when the policy's 4-d action is this far (L2) from the expert's
+CORRECTION_TRIGGERS = ("stall", "disagreement")
 # What stage 2 changes over the stage-1 checkpoint: RECAP's critics and advantage conditioning turn on.
 RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
 
@@ -131,7 +137,13 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke test (tiny budgets)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     for name, default in asdict(DemoPlan()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=f"default {default}")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=type(default),
+            default=None,
+            choices=CORRECTION_TRIGGERS if name == "correction_trigger" else None,
+            help=f"default {default}",
+        )
     parser.set_defaults(run=run)
 
 
@@ -241,9 +253,13 @@ class Demo:
         if policy is not None:
             command.append(f"--policy={policy}")
         if mode == "intervention":
-            # The expert takes over only once the policy has made no progress for 20 steps, and hands
-            # back after 20 steps: the data keeps the policy's own behaviour and the corrections.
-            command += ["--trigger=stall", f"--stall-steps={STALL_STEPS}", "--handback-steps=20"]
+            # The expert takes over when the trigger fires and hands back after 20 steps: the data keeps
+            # the policy's own behaviour and the corrections.
+            command += [f"--trigger={self.plan.correction_trigger}", "--handback-steps=20"]
+            if self.plan.correction_trigger == "stall":
+                command.append(f"--stall-steps={STALL_STEPS}")
+            else:
+                command.append(f"--disagreement={DISAGREEMENT}")
         self.run_step(f"collect_{name}", command)
         return output
 
@@ -305,6 +321,9 @@ class Demo:
         trained = fold_training_episodes(episodes, folds)[0]
         self.held_out_value = (checkpoints[0], [e for e in episodes if e not in trained])
         labelled = self.out / "data" / f"{name}_labelled"
+        # With the stall trigger the expert took over because the policy stalled for STALL_STEPS: those
+        # frames are bad. A disagreement takeover says nothing about the frames before it.
+        stalls = STALL_STEPS if self.plan.correction_trigger == "stall" else 0
         self.run_step(
             f"label_{name}",
             [
@@ -314,8 +333,7 @@ class Demo:
                 *map(str, checkpoints),
                 f"--input={dataset}",
                 f"--output={labelled}",
-                # The expert took over because the policy stalled for STALL_STEPS: those frames are bad.
-                f"--negative-before-takeover={STALL_STEPS}",
+                f"--negative-before-takeover={stalls}",
                 "--device=cpu",
                 "--overwrite",
             ],
