@@ -35,6 +35,9 @@ McNemar's test, pooled over seeds.
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --methods bc filtered_bc
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 \
         --root outputs/efficacy_s1800 --results benchmarks/results/efficacy_s1800   # a longer stage 1
+    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 \\
+        --correction-trigger disagreement --root outputs/efficacy_dis \\
+        --results benchmarks/results/efficacy_dis   # the expert steps in before the mistake
 """
 
 from __future__ import annotations

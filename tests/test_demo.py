@@ -227,3 +227,29 @@ def _no_overrides() -> dict[str, None]:
     from lerobot_policy_pi_star_recap.commands.demo import DemoPlan
 
     return {f.name: None for f in fields(DemoPlan)}
+
+
+@pytest.mark.parametrize(
+    "trigger, collect_flags, stall_frames",
+    [
+        ("stall", ["--trigger=stall", "--stall-steps=20"], "20"),
+        ("disagreement", ["--trigger=disagreement", "--disagreement=1.0"], "0"),
+    ],
+)
+def test_correction_trigger_reaches_collect_and_labelling(tmp_path, trigger, collect_flags, stall_frames):
+    """The plan's correction trigger picks collect's takeover rule, and only stall takeovers mark the
+    frames before them negative (a disagreement says nothing about them)."""
+    from synthetic import make_dataset
+
+    from lerobot_policy_pi_star_recap.commands.demo import Demo
+
+    overrides = {**_no_overrides(), "correction_trigger": trigger}
+    args = argparse.Namespace(quick=True, output=str(tmp_path / "demo"), task="push-v3", seed=0, **overrides)
+    demo = Demo(args)
+    commands: dict[str, list[str]] = {}
+    demo.run_step = lambda name, command, **kwargs: commands.__setitem__(name, command)
+    demo.collect("corrections1", "intervention", 2, 500, policy=tmp_path / "stage1")
+    assert all(flag in commands["collect_corrections1"] for flag in [*collect_flags, "--handback-steps=20"])
+    mixed = make_dataset(tmp_path / "mixed1", ["demo", "auto", "intervention", "auto"])
+    demo.label_advantages("mixed1", mixed)
+    assert f"--negative-before-takeover={stall_frames}" in commands["label_mixed1"]

@@ -57,3 +57,17 @@ def test_a_cell_from_another_plan_is_refused(efficacy, tmp_path):
     )
     with pytest.raises(SystemExit, match="base policy"):
         stock.cached("bc_seed0")
+
+
+def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_path):
+    """Cells committed before `correction_trigger` joined the plan were made with stall corrections."""
+    older = {k: v for k, v in asdict(efficacy.QUICK).items() if k != "correction_trigger"}
+    budget = efficacy.Budget(("push-v3",), (0,), efficacy.QUICK)
+    bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
+    cell = bench.results / "bc_seed0.json"
+    cell.parent.mkdir(parents=True)
+    cell.write_text(json.dumps({"plan": older, "base_policy": "native", "success_rate": 0.5}))
+    assert bench.cached("bc_seed0")["success_rate"] == 0.5
+    disagreement = replace(budget, plan=replace(efficacy.QUICK, correction_trigger="disagreement"))
+    with pytest.raises(SystemExit, match="give each its own --root and --results"):
+        efficacy.TaskBench("push-v3", disagreement, tmp_path / "r", tmp_path / "results").cached("bc_seed0")
