@@ -33,7 +33,7 @@ McNemar's test, pooled over seeds.
 
     python benchmarks/efficacy.py                       # 3 tasks x 3 seeds x 100 episodes, every method
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --methods bc filtered_bc
-    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 \
+    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 \\
         --root outputs/efficacy_s1800 --results benchmarks/results/efficacy_s1800   # a longer stage 1
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 \\
         --correction-trigger disagreement --root outputs/efficacy_dis \\
