@@ -177,7 +177,7 @@ class TaskBench:
         shutil.rmtree(self.root / name, ignore_errors=True)
         return self.demo.train(name, dataset, steps, init, *train_args)
 
-    def evaluate(self, name: str, checkpoint: Path, method: str, seed: int, flags=()) -> dict:
+    def evaluate(self, name: str, checkpoint: Path, method: str, seed: int, flags=()) -> None:
         """One lerobot-eval run, kept as <results>/<task>/<name>.json with its per-episode successes."""
         result = self.results / f"{name}.json"
         if not result.is_file():
@@ -196,10 +196,9 @@ class TaskBench:
             staging = result.with_suffix(".tmp")
             staging.write_text(json.dumps(cell, indent=1))
             staging.replace(result)
-        return json.loads(result.read_text())
 
-    def run(self, methods: list[str]) -> list[dict]:
-        """Every cell of this task, reading the finished ones and building data only when one is missing."""
+    def run(self, methods: list[str]) -> None:
+        """Every missing cell of this task, building data only when one is missing."""
         experience: tuple[Path, Path] | None = None
 
         def built() -> tuple[Path, Path]:
@@ -207,20 +206,21 @@ class TaskBench:
             experience = experience or self.experience()
             return experience
 
-        rows = [self.cached("stage1") or self.evaluate("stage1", built()[0], "stage1", 0)]
+        if not self.cached("stage1"):
+            self.evaluate("stage1", built()[0], "stage1", 0)
         for method in methods:
             for seed in self.budget.seeds:
                 name = f"{method}_seed{seed}"
                 betas = GUIDANCE.get(method, (None,))
                 cells = [name if b is None else f"{method}_beta{b}_seed{seed}" for b in betas]
                 if all(self.cached(c) for c in cells):
-                    rows += [self.cached(c) for c in cells]
                     continue
                 print(f"\n##### {self.task} / {method} / seed {seed}", flush=True)
                 stage1, mixed = built()
                 if self.budget.base_policy != "native":
                     checkpoint = self.stock_arm(method, name, stage1, mixed, seed)
-                    rows.append(self.cached(name) or self.evaluate(name, checkpoint, method, seed))
+                    if not self.cached(name):
+                        self.evaluate(name, checkpoint, method, seed)
                     continue
                 data = mixed
                 if method in LABELLED:
@@ -232,8 +232,8 @@ class TaskBench:
                 for beta, cell in zip(betas, cells, strict=True):
                     label = method if beta is None else f"{method}_beta{beta}"
                     flags = () if beta is None else (f"--policy.cfg_beta={beta}",)
-                    rows.append(self.cached(cell) or self.evaluate(cell, checkpoint, label, seed, flags))
-        return rows
+                    if not self.cached(cell):
+                        self.evaluate(cell, checkpoint, label, seed, flags)
 
     def stock_arm(self, method: str, name: str, stage1: Path, mixed: Path, seed: int) -> Path:
         """One arm of a stock VLA fine-tuned from stage 1 by stock lerobot-train, data chosen by `method`."""
@@ -255,19 +255,28 @@ class TaskBench:
         return self.checkpoint(name, data, steps, stage1, flags, seed)
 
     def cached(self, name: str) -> dict | None:
-        """A finished cell, refused when it was made with another plan (mixing plans breaks the pairing)."""
+        """A finished cell, or None when it is not there yet."""
         path = self.results / f"{name}.json"
-        if not path.is_file():
-            return None
-        cell = json.loads(path.read_text())
-        # a field added to the plan after the cell was made has its default value there
-        made_with = ({**asdict(DemoPlan()), **cell["plan"]}, cell.get("base_policy", "native"))
-        if made_with != (asdict(self.budget.plan), self.budget.base_policy):
-            raise SystemExit(
-                f"{path} was made with plan and base policy {made_with}, not "
-                f"{(asdict(self.budget.plan), self.budget.base_policy)}: give each its own --root and --results."
-            )
-        return cell
+        return read_cell(path, self.budget) if path.is_file() else None
+
+
+def read_cell(path: Path, budget: Budget) -> dict:
+    """One cell's JSON, refused when it was made with another plan (mixing plans breaks the pairing)."""
+    cell = json.loads(path.read_text())
+    # a field added to the plan after the cell was made has its default value there
+    made_with = ({**asdict(DemoPlan()), **cell["plan"]}, cell.get("base_policy", "native"))
+    if made_with != (asdict(budget.plan), budget.base_policy):
+        raise SystemExit(
+            f"{path} was made with plan and base policy {made_with}, not "
+            f"{(asdict(budget.plan), budget.base_policy)}: give each its own --root and --results."
+        )
+    return cell
+
+
+def all_cells(results: Path, budget: Budget) -> list[dict]:
+    """Every cell under <results>/<task>/, this run's and those committed by earlier runs (other seeds,
+    tasks or methods), so the summary pools all of them instead of only what this run touched."""
+    return [read_cell(path, budget) for path in sorted(results.glob("*/*.json"))]
 
 
 def successful_episodes(root: Path) -> list[int]:
@@ -313,13 +322,16 @@ def summarize(rows: list[dict]) -> list[dict]:
         for baseline in BASELINES:
             if baseline == method:
                 continue
+            # on the seeds both arms have (a baseline may have fewer seeds yet)
             pairs = [
-                (r, cells.get((task, baseline, 0 if baseline == "stage1" else r["seed"]))) for r in group
+                (r, b)
+                for r in group
+                if (b := cells.get((task, baseline, 0 if baseline == "stage1" else r["seed"])))
             ]
-            if pairs and all(b is not None for _, b in pairs):
+            if pairs:
                 a = np.concatenate([r["successes"] for r, _ in pairs])
                 b = np.concatenate([b["successes"] for _, b in pairs])
-                entry["paired"][baseline] = paired_difference(a, b)
+                entry["paired"][baseline] = {**paired_difference(a, b), "seeds": len(pairs)}
         out.append(entry)
     return out
 
@@ -335,10 +347,12 @@ def format_table(summary: list[dict]) -> str:
         cells = []
         for baseline in BASELINES:
             p = s["paired"].get(baseline)
+            if p is None:
+                cells.append("-")
+                continue
+            fewer = f" ({p['seeds']} of {s['seeds']} seeds)" if p["seeds"] < s["seeds"] else ""
             cells.append(
-                "-"
-                if p is None
-                else f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]"
+                f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]{fewer}"
             )
         lines.append(
             f"| {s['task']} | {s['method']} | {s['seeds']} x {s['episodes'] // s['seeds']} | "
@@ -420,11 +434,14 @@ def main() -> None:
         args.base_policy,
     )
     root, results = Path(args.root), Path(args.results)
-    rows = [row for task in budget.tasks for row in TaskBench(task, budget, root, results).run(args.methods)]
+    for task in budget.tasks:
+        TaskBench(task, budget, root, results).run(args.methods)
+    rows = all_cells(results, budget)
     summary = summarize(rows)
     table = format_table(summary)
     print("\n" + table)
-    report = {"budget": asdict(budget), "methods": {m: list(METHODS.get(m, ())) for m in args.methods}}
+    methods = sorted({r["method"].split("_beta")[0] for r in rows} - {"stage1"})
+    report = {"budget": asdict(budget), "methods": {m: list(METHODS.get(m, ())) for m in methods}}
     slim = [{k: v for k, v in r.items() if k != "successes"} for r in rows]
     (results / "efficacy.json").write_text(json.dumps({**report, "rows": slim, "summary": summary}, indent=2))
     (results / "efficacy.md").write_text(table + "\n")

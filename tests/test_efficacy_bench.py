@@ -71,3 +71,47 @@ def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_p
     disagreement = replace(budget, plan=replace(efficacy.QUICK, correction_trigger="disagreement"))
     with pytest.raises(SystemExit, match="give each its own --root and --results"):
         efficacy.TaskBench("push-v3", disagreement, tmp_path / "r", tmp_path / "results").cached("bc_seed0")
+
+
+def test_the_summary_pools_every_committed_cell_and_pairs_on_shared_seeds(efficacy, tmp_path):
+    """A run over seed 1 alone still summarises seed 0's committed cells; a baseline that has only
+    seed 0 so far is compared on that seed, and the table says so."""
+    budget = efficacy.Budget(("push-v3",), (1,), efficacy.QUICK)
+    results = tmp_path / "results"
+    (results / "push-v3").mkdir(parents=True)
+    cells = {
+        "recap_paper_seed0": ("recap_paper", 0, [1, 1, 1, 0]),
+        "recap_paper_seed1": ("recap_paper", 1, [1, 0, 1, 1]),
+        "filtered_bc_seed0": ("filtered_bc", 0, [1, 0, 0, 0]),
+    }
+    for name, (method, seed, successes) in cells.items():
+        cell = {
+            "task": "push-v3",
+            "method": method,
+            "seed": seed,
+            "plan": asdict(efficacy.QUICK),
+            "base_policy": "native",
+            "success_rate": sum(successes) / len(successes),
+            "episodes": len(successes),
+            "mean_steps_to_success": None,
+            "successes": successes,
+        }
+        (results / "push-v3" / f"{name}.json").write_text(json.dumps(cell))
+    (results / "efficacy.json").write_text("{}")  # the summary itself is not a cell
+    rows = efficacy.all_cells(results, budget)
+    assert sorted((r["method"], r["seed"]) for r in rows) == [
+        ("filtered_bc", 0),
+        ("recap_paper", 0),
+        ("recap_paper", 1),
+    ]
+    summary = {s["method"]: s for s in efficacy.summarize(rows)}
+    recap = summary["recap_paper"]
+    assert recap["seeds"] == 2 and recap["success_mean"] == pytest.approx(0.75)
+    vs_filtered = recap["paired"]["filtered_bc"]
+    assert vs_filtered["seeds"] == 1 and vs_filtered["episodes"] == 4
+    assert vs_filtered["difference"] == pytest.approx(0.5)  # 3/4 against 1/4 on seed 0
+    assert (vs_filtered["a_only"], vs_filtered["b_only"]) == (2, 0)
+    assert "(1 of 2 seeds)" in efficacy.format_table(list(summary.values()))
+    other = replace(budget, plan=replace(efficacy.QUICK, stage2_steps=7))
+    with pytest.raises(SystemExit, match="give each its own --root and --results"):
+        efficacy.all_cells(results, other)
