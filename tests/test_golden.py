@@ -1,5 +1,5 @@
 """Golden behaviour: a checkpoint in the file layout of an earlier release gives the same losses, actions
-and values to 1e-6, for every mode, after any refactor.
+and values to float32 round-off (TOLERANCE), for every mode, after any refactor.
 
 tests/golden/golden.json holds, per mode, the checkpoint's config.json, the names / shapes / dtypes of its
 tensors (exactly as `save_pretrained` wrote them), and the outputs that release computed. The weights are
@@ -25,6 +25,13 @@ from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
 from lerobot_policy_pi_star_recap.recap_data import RecapColumns, RecapTable
 
 GOLDEN = Path(__file__).parent / "golden" / "golden.json"
+# float32 kernels differ by ~1e-6 between CPUs (AVX2 vs AVX-512 reduction orders: 1.4e-6 measured on an
+# actions_beta1.5 entry of 0.36). Adam's first step is ~lr * sign(g), so a gradient of round-off size
+# can move a parameter by a full lr: outputs after the step get a wider band (5.8e-5 measured on a q of
+# 0.68). A change in behaviour moves these outputs by far more than either.
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+AFTER_STEP_TOLERANCE = {"rtol": 1e-3, "atol": 1e-4}
+BEFORE_STEP = ("loss", "metrics")
 TYPES = ["demo", "auto", "intervention", "demo"]
 INDEX = [0, 5, 12, 22, 27, 35]  # demo, demo, auto, intervention (robot), intervention (expert), demo
 MODES: dict[str, dict] = {
@@ -117,12 +124,13 @@ def test_golden_checkpoint_behaves_as_recorded(mode, tmp_path):
     expected = case["outputs"]
     assert sorted(got) == sorted(expected)
     for key, value in expected.items():
+        tolerance = TOLERANCE if key in BEFORE_STEP else AFTER_STEP_TOLERANCE
         if isinstance(value, dict):
             assert set(value) <= set(got[key]), key
             for name in value:
-                np.testing.assert_allclose(got[key][name], value[name], rtol=1e-6, atol=1e-6, err_msg=name)
+                np.testing.assert_allclose(got[key][name], value[name], **tolerance, err_msg=name)
         else:
-            np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(got[key], value, **tolerance, err_msg=key)
 
 
 def regenerate(directory: Path) -> None:
