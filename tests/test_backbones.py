@@ -45,6 +45,32 @@ def test_family_loads_from_local_dir_and_runs(family, tmp_path):
     assert load_tokenizer(str(directory))("push")["input_ids"]
 
 
+def _real_tokens(prefix, backbone) -> torch.Tensor:
+    """The hidden states of the real positions, (B, n_real, D), in order."""
+    return prefix.hidden[prefix.mask].view(prefix.hidden.shape[0], -1, backbone.hidden_size)
+
+
+@pytest.mark.parametrize("family", [*sorted(FAMILY_BUILDERS), "text_only"])
+def test_padding_changes_no_real_token_with_positions_from_the_mask(family, tmp_path):
+    """tokenizer_padding="longest": the same frame encodes the same whether its prompt is padded or not
+    (a batch without padding must not switch the language model to other attention or positions)."""
+    if family == "text_only":
+        text_dir, vision_dir = save_text_only(tmp_path)
+        backbone = VLMBackbone(str(text_dir), str(vision_dir), None, 5, True, positions_from_mask=True)
+    else:
+        directory = save_family(family, tmp_path / family)
+        backbone = VLMBackbone(str(directory), "", None, 5, True, positions_from_mask=True)
+    backbone.eval()
+    images, present, _, _, state = _inputs()
+    prompt = tiny_tokenizer()(["open it"] * 2, padding="max_length", max_length=12, return_tensors="pt")
+    tokens, mask = prompt["input_ids"], prompt["attention_mask"]
+    real = int(mask.sum(1).max())
+    assert real < tokens.shape[1]
+    padded = _real_tokens(backbone(images, present, tokens, mask, state), backbone)
+    trimmed = _real_tokens(backbone(images, present, tokens[:, :real], mask[:, :real], state), backbone)
+    torch.testing.assert_close(trimmed, padded, rtol=1e-4, atol=1e-5)
+
+
 def test_text_only_lm_with_separate_vision_tower(tmp_path):
     text_dir, vision_dir = save_text_only(tmp_path)
     backbone = VLMBackbone(str(text_dir), str(vision_dir), None, state_dim=5, load_weights=True)

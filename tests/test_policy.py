@@ -362,3 +362,55 @@ def test_state_clip_bounds_far_off_states():
     assert not torch.allclose(
         free.predict_action_chunk(far, noise=noise), free.predict_action_chunk(edge, noise=noise)
     )
+
+
+def test_longest_padding_gives_the_actions_of_full_padding_at_a_lower_cost():
+    """tokenizer_padding="longest": the processor pads to the batch's longest prompt, and because
+    positions count only real tokens the model's actions do not depend on how far prompts are padded;
+    "max_length" (the default, as checkpoints from before the option) still pads to 48 tokens."""
+    from lerobot_policy_pi_star_recap.processor_pi_star_recap import make_pi_star_recap_pre_post_processors
+
+    prompts = ["push the block", "push"]
+    for padding, length in (("longest", len("push the block") + 1), ("max_length", 48)):  # + newline
+        preprocessor, _ = make_pi_star_recap_pre_post_processors(tiny_config(tokenizer_padding=padding))
+        frame = observation(make_batch(tiny_config(), [0, 12], window=False))
+        frame = {k: v for k, v in frame.items() if not k.startswith("observation.language")}
+        tokens = preprocessor({**frame, "task": prompts})["observation.language.tokens"]
+        assert tokens.shape == (2, length), padding
+
+    policy = make_policy(tokenizer_padding="longest")
+    policy.eval()
+    inputs = observation(make_batch(policy.config, [0, 12]))
+    noise = torch.randn(2, policy.config.chunk_size, ACTION_DIM)
+    short = policy.predict_action_chunk(inputs, noise=noise)
+    mask = inputs["observation.language.attention_mask"]
+    real = int(mask.sum(1).max())
+    assert real < mask.shape[1]  # make_batch pads to 16 tokens
+    trimmed, padded = dict(inputs), dict(inputs)
+    for key in ("observation.language.tokens", "observation.language.attention_mask"):
+        trimmed[key] = inputs[key][:, :real]  # no padding at all
+        padded[key] = torch.nn.functional.pad(inputs[key], (0, 48 - inputs[key].shape[1]))
+    for variant in (trimmed, padded):
+        torch.testing.assert_close(
+            policy.predict_action_chunk(variant, noise=noise), short, rtol=1e-5, atol=1e-5
+        )
+
+    def state_token(variant: dict) -> Tensor:
+        current, _ = policy.observation(variant)
+        return policy.model.encode(current).hidden[:, -1]  # the state token comes last
+
+    torch.testing.assert_close(state_token(padded), state_token(trimmed), rtol=1e-5, atol=1e-5)
+    # Without positions from the mask (the "max_length" model) the padding moves the state token's
+    # position, and with it its hidden state: the property above is not vacuous.
+    policy.model.backbone.positions_from_mask = False
+    assert (state_token(padded) - state_token(trimmed)).abs().max() > 1e-3  # 2e-3 measured, 100x the band
+
+
+def test_fine_tuning_refuses_another_prompt_padding(tmp_path):
+    """The padding decides the positions the language model sees, and lerobot-train keeps a checkpoint's
+    saved processor: switching it on a fine-tune would feed the model positions it was not trained on."""
+    make_policy().save_pretrained(tmp_path / "ckpt")  # tokenizer_padding="max_length"
+    requested = tiny_config(tokenizer_padding="longest")
+    with pytest.raises(ValueError, match="trained with tokenizer_padding='max_length', not 'longest'"):
+        PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt", config=requested)
+    assert PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt").config.tokenizer_padding == "max_length"

@@ -176,8 +176,12 @@ class VLMBackbone(nn.Module):
         vlm_config: dict | None,
         state_dim: int,
         load_weights: bool,
+        positions_from_mask: bool = False,
     ):
         super().__init__()
+        # True: positions count only real tokens, so a token's position (the state token's, after the
+        # prompt) does not depend on how far the prompt was padded (tokenizer_padding="longest").
+        self.positions_from_mask = positions_from_mask
         if vlm_config is None:
             vlm_config = self._resolve_config(vlm_model_name, vision_model_name)
         # Recorded in the policy config so a checkpoint rebuilds the same architecture offline.
@@ -323,5 +327,12 @@ class VLMBackbone(nn.Module):
             masks.append(torch.ones(state.shape[0], 1, dtype=torch.bool, device=state.device))
         inputs = torch.cat([e.to(text.dtype) for e in embeds], dim=1)
         mask = torch.cat(masks, dim=1)
-        hidden = self.language_model(inputs_embeds=inputs, attention_mask=mask.long()).last_hidden_state
+        positions = (mask.long().cumsum(1) - 1).clamp_min(0) if self.positions_from_mask else None
+        # is_causal: a batch without padding gets no mask from transformers, and a language model configured
+        # for bidirectional attention (PaliGemma's Gemma) would then attend both ways, while a padded batch
+        # gets transformers' causal mask: without it one frame would encode differently depending on its
+        # batch's padding. Causal is what every checkpoint so far trained with (prompts were padded).
+        hidden = self.language_model(
+            inputs_embeds=inputs, attention_mask=mask.long(), position_ids=positions, is_causal=True
+        ).last_hidden_state  # (B, L, D)
         return Prefix(hidden, mask)

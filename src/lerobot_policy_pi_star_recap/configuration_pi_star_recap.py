@@ -70,6 +70,7 @@ NATIVE_NORMALIZATION = {
 PI05_NORMALIZATION = {**NATIVE_NORMALIZATION, "STATE": NormalizationMode.QUANTILES,
                       "ACTION": NormalizationMode.QUANTILES}  # fmt: skip
 PI05_SIZES = ("full", "tiny")
+TOKENIZER_PADDINGS = ("longest", "max_length")
 CHOICES: dict[str, tuple] = {
     "base_model": BASE_MODELS,
     "pi05_size": PI05_SIZES,
@@ -80,6 +81,7 @@ CHOICES: dict[str, tuple] = {
     "dtype": ("float32", "bfloat16"),
     "on_nonfinite": ("raise", "skip"),
     "compile_mode": COMPILE_MODES,
+    "tokenizer_padding": TOKENIZER_PADDINGS,
 }
 # (fields, valid(config, value), what a valid value is), checked after the presets are resolved.
 RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
@@ -226,6 +228,12 @@ class PiStarRECAPConfig(PreTrainedConfig):
     # Architecture of the backbone, recorded on first load so checkpoints rebuild it without the hub.
     vlm_config: dict | None = None
     tokenizer_max_length: int = 48
+    # "max_length" pads every prompt to tokenizer_max_length, and the tokens after it (the state token)
+    # sit at positions that count the padding (checkpoints from before this option). "longest" (native
+    # base) pads each batch to its longest prompt and counts positions over real tokens only, so outputs
+    # do not depend on the padding: the demo's 25-token prompt in a 48-token window made its training step
+    # 1.26x slower (BENCHMARKS.md §1b). A pi05 base always pads to tokenizer_max_length, as stock pi05 does.
+    tokenizer_padding: str = "max_length"
     freeze_vlm: bool = False  # freeze the whole VLM (vision tower, projector, language model)
     freeze_vision_encoder: bool = False  # freeze only the vision tower
     train_expert_only: bool = False  # train only the action expert (and the critics, which RECAP needs)

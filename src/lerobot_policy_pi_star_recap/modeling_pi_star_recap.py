@@ -374,9 +374,16 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
                 f"{pretrained_name_or_path} holds a '{config.type}' policy, not pi_star_recap; load it with "
                 f"lerobot's make_policy / its own policy class."
             )
+        saved = PreTrainedConfig.from_pretrained(weights.parent)
+        if saved.tokenizer_padding != config.tokenizer_padding:
+            raise ValueError(
+                f"{pretrained_name_or_path} was trained with tokenizer_padding={saved.tokenizer_padding!r}, not "
+                f"{config.tokenizer_padding!r}: the option changes the positions the language model sees, and the "
+                "checkpoint's saved processor keeps its own padding. Fine-tune with the checkpoint's value."
+            )
         kwargs = {k: v for k, v in kwargs.items() if k == "dataset_meta"}
         policy = cls(config, load_vlm_weights=False, **kwargs)
-        fresh = fresh_modules(PreTrainedConfig.from_pretrained(weights.parent), config)
+        fresh = fresh_modules(saved, config)
         load_weights(policy, weights, fresh)
         for prefix in fresh:
             logging.warning(

@@ -111,7 +111,7 @@ def make_pi_star_recap_pre_post_processors(
         PiStarRECAPTokenizerStep(
             tokenizer_name=tokenizer,
             max_length=config.tokenizer_max_length,
-            padding="max_length",
+            padding=config.tokenizer_padding if config.base_model == "native" else "max_length",
             padding_side="right",
         ),
         steps.to_device,

@@ -62,7 +62,12 @@ def build_base(
         backbone = Pi05Backbone(config, load_vlm_weights)
         return backbone, Pi05Flow(config, backbone, action_dim)
     backbone = VLMBackbone(
-        config.vlm_model_name, config.vision_model_name, config.vlm_config, state_dim, load_vlm_weights
+        config.vlm_model_name,
+        config.vision_model_name,
+        config.vlm_config,
+        state_dim,
+        load_vlm_weights,
+        positions_from_mask=config.tokenizer_padding == "longest",
     )
     config.vlm_config = backbone.vlm_config
     return backbone, FlowMatching(config, action_dim, backbone.hidden_size)
