@@ -76,6 +76,7 @@ def test_old_spellings_still_parse(argv, expected):
         (["merge", "--inputs", "{tmp}/missing", "--output", "{tmp}/out"], "does not exist"),
         (["collect", "--mode=demo", "--task=nope", "--output={tmp}/out"], "unknown MetaWorld task"),
         (["value-train", "--folds=0"], "--folds must be >= 1"),
+        (["value-train", "--folds=2", "--jobs=0"], "--jobs must be >= 1"),
         (
             ["value-label", "--value.path={tmp}", "--input={tmp}/missing", "--output={tmp}/out"],
             "does not exist",
@@ -85,6 +86,7 @@ def test_old_spellings_still_parse(argv, expected):
             "does not exist",
         ),
         (["demo", "--task=nope", "--output={tmp}/out"], "unknown MetaWorld task"),
+        (["demo", "--iterations=0", "--output={tmp}/out"], "--iterations must be >= 1"),
     ],
 )
 def test_bad_input_is_one_error_line_and_status_2(argv, message, tmp_path, capsys):

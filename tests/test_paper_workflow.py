@@ -1,6 +1,8 @@
 """The paper-faithful mode: distributional value + indicator, jointly and as staged CLIs."""
 
 import hashlib
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
 from lerobot_policy_pi_star_recap.advantage import episode_advantage
 from lerobot_policy_pi_star_recap.checkpoints import load_recap_policy
-from lerobot_policy_pi_star_recap.commands.value import fold_training_episodes
+from lerobot_policy_pi_star_recap.commands.value import _call_all, fold_training_episodes
 from lerobot_policy_pi_star_recap.predictions import label_indicators, predict_episodes
 from lerobot_policy_pi_star_recap.recap_data import RecapDataError
 
@@ -104,6 +106,37 @@ def _digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_folds_train_in_parallel_with_their_own_logs(tmp_path):
+    """`value-train --jobs 2`: both folds run at once (each waits for the other to have started), each
+    with one compute thread and its output in <output_dir>/fold<k>.log."""
+    started = [tmp_path / f"started{k}" for k in range(2)]
+    commands = [
+        _python(
+            f"import os, pathlib, time; pathlib.Path({str(started[k])!r}).touch(); "
+            f"print('threads', os.environ['OMP_NUM_THREADS']); deadline = time.time() + 20\n"
+            f"while not pathlib.Path({str(started[1 - k])!r}).exists(): assert time.time() < deadline; time.sleep(0.05)"
+        )
+        for k in range(2)
+    ]
+    assert _call_all(commands, tmp_path / "value", jobs=2) == 0
+    for k in range(2):
+        assert (tmp_path / "value" / f"fold{k}.log").read_text().strip() == "threads 1"
+
+
+def test_a_failing_fold_stops_the_others_and_returns_its_exit_code(tmp_path):
+    marker = tmp_path / "slow_fold_finished"
+    slow = _python(f"import pathlib, time; time.sleep(30); pathlib.Path({str(marker)!r}).touch()")
+    start = time.monotonic()
+    assert _call_all([slow, _python("raise SystemExit(3)"), slow], tmp_path / "value", jobs=2) == 3
+    assert time.monotonic() - start < 15  # fold 1's failure did not wait for fold 0
+    time.sleep(0.5)
+    assert not marker.exists() and not (tmp_path / "value" / "fold2.log").exists()  # killed, never started
+
+
 def test_fold_training_episodes_hold_out_each_fold_once():
     folds = fold_training_episodes([0, 1, 2, 3, 4, 5, 6], 3)
     assert folds == [[1, 2, 4, 5], [0, 2, 3, 5, 6], [0, 1, 3, 4, 6]]
@@ -123,6 +156,7 @@ def test_staged_value_train_label_then_policy(tmp_path):
         "pi-star-recap",
         "value-train",
         "--folds=2",
+        "--jobs=2",
         "--dataset.repo_id=local/data",
         f"--dataset.root={root}",
         f"--output_dir={value_out}",
