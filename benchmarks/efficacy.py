@@ -2,7 +2,7 @@
 
 Per MetaWorld task the data comes from RECAP's own loop, exactly as `pi-star-recap demo` builds it:
 scripted-expert demos -> stage 1 (behaviour cloning on the demos, trained to its plateau) -> autonomous
-rollouts of stage 1 and rollouts where the expert corrects the policy when it stalls, merged into one
+rollouts of stage 1 and rollouts where the expert corrects the policy when it strays, merged into one
 mixed-quality dataset. Every method then fine-tunes the same stage-1 checkpoint with the same steps with
 stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same env seeds:
 
@@ -26,18 +26,22 @@ pi_star_recap options, so the arms are the ones a stock policy can run:
                     evaluated through `tag-checkpoint`, which appends "Advantage: positive"
 
 Every (task, method, seed) cell writes one small JSON with its per-episode successes under
-`--results` (default benchmarks/results/efficacy/, committed), and a cell whose JSON exists is not run
+`--results` (default benchmarks/results/efficacy_demo/, committed), and a cell whose JSON exists is not run
 again: the grid accumulates across sessions. Data and checkpoints (under --root) are rebuilt from their
 seeds when missing. Methods are compared on the pairs (same env seeds): paired-bootstrap 95% intervals and
 McNemar's test, pooled over seeds.
 
     python benchmarks/efficacy.py                       # 3 tasks x 3 seeds x 100 episodes, every method
-    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --methods bc filtered_bc
-    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 \\
-        --root outputs/efficacy_s1800 --results benchmarks/results/efficacy_s1800   # a longer stage 1
-    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 \\
-        --correction-trigger disagreement --root outputs/efficacy_dis \\
-        --results benchmarks/results/efficacy_dis   # the expert steps in before the mistake
+    python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 --methods bc filtered_bc
+    # the grid of BENCHMARKS §2.2e-g (the demo's plan before prompts were padded to the longest)
+    python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 1 2 --tokenizer-padding max_length \\
+        --root outputs/efficacy_s3600 --results benchmarks/results/efficacy_s3600
+    # the earlier plans, each with its own committed cells: 1200 + 600 steps, stall corrections
+    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1200 --steps 600 \\
+        --correction-trigger stall --tokenizer-padding max_length --root outputs/efficacy --results benchmarks/results/efficacy
+    python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 --steps 600 \\
+        --correction-trigger stall --tokenizer-padding max_length --root outputs/efficacy_s1800 \\
+        --results benchmarks/results/efficacy_s1800
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from lerobot_policy_pi_star_recap.commands.demo import (
     episode_successes,
     eval_summary,
 )
+from lerobot_policy_pi_star_recap.configuration_pi_star_recap import TOKENIZER_PADDINGS
 from lerobot_policy_pi_star_recap.paired import paired_difference
 
 NO_ADVANTAGE = ("--policy.use_advantage_weighting=false", "--policy.use_advantage_conditioning=false")
@@ -120,8 +125,10 @@ class Budget:
     base_policy: str = "native"  # or "smolvla": a stock LeRobot SmolVLA, the indicator in its prompt
 
 
-# The demo's own plan, so push-v3 / seed 0 cells reproduce (and can reuse) `pi-star-recap demo`'s runs.
+# The demo's own plan, so a task's seed-0 cells reproduce `pi-star-recap demo --task <task>`'s runs.
 DEFAULT = Budget(TASKS, (0, 1, 2), DemoPlan())
+# What the plan's later fields were before they existed, for cells committed before them.
+LEGACY_PLAN = {"correction_trigger": "stall", "tokenizer_padding": "max_length"}
 
 
 class TaskBench:
@@ -263,8 +270,8 @@ class TaskBench:
 def read_cell(path: Path, budget: Budget) -> dict:
     """One cell's JSON, refused when it was made with another plan (mixing plans breaks the pairing)."""
     cell = json.loads(path.read_text())
-    # a field added to the plan after the cell was made has its default value there
-    made_with = ({**asdict(DemoPlan()), **cell["plan"]}, cell.get("base_policy", "native"))
+    # a field added to the plan after the cell was made has the value it had then (LEGACY_PLAN)
+    made_with = ({**asdict(DemoPlan()), **LEGACY_PLAN, **cell["plan"]}, cell.get("base_policy", "native"))
     if made_with != (asdict(budget.plan), budget.base_policy):
         raise SystemExit(
             f"{path} was made with plan and base policy {made_with}, not "
@@ -403,14 +410,20 @@ def main() -> None:
         "--correction-trigger",
         choices=CORRECTION_TRIGGERS,
         default=None,
-        help="when the expert takes over in the corrected rollouts (default stall; use a new --root / --results)",
+        help="when the expert takes over in the corrected rollouts (default disagreement; use a new --root / --results)",
+    )
+    parser.add_argument(
+        "--tokenizer-padding",
+        choices=TOKENIZER_PADDINGS,
+        default=None,
+        help="the demo plan's prompt padding (default longest; max_length continues grids made before it)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="the demo's --quick sizes: a smoke test of the pipeline"
     )
-    parser.add_argument("--root", default="outputs/efficacy", help="data and checkpoints (reused)")
+    parser.add_argument("--root", default="outputs/efficacy_demo", help="data and checkpoints (reused)")
     parser.add_argument(
-        "--results", default="benchmarks/results/efficacy", help="one JSON per cell (commit them)"
+        "--results", default="benchmarks/results/efficacy_demo", help="one JSON per cell (commit them)"
     )
     args = parser.parse_args()
     allowed = list(METHODS) if args.base_policy == "native" else list(STOCK_METHODS)
@@ -423,6 +436,7 @@ def main() -> None:
         "stage2_steps": args.steps,
         "eval_episodes": args.eval_episodes,
         "correction_trigger": args.correction_trigger,
+        "tokenizer_padding": args.tokenizer_padding,
     }
     budget = Budget(
         tuple(args.tasks) if args.tasks else DEFAULT.tasks,

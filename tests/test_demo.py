@@ -253,3 +253,40 @@ def test_correction_trigger_reaches_collect_and_labelling(tmp_path, trigger, col
     mixed = make_dataset(tmp_path / "mixed1", ["demo", "auto", "intervention", "auto"])
     demo.label_advantages("mixed1", mixed)
     assert f"--negative-before-takeover={stall_frames}" in commands["label_mixed1"]
+
+
+@pytest.mark.parametrize("failing", ["controls", "iterations"])
+def test_a_failing_lane_stops_the_other_and_its_error_is_the_one_reported(tmp_path, failing):
+    """After stage 1 the demo runs two lanes at once; when one fails, the other's running command is killed
+    (not waited for) and the demo raises the first failure, not the kill it caused."""
+    from lerobot_policy_pi_star_recap.commands.common import CommandFailed
+    from lerobot_policy_pi_star_recap.commands.demo import Demo
+
+    args = argparse.Namespace(
+        quick=True, output=str(tmp_path / "demo"), task="push-v3", seed=0, **_no_overrides()
+    )
+    demo = Demo(args)
+    demo.collect = lambda *a, **k: tmp_path / "demos"
+    demo.train = lambda *a, **k: tmp_path / "stage1"
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    def runs_a_long_step(demos, stage1):
+        demo.run_step("long_step", sleeper)
+
+    def fails_once_the_other_runs(demos, stage1):
+        deadline = time.monotonic() + 30
+        while not demo.processes:  # the other lane's command is running
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        raise RuntimeError(f"the {failing} lane broke")
+
+    other = "iterations" if failing == "controls" else "controls"
+    setattr(demo, failing, fails_once_the_other_runs)
+    setattr(demo, other, runs_a_long_step)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=f"the {failing} lane broke"):
+        demo.run()
+    assert time.monotonic() - start < 30 and not demo.processes  # the 60 s step was killed
+    assert demo.stopping.is_set()
+    with pytest.raises(CommandFailed, match="not started: another step of the demo failed"):
+        demo.run_step("next_step", sleeper)  # nothing new starts after a failure

@@ -60,17 +60,24 @@ def test_a_cell_from_another_plan_is_refused(efficacy, tmp_path):
 
 
 def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_path):
-    """Cells committed before `correction_trigger` joined the plan were made with stall corrections."""
-    older = {k: v for k, v in asdict(efficacy.QUICK).items() if k != "correction_trigger"}
-    budget = efficacy.Budget(("push-v3",), (0,), efficacy.QUICK)
+    """Cells committed before `correction_trigger` and `tokenizer_padding` joined the plan were made with
+    stall corrections and prompts padded to 48 tokens."""
+    assert (efficacy.QUICK.correction_trigger, efficacy.QUICK.tokenizer_padding) == (
+        "disagreement",
+        "longest",
+    )
+    older = {k: v for k, v in asdict(efficacy.QUICK).items() if k not in efficacy.LEGACY_PLAN}
+    then = replace(efficacy.QUICK, correction_trigger="stall", tokenizer_padding="max_length")
+    budget = efficacy.Budget(("push-v3",), (0,), then)
     bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
     cell = bench.results / "bc_seed0.json"
     cell.parent.mkdir(parents=True)
     cell.write_text(json.dumps({"plan": older, "base_policy": "native", "success_rate": 0.5}))
     assert bench.cached("bc_seed0")["success_rate"] == 0.5
-    disagreement = replace(budget, plan=replace(efficacy.QUICK, correction_trigger="disagreement"))
-    with pytest.raises(SystemExit, match="give each its own --root and --results"):
-        efficacy.TaskBench("push-v3", disagreement, tmp_path / "r", tmp_path / "results").cached("bc_seed0")
+    for today in ({"correction_trigger": "disagreement"}, {"tokenizer_padding": "longest"}):
+        other = replace(budget, plan=replace(then, **today))
+        with pytest.raises(SystemExit, match="give each its own --root and --results"):
+            efficacy.TaskBench("push-v3", other, tmp_path / "r", tmp_path / "results").cached("bc_seed0")
 
 
 def test_the_summary_pools_every_committed_cell_and_pairs_on_shared_seeds(efficacy, tmp_path):

@@ -13,6 +13,7 @@ import argparse
 import copy
 import functools
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,14 +37,27 @@ def check_local_or_hub(path: str, flag: str) -> None:
         raise UsageError(f"{flag} {path} does not exist (and is not a hub repo id like user/model).")
 
 
+def _prctl():
+    """libc's prctl, looked up once in the parent: a `preexec_fn` runs between fork and exec, where a
+    process with threads (the demo's two lanes) should do as little as possible."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+
+PRCTL = _prctl()
+
+
 def die_with_parent() -> None:
     """`preexec_fn` for a child process: Linux sends it SIGKILL when the command that started it dies
     (even of kill -9), so no orphan keeps writing into an output folder a rerun is about to replace."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if PRCTL is not None:
+        PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def add_option(parser: argparse._ActionsContainer, name: str, *aliases: str, **kwargs) -> argparse.Action:

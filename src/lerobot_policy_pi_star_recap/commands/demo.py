@@ -20,10 +20,13 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ..configuration_pi_star_recap import TOKENIZER_PADDINGS
 from ..dataset_writing import write_text_atomic
 from .common import (
     CommandFailed,
@@ -41,12 +44,13 @@ class DemoPlan:
     """How much of everything the demo does; `--quick` is the CI smoke-test size."""
 
     demos: int = 10
-    # BC on 10 demos plateaus after ~1200 steps (push-v3: 24% at 600, 60% at 1200, 64% at 1800): stage 1
-    # must be converged, or "stage 2 beats stage 1" only rewards the extra steps.
-    stage1_steps: int = 1200
+    # Stage 1 must be converged, or "stage 2 beats stage 1" only rewards the extra steps: at 3600 steps the
+    # null control (1800 more on the demos) is within noise of it on push-v3 and sweep-into-v3 (BENCHMARKS
+    # §2.2e, §2.2g); at 1200 it gains 11 points (§2.2).
+    stage1_steps: int = 3600
     rollouts: int = 20  # autonomous episodes of the latest policy, per iteration
-    corrections: int = 20  # episodes where the expert takes over when the policy stalls, per iteration
-    stage2_steps: int = 600
+    corrections: int = 20  # episodes where the expert takes over when the trigger fires, per iteration
+    stage2_steps: int = 1800  # ~13x stage 1's frames: 600 steps left RECAP's labels unlearned (§2.2)
     eval_episodes: int = 100  # per arm, on the same env seeds (paired comparison)
     eval_batch_size: int = 10  # envs per lerobot-eval batch (one batched policy pass for all of them)
     batch_size: int = 32
@@ -54,10 +58,14 @@ class DemoPlan:
     image_size: int = 96
     value_steps: int = 400  # per cross-fitted value function (paper estimator)
     value_folds: int = 2
-    # When the simulated expert takes over: "stall" (the policy made no progress for STALL_STEPS steps; the
-    # stall frames are then labelled negative) or "disagreement" (its action is more than DISAGREEMENT
-    # from the expert's, like an operator who steps in before the mistake). Both hand back after 20 steps.
-    correction_trigger: str = "stall"
+    # When the simulated expert takes over: "disagreement" (the policy's action is more than DISAGREEMENT
+    # from the expert's, like an operator who steps in before the mistake) or "stall" (the policy made no
+    # progress for STALL_STEPS steps; the stall frames are then labelled negative). Both hand back after
+    # 20 steps. With stall corrections every fine-tuning arm lost to the null control on push-v3 (§2.2b).
+    correction_trigger: str = "disagreement"
+    # Prompts padded to the batch's longest ("longest", positions over real tokens: 1.26x cheaper steps,
+    # BENCHMARKS §1b) or to 48 tokens ("max_length", what runs made before this field used).
+    tokenizer_padding: str = "longest"
 
 
 QUICK = DemoPlan(
@@ -89,6 +97,7 @@ POLICY_FLAGS = [
 STALL_STEPS = 20  # the expert takes over after this many steps without progress
 DISAGREEMENT = 1.0  # or when the policy's 4-d action is this far (L2) from the expert's
 CORRECTION_TRIGGERS = ("stall", "disagreement")
+PLAN_CHOICES = {"correction_trigger": CORRECTION_TRIGGERS, "tokenizer_padding": TOKENIZER_PADDINGS}
 # What stage 2 changes over the stage-1 checkpoint: RECAP's critics and advantage conditioning turn on.
 RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
 
@@ -100,7 +109,11 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--task", default="push-v3", help="MetaWorld v3 task")
+    parser.add_argument(
+        "--task",
+        default="sweep-into-v3",
+        help="MetaWorld v3 task (default sweep-into-v3: its converged stage 1 leaves the most room, 66%%)",
+    )
     add_option(
         parser, "--output", "--output-dir", default="outputs/demo", help="folder of everything it writes"
     )
@@ -141,7 +154,7 @@ def register(subparsers) -> None:
             f"--{name.replace('_', '-')}",
             type=type(default),
             default=None,
-            choices=CORRECTION_TRIGGERS if name == "correction_trigger" else None,
+            choices=PLAN_CHOICES.get(name),
             help=f"default {default}",
         )
     parser.set_defaults(run=run)
@@ -195,6 +208,15 @@ class Demo:
         self.logs = self.out / "logs"
         self.bin = Path(sys.executable).parent
         self.timings: dict[str, float] = {}
+        # Two lanes share the machine after stage 1 (see `run`): the processes they run, a flag that stops
+        # both when one fails, the first failure (the one to report), and which lane prints progress bars.
+        self.processes: set[subprocess.Popen] = set()
+        self.stopping = threading.Event()
+        self.failure: BaseException | None = None
+        self.lock = threading.Lock()  # a step starts, or the lanes stop, never both at once
+        self.lane = threading.local()
+        # Compute threads of collection and evaluation: all cores, until two lanes share them.
+        self.step_threads: int | None = None
         # (value checkpoint, episodes it never trained on) of the latest cross-fitted labelling
         self.held_out_value: tuple[Path, list[int]] | None = None
 
@@ -202,8 +224,9 @@ class Demo:
     def run_step(
         self, name: str, command: list[str], threads: int | None = None, trained: TrainedRun | None = None
     ) -> None:
-        """Run one command, its full output in logs/<name>.log and its progress bars on the console.
-        `trained` marks a lerobot-train step, which may abort at shutdown after its work is saved."""
+        """Run one command with `threads` compute threads (None: all cores), its full output in
+        logs/<name>.log and its progress bars on the console. `trained` marks a lerobot-train step, which
+        may abort at shutdown after its work is saved."""
         self.logs.mkdir(parents=True, exist_ok=True)
         print(f"\n=== {name}: {' '.join(command[:2])} ...", flush=True)
         start = time.perf_counter()
@@ -213,18 +236,27 @@ class Demo:
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
             if threads is not None:
                 env["OMP_NUM_THREADS"] = str(threads)
-            process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                env=env,
-                preexec_fn=die_with_parent,  # a killed demo leaves no lerobot-train writing into --output
-            )
-            _forward_progress(process.stdout, log)
-            code = process.wait()
+            with self.lock:
+                if self.stopping.is_set():
+                    raise CommandFailed(f"{name} not started: another step of the demo failed")
+                process = subprocess.Popen(
+                    command,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    bufsize=1,
+                    env=env,
+                    preexec_fn=die_with_parent,  # a killed demo leaves no lerobot-train writing into --output
+                )
+                self.processes.add(process)
+            try:
+                _forward_progress(process.stdout, log, name, bars=not getattr(self.lane, "quiet", False))
+                code = process.wait()
+            finally:
+                self.processes.discard(process)
         self.timings[name] = time.perf_counter() - start
+        if self.stopping.is_set():
+            raise CommandFailed(f"{name} stopped: another step of the demo failed")
         if code != 0 and trained is not None and trained.completed(log_path):
             print(
                 f"warning: {name} exited {code} at shutdown (a DataLoader worker aborted) after saving its "
@@ -236,7 +268,29 @@ class Demo:
             print("\n".join(tail), file=sys.stderr)
             raise CommandFailed(f"{name} failed (exit {code}); the lines above end its log {log_path}")
 
-    def collect(self, name: str, mode: str, episodes: int, seed: int, policy: Path | None = None) -> Path:
+    def in_lane(self, work, *args, quiet: bool = False):
+        """`work(*args)` as one lane of the demo: its first failure stops the other lane's processes."""
+        self.lane.quiet = quiet
+        try:
+            return work(*args)
+        except BaseException as error:
+            with self.lock:
+                self.failure = self.failure or error
+                self.stopping.set()
+                running = list(self.processes)
+            for process in running:
+                process.kill()
+            raise
+
+    def collect(
+        self,
+        name: str,
+        mode: str,
+        episodes: int,
+        seed: int,
+        policy: Path | None = None,
+        threads: int | None = 1,
+    ) -> Path:
         output = self.out / "data" / name
         command = [
             str(self.bin / "pi-star-recap"),
@@ -260,7 +314,7 @@ class Demo:
                 command.append(f"--stall-steps={STALL_STEPS}")
             else:
                 command.append(f"--disagreement={DISAGREEMENT}")
-        self.run_step(f"collect_{name}", command)
+        self.run_step(f"collect_{name}", command, threads=self.step_threads)
         return output
 
     def merge(self, name: str, inputs: list[Path]) -> Path:
@@ -281,7 +335,10 @@ class Demo:
         seed: int | None = None,
     ) -> Path:
         """Stage 1 (init None) is behaviour cloning from scratch; later stages start from `init` with
-        `flags` overriding its config (e.g. RECAP_FLAGS to turn RECAP on)."""
+        `flags` overriding its config (e.g. RECAP_FLAGS to turn RECAP on). One compute thread even when
+        alone: its data-loading worker needs the other core (lerobot-train decodes the images of all 16
+        frames of an action chunk, 9 ms per sample against 0.6 ms for the frame alone; two compute
+        threads beside it ran at 0.58 s per step, one at ~0.33)."""
         output = self.out / name
         fresh = [
             "--policy.type=pi_star_recap",
@@ -310,6 +367,7 @@ class Demo:
             str(self.bin / "pi-star-recap"),
             "value-train",
             f"--folds={folds}",
+            f"--jobs={min(folds, os.cpu_count() or 1)}",  # folds at once, one compute thread each
             *self.fresh_policy_flags(),
             *self.run_flags(dataset, output, self.plan.value_steps, None),
         ]
@@ -374,7 +432,11 @@ class Demo:
     def fresh_policy_flags(self) -> list[str]:
         # Returns are normalised by the worst possible one (every step -1, then -C_fail = episode length),
         # fixed from stage 1 on, so values mean the same in every stage (stage 1 sees no failures).
-        return [*POLICY_FLAGS, f"--policy.return_normalizer={2 * self.plan.episode_length}"]
+        return [
+            *POLICY_FLAGS,
+            f"--policy.return_normalizer={2 * self.plan.episode_length}",
+            f"--policy.tokenizer_padding={self.plan.tokenizer_padding}",
+        ]
 
     def run_flags(self, dataset: Path, output: Path, steps: int, seed: int | None) -> list[str]:
         """lerobot-train flags shared by every training run: data, budget, CPU, no hub or W&B."""
@@ -415,6 +477,7 @@ class Demo:
                 f"--seed={self.args.seed + 10_000}",
                 *flags,
             ],
+            threads=self.step_threads,
         )
         return json.loads((output / "eval_info.json").read_text())
 
@@ -429,14 +492,40 @@ class Demo:
 
     # --- The loop --------------------------------------------------------------------------------
     def run(self) -> dict:
-        plan, seed = self.plan, self.args.seed
-        demos = self.collect("demos", "demo", plan.demos, seed)
-        stage1 = self.train("stage1", demos, plan.stage1_steps, None)
-        checkpoints = {"stage 1 (BC on demos)": stage1}
+        """Demos and stage 1 first; then two lanes at once, one compute thread each:
+        the RECAP iterations (collect, label, stage 2, its evaluation) in this thread, and the controls
+        (null control, evaluation of stage 1 and of the null control) beside it."""
+        started = time.perf_counter()
+        demos = self.collect("demos", "demo", self.plan.demos, self.args.seed)
+        stage1 = self.train("stage1", demos, self.plan.stage1_steps, None)
+        self.step_threads = 1
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            controls = pool.submit(self.in_lane, self.controls, demos, stage1, quiet=True)
+            try:
+                stages, mixed = self.in_lane(self.iterations, demos, stage1)
+            except BaseException:
+                stages = mixed = None
+            controls.exception()  # waits for the other lane (stopped early if this one failed)
+        if self.failure is not None:
+            raise self.failure
+        results = {**controls.result(), **stages}  # stage 1, null control, stage 2, ...
+        checkpoints = {name: checkpoint for name, (checkpoint, _) in results.items()}
+        wall = time.perf_counter() - started
+        return self.report({name: info for name, (_, info) in results.items()}, checkpoints, mixed, wall)
+
+    def controls(self, demos: Path, stage1: Path) -> dict[str, tuple[Path, dict]]:
+        """Stage 1 and the null control, each with its evaluation."""
+        results = {"stage 1 (BC on demos)": (stage1, self.evaluate("stage1", stage1))}
         if self.args.null_control:
             # The same fine-tuning path and budget as stage 2, on data that carries nothing new: what
             # stage 2 must beat to show that the experience, not the extra steps, helped.
-            checkpoints[NULL_CONTROL] = self.train("null_control", demos, plan.stage2_steps, stage1)
+            null = self.train("null_control", demos, self.plan.stage2_steps, stage1)
+            results[NULL_CONTROL] = (null, self.evaluate("null_control", null))
+        return results
+
+    def iterations(self, demos: Path, stage1: Path) -> tuple[dict[str, tuple[Path, dict]], Path]:
+        """Each iteration: experience of the latest policy, then RECAP from stage 1 on all of it, evaluated."""
+        plan, results = self.plan, {}
         latest, experience = stage1, [demos]
         for iteration in range(1, self.args.iterations + 1):
             mixed = self.gather(iteration, latest, experience)
@@ -445,24 +534,22 @@ class Demo:
                 tagged = self.tag_prompts(self.label_advantages(mixed.name, mixed))
                 trained = self.train(f"stage{iteration + 1}_tagged", tagged, plan.stage2_steps, stage1)
                 latest = self.tag_checkpoint(trained, f"stage{iteration + 1}")
-                checkpoints[f"stage {iteration + 1} (RECAP prompt, iteration {iteration})"] = latest
-                continue
-            estimator = f"--policy.advantage_estimator={self.args.advantage_estimator}"
-            data, flags = mixed, (*RECAP_FLAGS, estimator)
-            if self.args.advantage_estimator == "mc_distributional":
-                data, flags = (
-                    self.label_advantages(mixed.name, mixed),
-                    (*flags, "--policy.advantage_source=dataset"),
-                )
-            # Like the paper, every iteration retrains from the pre-trained (stage 1) checkpoint.
-            latest = self.train(f"stage{iteration + 1}", data, plan.stage2_steps, stage1, flags)
-            checkpoints[f"stage {iteration + 1} (RECAP, iteration {iteration})"] = latest
-        results = {
-            name: self.evaluate(Path(str(ckpt)).parents[2].name, ckpt) for name, ckpt in checkpoints.items()
-        }
-        return self.report(results, checkpoints, mixed)
+                name = f"stage {iteration + 1} (RECAP prompt, iteration {iteration})"
+            else:
+                estimator = f"--policy.advantage_estimator={self.args.advantage_estimator}"
+                data, flags = mixed, (*RECAP_FLAGS, estimator)
+                if self.args.advantage_estimator == "mc_distributional":
+                    data, flags = (
+                        self.label_advantages(mixed.name, mixed),
+                        (*flags, "--policy.advantage_source=dataset"),
+                    )
+                # Like the paper, every iteration retrains from the pre-trained (stage 1) checkpoint.
+                latest = self.train(f"stage{iteration + 1}", data, plan.stage2_steps, stage1, flags)
+                name = f"stage {iteration + 1} (RECAP, iteration {iteration})"
+            results[name] = (latest, self.evaluate(f"stage{iteration + 1}", latest))
+        return results, mixed
 
-    def report(self, results: dict, checkpoints: dict, mixed: Path) -> dict:
+    def report(self, results: dict, checkpoints: dict, mixed: Path, wall: float) -> dict:
         from ..plots import plot_bars
         from .eval import choose_episodes
         from .eval import evaluate as offline_eval
@@ -516,7 +603,8 @@ class Demo:
                 for name, c in checkpoints.items()
             },
             "plots": plots,
-            "seconds": {k: round(v, 1) for k, v in self.timings.items()},
+            "seconds": {k: round(v, 1) for k, v in self.timings.items()},  # per step; lanes overlap
+            "wall_seconds": round(wall, 1),
         }
         table = format_results(rows) + "\n\n" + format_comparisons(comparisons)
         write_text_atomic(self.out / "results.md", table + "\n")
@@ -526,7 +614,9 @@ class Demo:
             f"\nOutputs in {self.out}/: results.json, results.md, success_per_stage.png, offline_eval/ (value and "
             f"advantage plots), eval/<stage>/eval_info.json, stage*/checkpoints, data/, logs/"
         )
-        print(f"Total time: {sum(self.timings.values()) / 60:.1f} min")
+        print(
+            f"Total time: {wall / 60:.1f} min (steps: {sum(self.timings.values()) / 60:.1f} min, two lanes)"
+        )
         return report
 
 
@@ -599,8 +689,9 @@ def format_results(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _forward_progress(stream, log) -> None:
-    """Copy a child's output to the log; show only progress bars and result lines on the console."""
+def _forward_progress(stream, log, name: str, bars: bool = True) -> None:
+    """Copy a child's output to the log; show only progress bars and result lines on the console, named
+    after the step. `bars=False` (the second lane) shows only finished lines, not the bars' updates."""
     buffer = ""
     while True:
         char = stream.read(1)
@@ -610,8 +701,9 @@ def _forward_progress(stream, log) -> None:
         if char not in "\r\n":
             buffer += char
             continue
-        if any(mark in buffer for mark in ("%|", "Collected", "Merged", "success", "Overall")):
-            sys.stdout.write("\r" + buffer[-160:] + ("" if char == "\r" else "\n"))
+        shown = bars or char == "\n"
+        if shown and any(mark in buffer for mark in ("%|", "Collected", "Merged", "success", "Overall")):
+            sys.stdout.write(f"\r[{name}] {buffer[-140:]}" + ("" if char == "\r" else "\n"))
             sys.stdout.flush()
         buffer = ""
 
@@ -621,6 +713,10 @@ def run(args: argparse.Namespace) -> int:
     from ..sim.tasks import canonical_task
 
     args.task = canonical_task(args.task)  # before anything is created or removed
+    if args.iterations < 1:
+        raise UsageError(
+            f"--iterations must be >= 1 (rounds of experience and RECAP), got {args.iterations}."
+        )
     if args.base_path is not None:
         check_local_or_hub(args.base_path, "--base-path")
     out = Path(args.output)
