@@ -282,15 +282,7 @@ class Demo:
                 process.kill()
             raise
 
-    def collect(
-        self,
-        name: str,
-        mode: str,
-        episodes: int,
-        seed: int,
-        policy: Path | None = None,
-        threads: int | None = 1,
-    ) -> Path:
+    def collect(self, name: str, mode: str, episodes: int, seed: int, policy: Path | None = None) -> Path:
         output = self.out / "data" / name
         command = [
             str(self.bin / "pi-star-recap"),
@@ -337,8 +329,7 @@ class Demo:
         """Stage 1 (init None) is behaviour cloning from scratch; later stages start from `init` with
         `flags` overriding its config (e.g. RECAP_FLAGS to turn RECAP on). One compute thread even when
         alone: its data-loading worker needs the other core (lerobot-train decodes the images of all 16
-        frames of an action chunk, 9 ms per sample against 0.6 ms for the frame alone; two compute
-        threads beside it ran at 0.58 s per step, one at ~0.33)."""
+        frames of an action chunk, 14.5x the cost of the frame alone: BENCHMARKS.md §1b)."""
         output = self.out / name
         fresh = [
             "--policy.type=pi_star_recap",
