@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ import numpy as np  # noqa: E402
 from .schema import DATA_TYPES  # noqa: E402
 
 OUTCOME_COLORS = {1.0: "tab:green", 0.0: "tab:red"}
+TITLE_CHARS_PER_INCH = 8  # characters of matplotlib's default 12 pt title that fit in one inch
 
 
 def plot_values_along_episodes(
@@ -82,12 +84,14 @@ def plot_bars(
     path: Path,
 ) -> Path:
     """Bars with error bars: `errors` symmetric (one per bar) or [below, above] lists (e.g. a 95% CI)."""
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(labels)), 4))
+    width = max(4, 1.2 * len(labels))
+    fig, ax = plt.subplots(figsize=(width, 4))
     ax.bar(labels, values, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
     for i, v in enumerate(values):
         ax.text(i + 0.06, v, f"{v:.2f}", ha="left", va="bottom")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    # wrapped to the figure's width, so a long title (task, episodes, CI) is not cut at the edges
+    ax.set_title("\n".join(textwrap.wrap(title, int(width * TITLE_CHARS_PER_INCH))))
     return _save(fig, path)
 
 
