@@ -6,11 +6,11 @@ collected like the demo's (scripted demos, 96 px camera, 39-d state), batch 32:
   (`tokenizer_padding=longest`) against padded to 48 tokens (`max_length`), timed interleaved;
 - LeRobot's data loading per sample, with the action chunk query lerobot-train makes for this policy
   (16 future actions) against the frame alone: LeRobot reads whole rows for the chunk, so it decodes the
-  16 frames' PNG images only to keep their actions.
+  16 frames' PNG images only to keep their actions; and the same episodes collected with `--video`
+  (lossless H.264), where the chunk query reads no images and one video frame is decoded per sample.
 Ratios are against the baseline measured in the same run; absolute times move with the machine's load.
 
-    python benchmarks/demo_step_cost.py                                   # collects 3 push-v3 demos first
-    python benchmarks/demo_step_cost.py --dataset outputs/demo/data/demos --repeats 20
+    python benchmarks/demo_step_cost.py              # collects 3 push-v3 demos twice (PNG, video) first
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import torch
 RESULTS = Path(__file__).parent / "results" / "demo_step_cost.json"
 
 
-def collect_demos(root: Path) -> Path:
+def collect_demos(root: Path, *extra: str) -> Path:
     """3 scripted demos of push-v3 at the demo's image size and episode length."""
     command = [str(Path(sys.executable).parent / "pi-star-recap"), "collect", "--mode=demo", "--task=push-v3"]
     command += ["--episodes=3", f"--output={root}", "--image-size=96", "--episode-length=200", "--device=cpu"]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*command, *extra], check=True, stdout=subprocess.DEVNULL)
     return root
 
 
@@ -98,16 +98,21 @@ def model_step_seconds(root: Path, batch_size: int, repeats: int) -> dict[str, f
     }
 
 
-def sample_seconds(root: Path, samples: int) -> dict[str, float]:
-    """Mean seconds to read one training sample, with and without the 16-action chunk query."""
+def sample_seconds(png: Path, video: Path, samples: int) -> dict[str, float]:
+    """Mean seconds to read one training sample: PNG frames with and without the 16-action chunk query,
+    video frames with it; the same samples in each."""
     from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 
     from lerobot_policy_pi_star_recap.commands.demo import CHUNK_SIZE
 
-    meta = LeRobotDatasetMetadata("local/demos", root=root)
+    meta = LeRobotDatasetMetadata("local/demos", root=png)
     chunk = {"action": [i / meta.fps for i in range(CHUNK_SIZE)]}
     out = {}
-    for name, delta in (("frame_alone", None), ("with_action_chunk", chunk)):
+    for name, root, delta in (
+        ("frame_alone", png, None),
+        ("with_action_chunk", png, chunk),
+        ("video_with_action_chunk", video, chunk),
+    ):
         dataset = LeRobotDataset("local/demos", root=root, delta_timestamps=delta)
         dataset[0]
         indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:samples].tolist()
@@ -122,9 +127,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--dataset", default=None, help="a demo dataset root (default: collect 3 push-v3 demos)"
-    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--samples", type=int, default=200)
@@ -132,18 +134,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.dataset) if args.dataset else collect_demos(Path(tmp) / "demos")
+        png = collect_demos(Path(tmp) / "demos")
+        video = collect_demos(Path(tmp) / "demos_video", "--video")
         result = {
-            **model_step_seconds(root, args.batch_size, args.repeats),
-            **sample_seconds(root, args.samples),
+            **model_step_seconds(png, args.batch_size, args.repeats),
+            **sample_seconds(png, video, args.samples),
         }
     result["step_ratio_max_length_over_longest"] = result["step_s_max_length"] / result["step_s_longest"]
     result["sample_ratio_chunk_over_frame"] = (
         result["sample_s_with_action_chunk"] / result["sample_s_frame_alone"]
     )
+    result["sample_ratio_png_over_video"] = (
+        result["sample_s_with_action_chunk"] / result["sample_s_video_with_action_chunk"]
+    )
     # What the data-loading worker spends per batch: beside one compute thread on 2 cores it sets the pace
     # whenever it exceeds the model's step.
     result["batch_loading_s"] = result["sample_s_with_action_chunk"] * args.batch_size
+    result["batch_loading_s_video"] = result["sample_s_video_with_action_chunk"] * args.batch_size
     result["batch_size"] = args.batch_size
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     tokens = f"{result['prompt_tokens_max_length']} vs {result['prompt_tokens_longest']} prompt tokens"
@@ -152,6 +159,9 @@ def main() -> None:
     print(f"one sample: with the action chunk {1000 * result['sample_s_with_action_chunk']:.1f} ms, frame alone "
           f"{1000 * result['sample_s_frame_alone']:.1f} ms: {result['sample_ratio_chunk_over_frame']:.1f}x; "
           f"a batch of {args.batch_size}: {result['batch_loading_s']:.2f} s of loading")  # fmt: skip
+    print(f"video frames, with the action chunk: {1000 * result['sample_s_video_with_action_chunk']:.1f} ms "
+          f"({result['sample_ratio_png_over_video']:.1f}x less than PNG), a batch: "
+          f"{result['batch_loading_s_video']:.2f} s")  # fmt: skip
     print(f"-> {args.output}")
 
 

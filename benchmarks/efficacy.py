@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from lerobot_policy_pi_star_recap.commands.demo import (
+    CAMERA_STORAGES,
     CORRECTION_TRIGGERS,
     QUICK,
     RECAP_FLAGS,
@@ -128,7 +129,7 @@ class Budget:
 # The demo's own plan, so a task's seed-0 cells reproduce `pi-star-recap demo --task <task>`'s runs.
 DEFAULT = Budget(TASKS, (0, 1, 2), DemoPlan())
 # What the plan's later fields were before they existed, for cells committed before them.
-LEGACY_PLAN = {"correction_trigger": "stall", "tokenizer_padding": "max_length"}
+LEGACY_PLAN = {"correction_trigger": "stall", "tokenizer_padding": "max_length", "camera_storage": "png"}
 
 
 class TaskBench:
@@ -419,6 +420,12 @@ def main() -> None:
         help="the demo plan's prompt padding (default longest; max_length continues grids made before it)",
     )
     parser.add_argument(
+        "--camera-storage",
+        choices=CAMERA_STORAGES,
+        default=None,
+        help="the demo plan's camera frames: png images or lossless video (use a new --root / --results)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="the demo's --quick sizes: a smoke test of the pipeline"
     )
     parser.add_argument("--root", default="outputs/efficacy_demo", help="data and checkpoints (reused)")
@@ -437,6 +444,7 @@ def main() -> None:
         "eval_episodes": args.eval_episodes,
         "correction_trigger": args.correction_trigger,
         "tokenizer_padding": args.tokenizer_padding,
+        "camera_storage": args.camera_storage,
     }
     budget = Budget(
         tuple(args.tasks) if args.tasks else DEFAULT.tasks,

@@ -341,3 +341,29 @@ def test_lerobot_eval_runs_the_policy_in_metaworld_recap(tiny_checkpoint, tmp_pa
     )  # fmt: skip
     info = json.loads((out / "eval_info.json").read_text())
     assert info["overall"]["n_episodes"] == 1 and "pc_success" in info["overall"]
+
+
+def test_video_storage_keeps_the_frames_and_merges(tmp_path):
+    """--video: the same episodes as PNG storage, frames within the YUV rounding, and the tools read it."""
+    roots = {}
+    for name, extra in (("png", ()), ("video", ("--video",)), ("video2", ("--video", "--seed=5"))):
+        roots[name] = tmp_path / name
+        assert run_cli(*collect_args(roots[name], "demo", "push-v3", 2, "--episode-length=40", *extra)) == 0
+    png, video = (LeRobotDataset(f"local/{n}", root=roots[n]) for n in ("png", "video"))
+    camera = "observation.images.corner2"
+    assert video.meta.features[camera]["dtype"] == "video" and camera in video.meta.video_keys
+    assert png.meta.features[camera]["dtype"] == "image"
+    assert len(png) == len(video)
+    for i in range(0, len(png), 9):
+        a, b = png[i], video[i]
+        np.testing.assert_array_equal(a["action"].numpy(), b["action"].numpy())
+        assert (a[camera] - b[camera]).abs().max().item() <= 2 / 255 + 1e-6
+
+    merged = tmp_path / "merged"
+    assert run_cli("merge", "--inputs", str(roots["video"]), str(roots["video2"]), f"--output={merged}") == 0
+    both = LeRobotDataset("local/merged", root=merged, delta_timestamps={"action": [0.0, 1 / 80]})
+    second = LeRobotDataset("local/video2", root=roots["video2"])
+    assert both.meta.total_episodes == 4 and len(both) == len(video) + len(second)
+    last, expected = both[len(both) - 1], second[len(second) - 1]
+    torch.testing.assert_close(last[camera], expected[camera], rtol=0, atol=2 / 255 + 1e-6)
+    assert last["action"].shape == (2, 4)  # the chunk query reads actions, not frames

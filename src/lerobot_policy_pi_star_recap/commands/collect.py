@@ -10,6 +10,9 @@ from pathlib import Path
 
 from .common import HelpFormatter, report_errors
 
+# --video: H.264 at constant rate factor 0 is lossless on its YUV input, and 4:4:4 keeps full-resolution
+# colour, so only the RGB <-> YUV rounding remains; a keyframe every 2 frames keeps random access cheap.
+LOSSLESS_VIDEO = {"vcodec": "h264", "pix_fmt": "yuv444p", "crf": 0, "g": 2}
 # Actors without a policy checkpoint: a degraded expert that succeeds in roughly a third to a half of
 # the episodes of push-v3, drawer-open-v3 and button-press-v3 at 200 steps (measured on 12 seeds each).
 DEGRADED_EXPERT = {"noise": 0.3, "pause_prob": 0.02, "pause_steps": 15, "wrong_prob": 0.02, "wrong_steps": 15}
@@ -58,6 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="lerobot: observation.image + 4-d observation.state, as --env.type=metaworld (implies --state hand)",
     )
     env.add_argument("--fps", type=int, default=80, help="dataset fps (MetaWorld's control rate)")
+    env.add_argument(
+        "--video",
+        action="store_true",
+        help="store camera frames as lossless H.264 video (pixels within 2/255 of the render, YUV 4:4:4) "
+        "instead of PNG images: lerobot-train then decodes only the sampled frame, not the images of all "
+        "the frames whose actions form the policy's action chunk (benchmarks/demo_step_cost.py)",
+    )
     env.add_argument(
         "--num-envs",
         type=int,
@@ -141,6 +151,7 @@ def _degradation(args: argparse.Namespace):
 @report_errors("collect")
 def run(args: argparse.Namespace) -> int:
     import datasets
+    from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.envs.utils import env_to_policy_features
 
@@ -179,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         )
     degradation = _degradation(args)
     repo_id = args.repo_id or f"local/{args.output.name}"
-    features = {**env_config.dataset_features(), **RECAP_FEATURES}
+    features = {**env_config.dataset_features(video=args.video), **RECAP_FEATURES}
     datasets.disable_progress_bars()  # one bar per saved episode would drown the collector's own
 
     with atomic_output_dir(args.output, args.overwrite) as root:
@@ -205,7 +216,13 @@ def run(args: argparse.Namespace) -> int:
                 env_config, actor, args.mode, RewardScheme(failure_penalty=args.c_fail), rule, args.seed
             )
             dataset = LeRobotDataset.create(
-                repo_id, args.fps, features, root=root, use_videos=False, image_writer_threads=2
+                repo_id,
+                args.fps,
+                features,
+                root=root,
+                use_videos=args.video,
+                image_writer_threads=2,
+                rgb_encoder=RGBEncoderConfig(**LOSSLESS_VIDEO) if args.video else None,
             )
             start = time.perf_counter()
             records = collector.run(pool, dataset, args.episodes)

@@ -66,6 +66,10 @@ class DemoPlan:
     # Prompts padded to the batch's longest ("longest", positions over real tokens: 1.26x cheaper steps,
     # BENCHMARKS §1b) or to 48 tokens ("max_length", what runs made before this field used).
     tokenizer_padding: str = "longest"
+    # Camera frames in every dataset the demo writes: "png" images, or "video" (collect --video: lossless
+    # H.264, pixels within 2/255; lerobot-train then decodes one frame per sample, not the 16 frames of
+    # the action chunk, BENCHMARKS §1b).
+    camera_storage: str = "png"
 
 
 QUICK = DemoPlan(
@@ -97,7 +101,12 @@ POLICY_FLAGS = [
 STALL_STEPS = 20  # the expert takes over after this many steps without progress
 DISAGREEMENT = 1.0  # or when the policy's 4-d action is this far (L2) from the expert's
 CORRECTION_TRIGGERS = ("stall", "disagreement")
-PLAN_CHOICES = {"correction_trigger": CORRECTION_TRIGGERS, "tokenizer_padding": TOKENIZER_PADDINGS}
+CAMERA_STORAGES = ("png", "video")
+PLAN_CHOICES = {
+    "correction_trigger": CORRECTION_TRIGGERS,
+    "tokenizer_padding": TOKENIZER_PADDINGS,
+    "camera_storage": CAMERA_STORAGES,
+}
 # What stage 2 changes over the stage-1 checkpoint: RECAP's critics and advantage conditioning turn on.
 RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
 
@@ -296,6 +305,8 @@ class Demo:
             f"--episode-length={self.plan.episode_length}",
             "--device=cpu",
         ]
+        if self.plan.camera_storage == "video":
+            command.append("--video")
         if policy is not None:
             command.append(f"--policy={policy}")
         if mode == "intervention":

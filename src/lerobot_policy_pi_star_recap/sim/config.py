@@ -83,12 +83,13 @@ class MetaWorldRecapEnvConfig(EnvConfig):
 
         return {self.type: {0: make_vector_env(self.gym_kwargs, n_envs, use_async_envs)}}
 
-    def dataset_features(self) -> dict[str, dict]:
-        """LeRobot dataset features of the observations and action (images stored as `image`)."""
+    def dataset_features(self, video: bool = False) -> dict[str, dict]:
+        """LeRobot dataset features of the observations and action (camera frames as `image` or `video`)."""
         out = {}
         for key, feature in self.features.items():
             if feature.type is FeatureType.VISUAL:
-                spec = {"dtype": "image", "shape": feature.shape, "names": ["height", "width", "channel"]}
+                dtype = "video" if video else "image"
+                spec = {"dtype": dtype, "shape": feature.shape, "names": ["height", "width", "channel"]}
             else:
                 spec = {"dtype": "float32", "shape": feature.shape, "names": None}
             out[self.features_map[key]] = spec
