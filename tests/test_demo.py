@@ -255,6 +255,20 @@ def test_correction_trigger_reaches_collect_and_labelling(tmp_path, trigger, col
     assert f"--negative-before-takeover={stall_frames}" in commands["label_mixed1"]
 
 
+@pytest.mark.parametrize("storage, stored_as_video", [("png", False), ("video", True)])
+def test_camera_storage_reaches_every_collection(tmp_path, storage, stored_as_video):
+    from lerobot_policy_pi_star_recap.commands.demo import Demo
+
+    overrides = {**_no_overrides(), "camera_storage": storage}
+    args = argparse.Namespace(quick=True, output=str(tmp_path / "demo"), task="push-v3", seed=0, **overrides)
+    demo = Demo(args)
+    commands: dict[str, list[str]] = {}
+    demo.run_step = lambda name, command, **kwargs: commands.__setitem__(name, command)
+    demo.collect("demos", "demo", 2, 0)
+    demo.collect("rollouts1", "auto", 2, 1000, policy=tmp_path / "stage1")
+    assert [("--video" in command) for command in commands.values()] == [stored_as_video] * 2
+
+
 @pytest.mark.parametrize("failing", ["controls", "iterations"])
 def test_a_failing_lane_stops_the_other_and_its_error_is_the_one_reported(tmp_path, failing):
     """After stage 1 the demo runs two lanes at once; when one fails, the other's running command is killed

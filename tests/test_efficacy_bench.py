@@ -60,8 +60,8 @@ def test_a_cell_from_another_plan_is_refused(efficacy, tmp_path):
 
 
 def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_path):
-    """Cells committed before `correction_trigger` and `tokenizer_padding` joined the plan were made with
-    stall corrections and prompts padded to 48 tokens."""
+    """Cells committed before `correction_trigger`, `tokenizer_padding` and `camera_storage` joined the
+    plan were made with stall corrections, prompts padded to 48 tokens and PNG frames."""
     assert (efficacy.QUICK.correction_trigger, efficacy.QUICK.tokenizer_padding) == (
         "disagreement",
         "longest",
@@ -74,7 +74,11 @@ def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_p
     cell.parent.mkdir(parents=True)
     cell.write_text(json.dumps({"plan": older, "base_policy": "native", "success_rate": 0.5}))
     assert bench.cached("bc_seed0")["success_rate"] == 0.5
-    for today in ({"correction_trigger": "disagreement"}, {"tokenizer_padding": "longest"}):
+    for today in (
+        {"correction_trigger": "disagreement"},
+        {"tokenizer_padding": "longest"},
+        {"camera_storage": "video"},
+    ):
         other = replace(budget, plan=replace(then, **today))
         with pytest.raises(SystemExit, match="give each its own --root and --results"):
             efficacy.TaskBench("push-v3", other, tmp_path / "r", tmp_path / "results").cached("bc_seed0")
