@@ -417,7 +417,7 @@ def main() -> None:
         "--tokenizer-padding",
         choices=TOKENIZER_PADDINGS,
         default=None,
-        help="the demo plan's prompt padding (default longest; max_length continues grids made before it)",
+        help="the demo plan's prompt padding (default max_length; longest: each batch to its longest prompt)",
     )
     parser.add_argument(
         "--camera-storage",

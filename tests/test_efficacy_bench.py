@@ -62,12 +62,11 @@ def test_a_cell_from_another_plan_is_refused(efficacy, tmp_path):
 def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_path):
     """Cells committed before `correction_trigger`, `tokenizer_padding` and `camera_storage` joined the
     plan were made with stall corrections, prompts padded to 48 tokens and PNG frames."""
-    assert (efficacy.QUICK.correction_trigger, efficacy.QUICK.tokenizer_padding) == (
-        "disagreement",
-        "longest",
-    )
+    assert (efficacy.QUICK.correction_trigger, efficacy.QUICK.camera_storage) == ("disagreement", "video")
     older = {k: v for k, v in asdict(efficacy.QUICK).items() if k not in efficacy.LEGACY_PLAN}
-    then = replace(efficacy.QUICK, correction_trigger="stall", tokenizer_padding="max_length")
+    then = replace(
+        efficacy.QUICK, correction_trigger="stall", tokenizer_padding="max_length", camera_storage="png"
+    )
     budget = efficacy.Budget(("push-v3",), (0,), then)
     bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
     cell = bench.results / "bc_seed0.json"

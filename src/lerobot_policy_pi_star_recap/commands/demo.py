@@ -63,13 +63,14 @@ class DemoPlan:
     # progress for STALL_STEPS steps; the stall frames are then labelled negative). Both hand back after
     # 20 steps. With stall corrections every fine-tuning arm lost to the null control on push-v3 (§2.2b).
     correction_trigger: str = "disagreement"
-    # Prompts padded to the batch's longest ("longest", positions over real tokens: 1.26x cheaper steps,
-    # BENCHMARKS §1b) or to 48 tokens ("max_length", what runs made before this field used).
-    tokenizer_padding: str = "longest"
-    # Camera frames in every dataset the demo writes: "png" images, or "video" (collect --video: lossless
-    # H.264, pixels within 2/255; lerobot-train then decodes one frame per sample, not the 16 frames of
-    # the action chunk, BENCHMARKS §1b).
-    camera_storage: str = "png"
+    # Prompts padded to 48 tokens ("max_length") or to the batch's longest ("longest", positions over real
+    # tokens: 1.26x cheaper steps, BENCHMARKS §1b). On sweep-into-v3 the same loop gave RECAP 85% with
+    # max_length and 75% with longest over the same 65-66% stage 1 (§2.2h), so the demo pads to 48.
+    tokenizer_padding: str = "max_length"
+    # Camera frames in every dataset the demo writes: "video" (collect --video: lossless H.264, pixels
+    # within 2/255; lerobot-train then decodes one frame per sample, not the 16 frames of the action
+    # chunk, BENCHMARKS §1b) or "png" images (runs made before this field).
+    camera_storage: str = "video"
 
 
 QUICK = DemoPlan(
