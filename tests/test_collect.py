@@ -352,6 +352,7 @@ def test_video_storage_keeps_the_frames_and_merges(tmp_path):
     png, video = (LeRobotDataset(f"local/{n}", root=roots[n]) for n in ("png", "video"))
     camera = "observation.images.corner2"
     assert video.meta.features[camera]["dtype"] == "video" and camera in video.meta.video_keys
+    assert not (roots["video"] / "images").exists() and not any((roots["video"] / "data").rglob("*.png"))
     assert png.meta.features[camera]["dtype"] == "image"
     assert len(png) == len(video)
     for i in range(0, len(png), 9):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -229,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             records = collector.run(pool, dataset, args.episodes)
             dataset.finalize()
+            if args.video:  # the encoder's staging folders, left empty once the videos are written
+                shutil.rmtree(root / "images", ignore_errors=True)
         seconds = time.perf_counter() - start
         provenance = {
             "command": "pi-star-recap collect",
