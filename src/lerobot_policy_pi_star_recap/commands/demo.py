@@ -65,7 +65,7 @@ class DemoPlan:
     correction_trigger: str = "disagreement"
     # Prompts padded to 48 tokens ("max_length") or to the batch's longest ("longest", positions over real
     # tokens: 1.26x cheaper steps, BENCHMARKS §1b). On sweep-into-v3 the same loop gave RECAP 85% with
-    # max_length and 75% with longest over the same 65-66% stage 1 (§2.2h), so the demo pads to 48.
+    # max_length and 75% with longest over the same 65-66% stage 1 (BENCHMARKS §2.2i), so the demo pads to 48.
     tokenizer_padding: str = "max_length"
     # Camera frames in every dataset the demo writes: "video" (collect --video: lossless H.264, pixels
     # within 2/255; lerobot-train then decodes one frame per sample, not the 16 frames of the action
