@@ -156,7 +156,7 @@ class TaskBench:
         plan = self.budget.plan
         stage1 = self.checkpoint("stage1", self.demos(), plan.stage1_steps, None)
         mixed = self.root / "data" / "mixed1"
-        if not _dataset_done(mixed):
+        if not _dataset_done(mixed, plan.camera_storage):
             for name in ("rollouts1", "corrections1", "mixed1"):
                 shutil.rmtree(self.root / "data" / name, ignore_errors=True)
             self.demo.gather(1, stage1, [self.demos()])
@@ -165,14 +165,14 @@ class TaskBench:
     def labelled(self, mixed: Path) -> Path:
         """The mixed dataset with cross-fitted advantage labels, as the demo builds it."""
         path = self.root / "data" / f"{mixed.name}_labelled"
-        if _dataset_done(path):
+        if _dataset_done(path, self.budget.plan.camera_storage):
             return path
         shutil.rmtree(self.root / f"value_{mixed.name}", ignore_errors=True)
         return self.demo.label_advantages(mixed.name, mixed)
 
     def demos(self) -> Path:
         path = self.root / "data" / "demos"
-        if _dataset_done(path):
+        if _dataset_done(path, self.budget.plan.camera_storage):
             return path
         shutil.rmtree(path, ignore_errors=True)
         return self.demo.collect("demos", "demo", self.budget.plan.demos, 0)
@@ -252,7 +252,7 @@ class TaskBench:
             flags = (f"--dataset.episodes=[{','.join(map(str, successful_episodes(mixed)))}]",)
         elif method == "recap_prompt":
             tagged = self.root / "data" / f"{mixed.name}_tagged"
-            if not _dataset_done(tagged):
+            if not _dataset_done(tagged, self.budget.plan.camera_storage):
                 tagged = self.demo.tag_prompts(self.labelled(mixed))
             path = self.root / name / "checkpoints" / "last" / "pretrained_model"
             if not (path / "model.safetensors").is_file():
@@ -302,8 +302,19 @@ def successful_episodes(root: Path) -> list[int]:
     return episodes
 
 
-def _dataset_done(path: Path) -> bool:
-    return (path / "meta" / "info.json").is_file()
+def _dataset_done(path: Path, camera_storage: str) -> bool:
+    """A finished dataset under --root, stored as the plan says (a reused dataset must not mix plans)."""
+    info = path / "meta" / "info.json"
+    if not info.is_file():
+        return False
+    dtypes = {f["dtype"] for f in json.loads(info.read_text())["features"].values()} & {"image", "video"}
+    wanted = {"png": "image", "video": "video"}[camera_storage]
+    if dtypes - {wanted}:
+        raise SystemExit(
+            f"{path} stores its camera frames as {sorted(dtypes)}, not as the plan's camera_storage="
+            f"{camera_storage}: give each plan its own --root and --results."
+        )
+    return True
 
 
 def summarize(rows: list[dict]) -> list[dict]:

@@ -352,7 +352,19 @@ def test_video_storage_keeps_the_frames_and_merges(tmp_path):
     png, video = (LeRobotDataset(f"local/{n}", root=roots[n]) for n in ("png", "video"))
     camera = "observation.images.corner2"
     assert video.meta.features[camera]["dtype"] == "video" and camera in video.meta.video_keys
-    assert not (roots["video"] / "images").exists() and not any((roots["video"] / "data").rglob("*.png"))
+    assert not (roots["video"] / "images").exists()  # the encoder's staging folder is gone
+    encoding = video.meta.features[camera]["info"]  # lossless, every frame a keyframe
+    assert (
+        encoding["video.codec"],
+        encoding["video.pix_fmt"],
+        encoding["video.crf"],
+        encoding["video.g"],
+    ) == (
+        "h264",
+        "yuv444p",
+        0,
+        1,
+    )
     assert png.meta.features[camera]["dtype"] == "image"
     assert len(png) == len(video)
     for i in range(0, len(png), 9):
@@ -368,3 +380,6 @@ def test_video_storage_keeps_the_frames_and_merges(tmp_path):
     last, expected = both[len(both) - 1], second[len(second) - 1]
     torch.testing.assert_close(last[camera], expected[camera], rtol=0, atol=2 / 255 + 1e-6)
     assert last["action"].shape == (2, 4)  # the chunk query reads actions, not frames
+    mixed = tmp_path / "mixed"
+    assert run_cli("merge", "--inputs", str(roots["png"]), str(roots["video"]), f"--output={mixed}") == 2
+    assert not mixed.exists()

@@ -125,3 +125,18 @@ def test_the_summary_pools_every_committed_cell_and_pairs_on_shared_seeds(effica
     other = replace(budget, plan=replace(efficacy.QUICK, stage2_steps=7))
     with pytest.raises(SystemExit, match="give each its own --root and --results"):
         efficacy.all_cells(results, other)
+
+
+def test_a_reused_dataset_stored_otherwise_than_the_plan_is_refused(efficacy, tmp_path):
+    """Data under --root made with PNG frames is not reused by a plan that stores video, and back."""
+    make_dataset(tmp_path / "root" / "push-v3" / "data" / "demos", ["demo", "demo"])
+    for storage, reused in (("png", True), ("video", False)):
+        plan = replace(efficacy.QUICK, camera_storage=storage)
+        bench = efficacy.TaskBench(
+            "push-v3", efficacy.Budget(("push-v3",), (0,), plan), tmp_path / "root", tmp_path
+        )
+        if reused:
+            assert bench.demos() == tmp_path / "root" / "push-v3" / "data" / "demos"
+        else:
+            with pytest.raises(SystemExit, match="camera_storage=video: give each plan its own --root"):
+                bench.demos()

@@ -64,7 +64,7 @@ def check_compatible(roots: list[Path]) -> None:
             if _comparable(ours[name]) != _comparable(theirs[name]):
                 raise DatasetToolError(
                     f"feature {name!r} differs: {first} has {_comparable(ours[name])}, {root} has "
-                    f"{_comparable(theirs[name])}. Record both with the same settings (image size, state, layout)."
+                    f"{_comparable(theirs[name])}. Record both with the same settings (image size, state, layout, `collect --video` or not)."
                 )
     missing = sorted(set(RECAP_FEATURES) - set(reference["features"]))
     if missing:
