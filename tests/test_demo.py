@@ -90,8 +90,10 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert pairs == [("null control", "stage 1"), ("stage 2", "stage 1"), ("stage 2", "null control")]
     for c in report["comparisons"]:
         assert c["episodes"] == 3 and c["ci_low"] <= c["difference"] <= c["ci_high"]
-    for path in report["eval_info"].values():
-        assert json.loads(Path(path).read_text())["overall"]["n_episodes"] == 3
+    for name, path in report["eval_info"].items():
+        info = json.loads(Path(path).read_text())
+        assert info["overall"]["n_episodes"] == 3
+        assert report["successes"][name] == [bool(s) for s in info["per_task"][0]["metrics"]["successes"]]
     for path in report["plots"].values():
         with Image.open(path) as image:
             assert image.format == "PNG"

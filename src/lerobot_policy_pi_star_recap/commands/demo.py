@@ -605,6 +605,8 @@ class Demo:
                 name: str(self.out / "eval" / Path(str(c)).parents[2].name / "eval_info.json")
                 for name, c in checkpoints.items()
             },
+            # per episode, in env-seed order: committed with the JSON, so later runs can be paired with it
+            "successes": {name: episode_successes(info) for name, info in results.items()},
             "plots": plots,
             "seconds": {k: round(v, 1) for k, v in self.timings.items()},  # per step; lanes overlap
             "wall_seconds": round(wall, 1),
