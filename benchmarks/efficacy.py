@@ -33,14 +33,14 @@ McNemar's test, pooled over seeds.
 
     python benchmarks/efficacy.py                       # 3 tasks x 3 seeds x 100 episodes, every method
     python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 --methods bc filtered_bc
-    # the grid of BENCHMARKS §2.2e-g (the demo's plan before prompts were padded to the longest)
-    python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 1 2 --tokenizer-padding max_length \\
+    # the grid of BENCHMARKS §2.2e-g (the demo's plan with PNG frames)
+    python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 1 2 --camera-storage png \\
         --root outputs/efficacy_s3600 --results benchmarks/results/efficacy_s3600
     # the earlier plans, each with its own committed cells: 1200 + 600 steps, stall corrections
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1200 --steps 600 \\
-        --correction-trigger stall --tokenizer-padding max_length --root outputs/efficacy --results benchmarks/results/efficacy
+        --correction-trigger stall --camera-storage png --root outputs/efficacy --results benchmarks/results/efficacy
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 --steps 600 \\
-        --correction-trigger stall --tokenizer-padding max_length --root outputs/efficacy_s1800 \\
+        --correction-trigger stall --camera-storage png --root outputs/efficacy_s1800 \\
         --results benchmarks/results/efficacy_s1800
 """
 

@@ -232,8 +232,8 @@ class PiStarRECAPConfig(PreTrainedConfig):
     # sit at positions that count the padding (checkpoints from before this option). "longest" (native
     # base) pads each batch to its longest prompt and counts positions over real tokens only, so outputs
     # do not depend on the padding: the demo's 25-token prompt in a 48-token window made its training step
-    # 1.26x slower (BENCHMARKS.md §1b), but RECAP trained with "longest" reached 75% where "max_length" reached
-    # 85% in the same demo loop (§2.2i). A pi05 base always pads to tokenizer_max_length, as stock pi05 does.
+    # 1.26x slower (BENCHMARKS.md §1b); whether "longest" changes what RECAP learns is open (one demo run with
+    # it: 75%, two with "max_length": 85% and 76%; §2.2i-j). A pi05 base always pads to tokenizer_max_length.
     tokenizer_padding: str = "max_length"
     freeze_vlm: bool = False  # freeze the whole VLM (vision tower, projector, language model)
     freeze_vision_encoder: bool = False  # freeze only the vision tower

@@ -63,9 +63,9 @@ class DemoPlan:
     # progress for STALL_STEPS steps; the stall frames are then labelled negative). Both hand back after
     # 20 steps. With stall corrections every fine-tuning arm lost to the null control on push-v3 (§2.2b).
     correction_trigger: str = "disagreement"
-    # Prompts padded to 48 tokens ("max_length") or to the batch's longest ("longest", positions over real
-    # tokens: 1.26x cheaper steps, BENCHMARKS §1b). On sweep-into-v3 the same loop gave RECAP 85% with
-    # max_length and 75% with longest over the same 65-66% stage 1 (BENCHMARKS §2.2i), so the demo pads to 48.
+    # Prompts padded to 48 tokens ("max_length", what every efficacy-grid cell used) or to the batch's longest
+    # ("longest", positions over real tokens: 1.25x cheaper steps, BENCHMARKS §1b). Demo runs on
+    # sweep-into-v3 gave RECAP 75% with longest, 85% and 76% with max_length (§2.2i-j): no clear cost.
     tokenizer_padding: str = "max_length"
     # Camera frames in every dataset the demo writes: "video" (collect --video: lossless H.264, pixels
     # within 2/255; lerobot-train then decodes one frame per sample, not the 16 frames of the action
