@@ -340,8 +340,8 @@ class Demo:
     ) -> Path:
         """Stage 1 (init None) is behaviour cloning from scratch; later stages start from `init` with
         `flags` overriding its config (e.g. RECAP_FLAGS to turn RECAP on). One compute thread even when
-        alone: its data-loading worker needs the other core (lerobot-train decodes the images of all 16
-        frames of an action chunk, 14.5x the cost of the frame alone: BENCHMARKS.md §1b)."""
+        alone: its data-loading worker needs the other core (with PNG frames lerobot-train decodes the
+        images of all 16 frames of an action chunk; video frames cost 2.2x less: BENCHMARKS.md §1b)."""
         output = self.out / name
         fresh = [
             "--policy.type=pi_star_recap",
