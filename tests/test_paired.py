@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lerobot_policy_pi_star_recap.paired import paired_difference, wilson_interval
+from lerobot_policy_pi_star_recap.paired import clustered_difference, paired_difference, wilson_interval
 
 
 def test_wilson_interval_known_values():
@@ -28,3 +28,30 @@ def test_identical_arms_have_no_difference():
     assert out["difference"] == 0 and out["ci_low"] == 0 and out["ci_high"] == 0 and out["mcnemar_p"] == 1.0
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_difference(a, a[:10])
+
+
+def test_clustered_difference_one_run_is_the_paired_difference():
+    a = np.array([1, 1, 0, 1] * 25, dtype=bool)
+    b = np.array([1, 0, 0, 1] * 25, dtype=bool)
+    one = clustered_difference([a], [b])
+    flat = paired_difference(a, b)
+    assert one["difference"] == pytest.approx(0.25) and one["per_run"] == [pytest.approx(0.25)]
+    assert one["run_std"] == 0.0 and one["runs"] == 1 and one["episodes"] == 100
+    # one run: the two-stage bootstrap is the episode bootstrap (same quantity, other random draws)
+    assert one["ci_low"] == pytest.approx(flat["ci_low"], abs=0.03)
+    assert one["ci_high"] == pytest.approx(flat["ci_high"], abs=0.03)
+
+
+def test_clustered_difference_widens_with_run_to_run_variance():
+    """Run 1: a wins 40 of 100 pairs, runs 2-3: nothing. Pooled, +13.3 looks sure; over runs it is not."""
+    base = np.zeros(100, dtype=bool)
+    wins = np.array([True] * 40 + [False] * 60)
+    out = clustered_difference([wins, base, base], [base, base, base])
+    assert out["difference"] == pytest.approx(40 / 300)
+    assert out["per_run"] == [pytest.approx(0.4), 0.0, 0.0]
+    assert out["run_std"] == pytest.approx(np.std([0.4, 0, 0], ddof=1))
+    assert out["pooled_ci_low"] > 0.09  # 40 / 0 discordant pairs: the pooled interval excludes 0
+    assert out["ci_low"] == 0.0  # 8 of 27 run draws hold no run 1: the interval reaches 0
+    assert out["ci_high"] > out["pooled_ci_high"]
+    with pytest.raises(ValueError, match="same, non-zero number of runs"):
+        clustered_difference([wins], [base, base])

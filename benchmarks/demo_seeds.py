@@ -1,0 +1,142 @@
+"""How much does the demo's result move from one draw of the data to the next? Demo runs pooled over seeds.
+
+Each `pi-star-recap demo --seed S` run collects its own demos, trains its own stage 1, collects its own
+experience and fine-tunes on it, then evaluates every stage on its own 100+ env seeds. Within a run the
+stages are paired (same env seeds); across runs nothing is shared, so a run's gain is one draw of
+"collect, label, fine-tune". This script reads the runs' `results.json` (their per-episode `successes`),
+checks they ran the same plan, and reports each run's paired differences and, over the runs, the mean
+difference with a two-stage bootstrap interval (runs, then episodes within a run: it holds the run-to-run
+variance that pooling the episodes into one paired test hides), the pooled interval beside it.
+
+    python benchmarks/demo_seeds.py outputs/fast_s0/results.json outputs/fast_s1/results.json \\
+        --output benchmarks/results/demo_seeds_fast.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lerobot_policy_pi_star_recap.commands.demo import NULL_CONTROL
+from lerobot_policy_pi_star_recap.dataset_writing import write_text_atomic
+from lerobot_policy_pi_star_recap.paired import clustered_difference, wilson_interval
+from lerobot_policy_pi_star_recap.plots import plot_bars
+
+# what a run's plan may differ in and still be the same experiment (the seed is in `seed`, not the plan)
+SAME_EXPERIMENT = ("task", "plan", "advantage_estimator", "base_policy", "base_path")
+
+
+def load_runs(paths: list[Path]) -> list[dict]:
+    """The runs' results, refused with the reason if they are not the same experiment on other seeds."""
+    runs = []
+    for path in paths:
+        run = json.loads(Path(path).read_text())
+        if "successes" not in run:
+            raise SystemExit(
+                f"{path} has no per-episode 'successes' (written by demos since 2026-12-04): rerun the demo, "
+                "or evaluate its checkpoints again."
+            )
+        runs.append(run)
+    first = runs[0]
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        differ = [key for key in SAME_EXPERIMENT if run.get(key) != first.get(key)]
+        if differ:
+            raise SystemExit(
+                f"{path} is another experiment than {paths[0]} (differs in {differ}): pool runs of one plan."
+            )
+        if list(run["successes"]) != list(first["successes"]):
+            raise SystemExit(f"{path} has other stages than {paths[0]}: {list(run['successes'])}")
+    seeds = [run["seed"] for run in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"runs share a seed ({seeds}): the same seed repeats the same draw.")
+    return runs
+
+
+def summarize(runs: list[dict]) -> dict:
+    stages = list(runs[0]["successes"])
+    arms = {stage: [np.asarray(run["successes"][stage], dtype=bool) for run in runs] for stage in stages}
+    rates = {}
+    for stage, per_run in arms.items():
+        total = np.concatenate(per_run)
+        low, high = wilson_interval(int(total.sum()), len(total))
+        rates[stage] = {
+            "per_run": [float(r.mean()) for r in per_run],
+            "pooled": float(total.mean()),
+            "wilson_95": [low, high],
+            "episodes": len(total),
+        }
+    baselines = [stages[0]] + ([NULL_CONTROL] if NULL_CONTROL in arms else [])
+    comparisons = [
+        {"stage": stage, "baseline": baseline, **clustered_difference(arms[stage], arms[baseline])}
+        for stage in stages[1:]
+        for baseline in baselines
+        if stage != baseline
+    ]
+    return {
+        "task": runs[0]["task"],
+        "plan": runs[0]["plan"],
+        "seeds": [run["seed"] for run in runs],
+        "wall_minutes": [round(run["wall_seconds"] / 60, 1) for run in runs],
+        "rates": rates,
+        "comparisons": comparisons,
+    }
+
+
+def format_summary(summary: dict) -> str:
+    seeds = ", ".join(str(s) for s in summary["seeds"])
+    lines = [
+        f"{summary['task']}, demo seeds {seeds} (wall {summary['wall_minutes']} min)",
+        "",
+        "| stage | per run | pooled [95% CI] |",
+        "|---|---|---|",
+    ]
+    for stage, r in summary["rates"].items():
+        per_run = " / ".join(f"{x:.0%}" for x in r["per_run"])
+        lines.append(
+            f"| {stage} | {per_run} | {r['pooled']:.1%} [{r['wilson_95'][0]:.0%}, {r['wilson_95'][1]:.0%}] |"
+        )
+    lines += [
+        "",
+        "| stage | vs | per run | mean [95% CI, runs then episodes] | pooled episodes [95% CI] | wins / losses | McNemar p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in summary["comparisons"]:
+        per_run = " / ".join(f"{x:+.0%}" for x in c["per_run"])
+        lines.append(
+            f"| {c['stage'].split(' (')[0]} | {c['baseline'].split(' (')[0]} | {per_run} | "
+            f"{c['difference']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] | "
+            f"[{c['pooled_ci_low']:+.1%}, {c['pooled_ci_high']:+.1%}] | {c['a_only']} / {c['b_only']} | "
+            f"{c['mcnemar_p']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("results", nargs="+", type=Path, help="results.json of demo runs of one plan")
+    parser.add_argument("--output", type=Path, required=True, help="summary JSON (a .md and .png beside it)")
+    args = parser.parse_args()
+    summary = summarize(load_runs(args.results))
+    table = format_summary(summary)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.output, json.dumps(summary, indent=2))
+    write_text_atomic(args.output.with_suffix(".md"), table + "\n")
+    gains = [c for c in summary["comparisons"] if c["stage"] != NULL_CONTROL]
+    plot_bars(
+        [f"{c['stage'].split(' (')[0]}\nvs {c['baseline'].split(' (')[0]}" for c in gains],
+        [c["difference"] for c in gains],
+        [[c["difference"] - c["ci_low"] for c in gains], [c["ci_high"] - c["difference"] for c in gains]],
+        "success difference",
+        f"{summary['task']}: {len(summary['seeds'])} demo runs, 95% CI over runs and episodes",
+        args.output.with_suffix(".png"),
+    )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

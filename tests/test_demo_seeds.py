@@ -1,0 +1,69 @@
+"""benchmarks/demo_seeds.py: demo runs of one plan pooled over their seeds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+SCRIPT = ROOT / "benchmarks" / "demo_seeds.py"
+COMMITTED = ROOT / "benchmarks" / "results" / "demo_sweep-into-v3_results.json"
+
+
+def run_with(tmp_path: Path, name: str, seed: int, successes: dict[str, list[bool]], **changes) -> Path:
+    """A copy of the committed default demo run with another seed and other per-episode successes."""
+    run = {**json.loads(COMMITTED.read_text()), "seed": seed, "successes": successes, **changes}
+    path = tmp_path / name / "results.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(run))
+    return path
+
+
+def demo(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True)
+
+
+def test_runs_are_summarized_per_run_and_over_runs(tmp_path):
+    stages = list(json.loads(COMMITTED.read_text())["successes"])  # stage 1, null control, stage 2
+    first = {
+        stages[0]: [True] * 50 + [False] * 50,
+        stages[1]: [True] * 60 + [False] * 40,
+        stages[2]: [True] * 80 + [False] * 20,
+    }
+    second = {
+        stages[0]: [True] * 60 + [False] * 40,
+        stages[1]: [True] * 60 + [False] * 40,
+        stages[2]: [True] * 60 + [False] * 40,
+    }
+    paths = [run_with(tmp_path, "a", 0, first), run_with(tmp_path, "b", 1, second)]
+    output = tmp_path / "out" / "seeds.json"
+    result = demo(*paths, "--output", output)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(output.read_text())
+    assert summary["seeds"] == [0, 1]
+    assert summary["rates"][stages[2]]["per_run"] == [0.8, 0.6]
+    assert summary["rates"][stages[2]]["pooled"] == pytest.approx(0.7)
+    by_pair = {(c["stage"], c["baseline"]): c for c in summary["comparisons"]}
+    assert set(by_pair) == {(stages[1], stages[0]), (stages[2], stages[0]), (stages[2], stages[1])}
+    vs_null = by_pair[(stages[2], stages[1])]
+    assert vs_null["per_run"] == [pytest.approx(0.2), pytest.approx(0.0)]
+    assert vs_null["difference"] == pytest.approx(0.1) and vs_null["a_only"] == 20 and vs_null["b_only"] == 0
+    assert vs_null["ci_low"] <= 0.0 < vs_null["pooled_ci_low"]  # run 2 shows no gain: over runs, CI reaches 0
+    assert "| stage 2 | null control | +20% / +0% |" in output.with_suffix(".md").read_text()
+    assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_runs_of_other_plans_or_one_seed_are_refused(tmp_path):
+    successes = json.loads(COMMITTED.read_text())["successes"]
+    base = run_with(tmp_path, "a", 0, successes)
+    other_plan = run_with(tmp_path, "b", 1, successes, plan={"stage1_steps": 2400})
+    result = demo(base, other_plan, "--output", tmp_path / "x.json")
+    assert result.returncode != 0 and "differs in ['plan']" in result.stderr
+    same_seed = run_with(tmp_path, "c", 0, successes)
+    result = demo(base, same_seed, "--output", tmp_path / "x.json")
+    assert result.returncode != 0 and "share a seed" in result.stderr
+    assert not (tmp_path / "x.json").exists()
