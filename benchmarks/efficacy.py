@@ -25,7 +25,12 @@ pi_star_recap options, so the arms are the ones a stock policy can run:
   recap_prompt      the paper's cross-fitted indicators as text in the prompt (`tag-prompts`, 30% untagged),
                     evaluated through `tag-checkpoint`, which appends "Advantage: positive"
 
-Every (task, method, seed) cell writes one small JSON with its per-episode successes under
+`--seeds` are fine-tuning seeds: every method fine-tunes the same stage 1 on the same data. `--data-seeds`
+rebuild the whole loop (demos, stage 1, the collected experience) per seed, so the methods are compared
+over several draws of the data too (2.2i-l of BENCHMARKS.md: the demo's stage 2 moves far more between
+draws of the data than between fine-tuning seeds).
+
+Every (task, data seed, method, seed) cell writes one small JSON with its per-episode successes under
 `--results` (default benchmarks/results/efficacy_demo/, committed), and a cell whose JSON exists is not run
 again: the grid accumulates across sessions. Data and checkpoints (under --root) are rebuilt from their
 seeds when missing. Methods are compared on the pairs (same env seeds): paired-bootstrap 95% intervals and
@@ -33,6 +38,7 @@ McNemar's test, pooled over seeds.
 
     python benchmarks/efficacy.py                       # 3 tasks x 3 seeds x 100 episodes, every method
     python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 --methods bc filtered_bc
+    python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 --data-seeds 1 2   # two more draws of the data
     # the grid of BENCHMARKS §2.2e-g (the demo's plan with PNG frames)
     python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 1 2 --camera-storage png \\
         --root outputs/efficacy_s3600 --results benchmarks/results/efficacy_s3600
@@ -66,7 +72,7 @@ from lerobot_policy_pi_star_recap.commands.demo import (
     eval_summary,
 )
 from lerobot_policy_pi_star_recap.configuration_pi_star_recap import TOKENIZER_PADDINGS
-from lerobot_policy_pi_star_recap.paired import paired_difference
+from lerobot_policy_pi_star_recap.paired import clustered_difference, paired_difference
 
 NO_ADVANTAGE = ("--policy.use_advantage_weighting=false", "--policy.use_advantage_conditioning=false")
 METHODS: dict[str, tuple[str, ...]] = {
@@ -121,9 +127,12 @@ STOCK_METHODS = ("null_control", "bc", "filtered_bc", "recap_prompt")  # --base-
 @dataclass(frozen=True)
 class Budget:
     tasks: tuple[str, ...]
-    seeds: tuple[int, ...]  # fine-tuning seeds; the data and stage 1 are built once per task (seed 0)
+    seeds: tuple[int, ...]  # fine-tuning seeds; every method on every seed, on the same data and stage 1
     plan: DemoPlan  # data sizes; stage2_steps is each method's fine-tuning length
     base_policy: str = "native"  # or "smolvla": a stock LeRobot SmolVLA, the indicator in its prompt
+    # Seeds of the loop itself (demos, stage 1, the collected experience): each data seed is its own draw
+    # of what the methods learn from, which the fine-tuning seeds never vary.
+    data_seeds: tuple[int, ...] = (0,)
 
 
 # The demo's own plan, so a task's seed-0 cells reproduce `pi-star-recap demo --task <task>`'s runs.
@@ -132,15 +141,27 @@ DEFAULT = Budget(TASKS, (0, 1, 2), DemoPlan())
 LEGACY_PLAN = {"correction_trigger": "stall", "tokenizer_padding": "max_length", "camera_storage": "png"}
 
 
-class TaskBench:
-    """One task's data, stage 1 and method runs, under <root>/<task>/, reusing whatever is finished."""
+def data_seed_folder(data_seed: int) -> str:
+    """Where a data seed's data, checkpoints and cells live under <root>/<task>/ and <results>/<task>/:
+    seed 0 in those folders themselves (the grid's cells from before data seeds existed), others in
+    data_seed<k>/."""
+    return "" if data_seed == 0 else f"data_seed{data_seed}"
 
-    def __init__(self, task: str, budget: Budget, root: Path, results: Path):
+
+class TaskBench:
+    """One task's data, stage 1 and method runs for one data seed, under <root>/<task>/[data_seed<k>/],
+    reusing whatever is finished."""
+
+    def __init__(self, task: str, budget: Budget, root: Path, results: Path, data_seed: int = 0):
         fields = asdict(budget.plan)
+        root, results = (
+            root / task / data_seed_folder(data_seed),
+            results / task / data_seed_folder(data_seed),
+        )
         args = argparse.Namespace(
             task=task,
-            output=str(root / task),
-            seed=0,
+            output=str(root),
+            seed=data_seed,  # the demos, stage 1, the collection and the labels (`Demo` derives each)
             quick=False,
             advantage_estimator="iql",
             null_control=True,
@@ -149,7 +170,8 @@ class TaskBench:
             **fields,
         )
         self.demo = Demo(args)
-        self.task, self.budget, self.root, self.results = task, budget, root / task, results / task
+        self.task, self.budget, self.root, self.results = task, budget, root, results
+        self.data_seed = data_seed
 
     def experience(self) -> tuple[Path, Path]:
         """(stage-1 checkpoint, mixed dataset), built like the demo's first iteration."""
@@ -175,7 +197,7 @@ class TaskBench:
         if _dataset_done(path, self.budget.plan.camera_storage):
             return path
         shutil.rmtree(path, ignore_errors=True)
-        return self.demo.collect("demos", "demo", self.budget.plan.demos, 0)
+        return self.demo.collect("demos", "demo", self.budget.plan.demos, self.data_seed)
 
     def checkpoint(self, name: str, dataset: Path, steps: int, init: Path | None, *train_args) -> Path:
         """`Demo.train`, unless a finished checkpoint is there already."""
@@ -194,6 +216,7 @@ class TaskBench:
                 "task": self.task,
                 "method": method,
                 "seed": seed,
+                "data_seed": self.data_seed,
                 "base_policy": self.budget.base_policy,
                 "plan": asdict(self.budget.plan),
                 "flags": list(METHODS.get(method.split("_beta")[0], ())) + list(flags),
@@ -282,9 +305,11 @@ def read_cell(path: Path, budget: Budget) -> dict:
 
 
 def all_cells(results: Path, budget: Budget) -> list[dict]:
-    """Every cell under <results>/<task>/, this run's and those committed by earlier runs (other seeds,
-    tasks or methods), so the summary pools all of them instead of only what this run touched."""
-    return [read_cell(path, budget) for path in sorted(results.glob("*/*.json"))]
+    """Every cell under <results>/<task>/[data_seed<k>/], this run's and those committed by earlier runs
+    (other seeds, data seeds, tasks or methods), so the summary pools all of them instead of only what
+    this run touched. A cell from before data seeds existed is data seed 0."""
+    paths = sorted([*results.glob("*/*.json"), *results.glob("*/data_seed*/*.json")])
+    return [{"data_seed": 0, **read_cell(path, budget)} for path in paths]
 
 
 def successful_episodes(root: Path) -> list[int]:
@@ -318,9 +343,12 @@ def _dataset_done(path: Path, camera_storage: str) -> bool:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per (task, method): mean success over seeds, and paired differences against each baseline with
-    episodes pooled over seeds (seed k of a method against seed k of the baseline; stage 1 has one)."""
-    cells = {(r["task"], r["method"], r["seed"]): r for r in rows}
+    """Per (task, method): mean success over its cells (fine-tuning seeds x data seeds), and paired
+    differences against each baseline with episodes pooled over the cells (seed k of a method against seed
+    k of the baseline, on the same data seed; stage 1 has one per data seed). With several data seeds each
+    difference also gets a two-stage bootstrap interval over them (data seeds, then episodes), which holds
+    the variance between draws of the data that the pooled interval leaves out."""
+    cells = {(r["task"], r["data_seed"], r["method"], r["seed"]): r for r in rows}
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["task"], row["method"]), []).append(row)
@@ -332,6 +360,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             "task": task,
             "method": method,
             "seeds": len(group),
+            "data_seeds": len({r["data_seed"] for r in group}),
             "episodes": sum(r["episodes"] for r in group),
             "success_mean": statistics.mean(rates),
             "success_std": statistics.pstdev(rates) if len(rates) > 1 else 0.0,
@@ -341,16 +370,31 @@ def summarize(rows: list[dict]) -> list[dict]:
         for baseline in BASELINES:
             if baseline == method:
                 continue
-            # on the seeds both arms have (a baseline may have fewer seeds yet)
+            # on the cells both arms have (a baseline may have fewer seeds yet)
             pairs = [
                 (r, b)
                 for r in group
-                if (b := cells.get((task, baseline, 0 if baseline == "stage1" else r["seed"])))
+                if (
+                    b := cells.get((task, r["data_seed"], baseline, 0 if baseline == "stage1" else r["seed"]))
+                )
             ]
-            if pairs:
-                a = np.concatenate([r["successes"] for r, _ in pairs])
-                b = np.concatenate([b["successes"] for _, b in pairs])
-                entry["paired"][baseline] = {**paired_difference(a, b), "seeds": len(pairs)}
+            if not pairs:
+                continue
+            a = np.concatenate([r["successes"] for r, _ in pairs])
+            b = np.concatenate([b["successes"] for _, b in pairs])
+            entry["paired"][baseline] = {**paired_difference(a, b), "seeds": len(pairs)}
+            data_seeds = sorted({r["data_seed"] for r, _ in pairs})
+            if len(data_seeds) > 1:
+                per_data_seed = [[(r, b) for r, b in pairs if r["data_seed"] == d] for d in data_seeds]
+                over = clustered_difference(
+                    [np.concatenate([r["successes"] for r, _ in run]) for run in per_data_seed],
+                    [np.concatenate([b["successes"] for _, b in run]) for run in per_data_seed],
+                )
+                entry["paired"][baseline]["over_data_seeds"] = {
+                    "ci_low": over["ci_low"],
+                    "ci_high": over["ci_high"],
+                    "per_data_seed": dict(zip(data_seeds, over["per_run"], strict=True)),
+                }
         out.append(entry)
     return out
 
@@ -358,11 +402,12 @@ def summarize(rows: list[dict]) -> list[dict]:
 def format_table(summary: list[dict]) -> str:
     head = " | ".join(f"vs {b} (95% CI)" for b in BASELINES)
     lines = [
-        f"| task | method | seeds x episodes | success (mean ± std over seeds) | {head} |",
+        f"| task | method | cells x episodes | success (mean ± std over cells) | {head} |",
         "|---|---|---|---|" + "---|" * len(BASELINES),
     ]
     for s in summary:
         spread = f" ± {100 * s['success_std']:.0f}" if s["seeds"] > 1 else ""  # no spread from one seed
+        data = f" ({s['data_seeds']} data seeds)" if s["data_seeds"] > 1 else ""
         cells = []
         for baseline in BASELINES:
             p = s["paired"].get(baseline)
@@ -370,11 +415,17 @@ def format_table(summary: list[dict]) -> str:
                 cells.append("-")
                 continue
             fewer = f" ({p['seeds']} of {s['seeds']} seeds)" if p["seeds"] < s["seeds"] else ""
+            over = p.get("over_data_seeds")
+            spread = (
+                f"; over data seeds [{100 * over['ci_low']:+.0f}, {100 * over['ci_high']:+.0f}]"
+                if over
+                else ""
+            )
             cells.append(
-                f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]{fewer}"
+                f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]{fewer}{spread}"
             )
         lines.append(
-            f"| {s['task']} | {s['method']} | {s['seeds']} x {s['episodes'] // s['seeds']} | "
+            f"| {s['task']} | {s['method']} | {s['seeds']} x {s['episodes'] // s['seeds']}{data} | "
             f"{100 * s['success_mean']:.0f}%{spread} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
@@ -412,7 +463,18 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--base-policy", choices=("native", "smolvla"), default="native")
     parser.add_argument("--methods", nargs="+", default=None, choices=[*METHODS, "recap_prompt"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default 0 1 2)"
+    )
+    parser.add_argument(
+        "--data-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of the demos, stage 1 and the collected experience (default 0); each is its own draw "
+        "of the data, under <root>/<task>/data_seed<k>/ and <results>/<task>/data_seed<k>/ (0: the task's "
+        "folders themselves)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps per method")
     parser.add_argument(
         "--stage1-steps", type=int, default=None, help="stage-1 BC steps (use a new --root / --results)"
@@ -465,10 +527,12 @@ def main() -> None:
             **{k: v for k, v in plan_overrides.items() if v is not None},
         ),
         args.base_policy,
+        tuple(args.data_seeds) if args.data_seeds else DEFAULT.data_seeds,
     )
     root, results = Path(args.root), Path(args.results)
     for task in budget.tasks:
-        TaskBench(task, budget, root, results).run(args.methods)
+        for data_seed in budget.data_seeds:
+            TaskBench(task, budget, root, results, data_seed).run(args.methods)
     rows = all_cells(results, budget)
     summary = summarize(rows)
     table = format_table(summary)

@@ -140,3 +140,67 @@ def test_a_reused_dataset_stored_otherwise_than_the_plan_is_refused(efficacy, tm
         else:
             with pytest.raises(SystemExit, match="camera_storage=video: give each plan its own --root"):
                 bench.demos()
+
+
+def write_cell(results: Path, plan: dict, name: str, method: str, seed: int, successes, data_seed=None):
+    """A committed cell; `data_seed` None writes it as cells were before data seeds existed."""
+    task = "push-v3"
+    cell = {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "plan": plan,
+        "base_policy": "native",
+        "success_rate": sum(successes) / len(successes),
+        "episodes": len(successes),
+        "mean_steps_to_success": None,
+        "successes": successes,
+    }
+    folder = results / task
+    if data_seed is not None:
+        cell["data_seed"] = data_seed
+        folder = folder / f"data_seed{data_seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(cell))
+
+
+def test_each_data_seed_is_paired_with_its_own_stage1_and_spread_over_draws(efficacy, tmp_path):
+    """Data seed 0's cells (from before data seeds existed) and data seed 1's: RECAP is paired with the
+    stage 1 of its own data seed, and the difference gets an interval over the two draws of the data."""
+    results, plan = tmp_path / "results", asdict(efficacy.DemoPlan())
+    write_cell(results, plan, "stage1", "stage1", 0, [0, 0, 0, 0])
+    write_cell(results, plan, "recap_paper_seed0", "recap_paper", 0, [1, 1, 0, 0])
+    write_cell(results, plan, "stage1", "stage1", 0, [1, 1, 1, 1], data_seed=1)
+    write_cell(results, plan, "recap_paper_seed0", "recap_paper", 0, [1, 1, 1, 1], data_seed=1)
+    rows = efficacy.all_cells(results, efficacy.Budget(("push-v3",), (0,), efficacy.DemoPlan()))
+    assert sorted((r["method"], r["data_seed"]) for r in rows) == [
+        ("recap_paper", 0),
+        ("recap_paper", 1),
+        ("stage1", 0),
+        ("stage1", 1),
+    ]
+    summary = {s["method"]: s for s in efficacy.summarize(rows)}
+    recap = summary["recap_paper"]
+    assert recap["seeds"] == 2 and recap["data_seeds"] == 2
+    vs_stage1 = recap["paired"]["stage1"]
+    # +2 of 4 on data seed 0, 0 of 4 on data seed 1 (against the other seed's stage 1 it would be +2 / -2)
+    assert (vs_stage1["a_only"], vs_stage1["b_only"]) == (2, 0)
+    assert vs_stage1["difference"] == pytest.approx(0.25)
+    assert vs_stage1["over_data_seeds"]["per_data_seed"] == {0: 0.5, 1: 0.0}
+    assert vs_stage1["over_data_seeds"]["ci_low"] == pytest.approx(0.0)  # a draw of data seed 1 twice: 0
+    table = efficacy.format_table(list(summary.values()))
+    assert "2 x 4 (2 data seeds)" in table and "over data seeds [+0, " in table
+
+
+def test_a_data_seed_has_its_own_folders_and_seeds_the_loop(efficacy, tmp_path):
+    budget = efficacy.Budget(
+        ("push-v3",), (0,), replace(efficacy.QUICK, camera_storage="png"), data_seeds=(0, 1)
+    )
+    bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results", data_seed=1)
+    assert bench.root == tmp_path / "root" / "push-v3" / "data_seed1"
+    assert bench.results == tmp_path / "results" / "push-v3" / "data_seed1"
+    assert bench.demo.args.seed == 1  # demos, stage 1, collection and labels all derive from it
+    seed0 = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
+    assert seed0.root == tmp_path / "root" / "push-v3" and seed0.demo.args.seed == 0  # the grid's old cells
+    make_dataset(bench.root / "data" / "demos", ["demo", "demo"])
+    assert bench.demos() == bench.root / "data" / "demos"  # reused from its own folder, not seed 0's

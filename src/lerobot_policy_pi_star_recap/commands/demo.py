@@ -50,7 +50,9 @@ class DemoPlan:
     stage1_steps: int = 3600
     rollouts: int = 20  # autonomous episodes of the latest policy, per iteration
     corrections: int = 20  # episodes where the expert takes over when the trigger fires, per iteration
-    stage2_steps: int = 1800  # ~13x stage 1's frames: 600 steps left RECAP's labels unlearned (§2.2)
+    # ~13x stage 1's frames: 600 steps left RECAP's labels unlearned (§2.2); a 30-minute plan with 1200 (and
+    # stage 1 2400) put RECAP 17 points under the null control (§2.2k)
+    stage2_steps: int = 1800
     eval_episodes: int = 100  # per arm, on the same env seeds (paired comparison)
     eval_batch_size: int = 10  # envs per lerobot-eval batch (one batched policy pass for all of them)
     batch_size: int = 32
