@@ -1,12 +1,14 @@
 """How much does the demo's result move from one draw of the data to the next? Demo runs pooled over seeds.
 
 Each `pi-star-recap demo --seed S` run collects its own demos, trains its own stage 1, collects its own
-experience and fine-tunes on it, then evaluates every stage on its own 100+ env seeds. Within a run the
-stages are paired (same env seeds); across runs nothing is shared, so a run's gain is one draw of
-"collect, label, fine-tune". This script reads the runs' `results.json` (their per-episode `successes`),
-checks they ran the same plan, and reports each run's paired differences and, over the runs, the mean
-difference with a two-stage bootstrap interval (runs, then episodes within a run: it holds the run-to-run
-variance that pooling the episodes into one paired test hides), the pooled interval beside it.
+experience and fine-tunes on it, then evaluates every stage on its own 100+ env seeds (each --seed has its
+own block of env seeds, `ENV_SEEDS_PER_RUN`). Within a run the stages are paired (same env seeds); across
+runs nothing is shared, so a run's gain is one draw of "collect, label, fine-tune". This script reads the
+runs' `results.json` (their per-episode `successes`), checks they ran the same plan, and reports each
+run's paired differences and, over the runs (each weighing the same), the mean difference with two
+intervals that hold the run-to-run variance pooling the episodes into one paired test hides: Student's t
+over the runs' differences (the safer one with few runs) and a two-stage bootstrap (runs, then episodes
+within a run), the pooled-episode interval beside them.
 
     python benchmarks/demo_seeds.py outputs/fast_s0/results.json outputs/fast_s1/results.json \\
         --output benchmarks/results/demo_seeds_fast.json
@@ -100,14 +102,16 @@ def format_summary(summary: dict) -> str:
         )
     lines += [
         "",
-        "| stage | vs | per run | mean [95% CI, runs then episodes] | pooled episodes [95% CI] | wins / losses | McNemar p |",
-        "|---|---|---|---|---|---|---|",
+        "| stage | vs | per run | mean over runs | 95% CI, t over runs | 95% CI, bootstrap runs then episodes "
+        "| pooled episodes [95% CI] | wins / losses | McNemar p |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in summary["comparisons"]:
         per_run = " / ".join(f"{x:+.0%}" for x in c["per_run"])
         lines.append(
             f"| {c['stage'].split(' (')[0]} | {c['baseline'].split(' (')[0]} | {per_run} | "
-            f"{c['difference']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] | "
+            f"{c['difference']:+.1%} | [{c['t_ci_low']:+.1%}, {c['t_ci_high']:+.1%}] | "
+            f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] | {c['pooled_difference']:+.1%} "
             f"[{c['pooled_ci_low']:+.1%}, {c['pooled_ci_high']:+.1%}] | {c['a_only']} / {c['b_only']} | "
             f"{c['mcnemar_p']:.3g} |"
         )
@@ -130,9 +134,13 @@ def main() -> None:
     plot_bars(
         [f"{c['stage'].split(' (')[0]}\nvs {c['baseline'].split(' (')[0]}" for c in gains],
         [c["difference"] for c in gains],
-        [[c["difference"] - c["ci_low"] for c in gains], [c["ci_high"] - c["difference"] for c in gains]],
+        [  # clamped: a percentile interval can end a hair inside the mean with few runs
+            [max(c["difference"] - c["ci_low"], 0.0) for c in gains],
+            [max(c["ci_high"] - c["difference"], 0.0) for c in gains],
+        ],
         "success difference",
-        f"{summary['task']}: {len(summary['seeds'])} demo runs, 95% CI over runs and episodes",
+        f"{summary['task']}: {len(summary['seeds'])} demo runs, mean over runs, 95% CI bootstrap over "
+        "runs then episodes",
         args.output.with_suffix(".png"),
     )
     print(table)

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -64,6 +65,7 @@ import numpy as np
 from lerobot_policy_pi_star_recap.commands.demo import (
     CAMERA_STORAGES,
     CORRECTION_TRIGGERS,
+    DEMO_ENV_SEEDS,
     QUICK,
     RECAP_FLAGS,
     Demo,
@@ -197,7 +199,7 @@ class TaskBench:
         if _dataset_done(path, self.budget.plan.camera_storage):
             return path
         shutil.rmtree(path, ignore_errors=True)
-        return self.demo.collect("demos", "demo", self.budget.plan.demos, self.data_seed)
+        return self.demo.collect("demos", "demo", self.budget.plan.demos, self.demo.env_seed(DEMO_ENV_SEEDS))
 
     def checkpoint(self, name: str, dataset: Path, steps: int, init: Path | None, *train_args) -> Path:
         """`Demo.train`, unless a finished checkpoint is there already."""
@@ -308,8 +310,19 @@ def all_cells(results: Path, budget: Budget) -> list[dict]:
     """Every cell under <results>/<task>/[data_seed<k>/], this run's and those committed by earlier runs
     (other seeds, data seeds, tasks or methods), so the summary pools all of them instead of only what
     this run touched. A cell from before data seeds existed is data seed 0."""
-    paths = sorted([*results.glob("*/*.json"), *results.glob("*/data_seed*/*.json")])
-    return [{"data_seed": 0, **read_cell(path, budget)} for path in paths]
+    cells = []
+    for path in sorted([*results.glob("*/*.json"), *results.glob("*/data_seed*/*.json")]):
+        folder = 0 if path.parent.parent == results else re.fullmatch(r"data_seed(\d+)", path.parent.name)
+        if folder is None:
+            continue  # not a data seed's folder (e.g. data_seed1_old)
+        data_seed = folder if folder == 0 else int(folder.group(1))
+        cell = read_cell(path, budget)
+        if cell.get("data_seed", 0) != data_seed:
+            raise SystemExit(
+                f"{path} says data seed {cell.get('data_seed', 0)} but lies in {path.parent}: move it."
+            )
+        cells.append({**cell, "data_seed": data_seed})
+    return cells
 
 
 def successful_episodes(root: Path) -> list[int]:
@@ -391,6 +404,10 @@ def summarize(rows: list[dict]) -> list[dict]:
                     [np.concatenate([b["successes"] for _, b in run]) for run in per_data_seed],
                 )
                 entry["paired"][baseline]["over_data_seeds"] = {
+                    # each data seed weighs the same, whatever its number of fine-tuning seeds
+                    "difference": over["difference"],
+                    "t_ci_low": over["t_ci_low"],
+                    "t_ci_high": over["t_ci_high"],
                     "ci_low": over["ci_low"],
                     "ci_high": over["ci_high"],
                     "per_data_seed": dict(zip(data_seeds, over["per_run"], strict=True)),
@@ -414,15 +431,16 @@ def format_table(summary: list[dict]) -> str:
             if p is None:
                 cells.append("-")
                 continue
-            fewer = f" ({p['seeds']} of {s['seeds']} seeds)" if p["seeds"] < s["seeds"] else ""
+            fewer = f" ({p['seeds']} of {s['seeds']} cells)" if p["seeds"] < s["seeds"] else ""
             over = p.get("over_data_seeds")
-            spread = (
-                f"; over data seeds [{100 * over['ci_low']:+.0f}, {100 * over['ci_high']:+.0f}]"
+            across = (
+                f"; over data seeds {100 * over['difference']:+.0f}, t 95% CI "
+                f"[{100 * over['t_ci_low']:+.0f}, {100 * over['t_ci_high']:+.0f}]"
                 if over
                 else ""
             )
             cells.append(
-                f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]{fewer}{spread}"
+                f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]{fewer}{across}"
             )
         lines.append(
             f"| {s['task']} | {s['method']} | {s['seeds']} x {s['episodes'] // s['seeds']}{data} | "

@@ -306,3 +306,64 @@ def test_a_failing_lane_stops_the_other_and_its_error_is_the_one_reported(tmp_pa
     assert demo.stopping.is_set()
     with pytest.raises(CommandFailed, match="not started: another step of the demo failed"):
         demo.run_step("next_step", sleeper)  # nothing new starts after a failure
+
+
+class _StopAfterDemos(Exception):
+    pass
+
+
+def _env_seeds_of_a_run(tmp_path: Path, seed: int) -> dict[str, range]:
+    """The env seeds a demo run with `seed` would collect and evaluate on (default plan), read off the
+    collect / lerobot-eval commands it builds (nothing runs)."""
+    from lerobot_policy_pi_star_recap.commands.demo import Demo
+
+    out = tmp_path / f"seed{seed}"
+    args = argparse.Namespace(quick=False, output=str(out), task="push-v3", seed=seed, **_no_overrides())
+    demo = Demo(args)
+    commands: dict[str, list[str]] = {}
+
+    def record(name, command, **kwargs):
+        commands[name] = command
+        if name.startswith("eval_"):  # evaluate() reads what lerobot-eval would have written
+            (out / "eval" / name.removeprefix("eval_")).mkdir(parents=True)
+            (out / "eval" / name.removeprefix("eval_") / "eval_info.json").write_text("{}")
+
+    def stop(*args, **kwargs):
+        raise _StopAfterDemos
+
+    demo.run_step, demo.train = record, stop
+    with pytest.raises(_StopAfterDemos):
+        demo.run()  # collects the demos, then stops at stage 1
+    demo.gather(1, tmp_path / "stage1", [])
+    demo.evaluate("stage1", tmp_path / "stage1")
+
+    def flag(command: list[str], name: str) -> int:
+        return int(next(c.split("=", 1)[1] for c in command if c.startswith(f"--{name}=")))
+
+    seeds = {
+        name: range(
+            flag(commands[name], "seed"), flag(commands[name], "seed") + flag(commands[name], "episodes")
+        )
+        for name in ("collect_demos", "collect_rollouts1", "collect_corrections1")
+    }
+    evaluation = commands["eval_stage1"]
+    seeds["eval"] = range(
+        flag(evaluation, "seed"), flag(evaluation, "seed") + flag(evaluation, "eval.n_episodes")
+    )
+    return seeds
+
+
+def test_runs_with_other_seeds_share_no_env_seed(tmp_path):
+    """Each --seed collects its demos, rollouts and corrections and evaluates on env seeds of its own: with
+    offsets of one per seed, seed 1 repeated 9 of seed 0's 10 (deterministic) demos and 99 of its 100
+    evaluation episodes. Seed 0 keeps the env seeds every committed run used."""
+    runs = [_env_seeds_of_a_run(tmp_path, seed) for seed in (0, 1, 2)]
+    assert runs[0] == {
+        "collect_demos": range(0, 10),
+        "collect_rollouts1": range(1000, 1020),
+        "collect_corrections1": range(1500, 1520),
+        "eval": range(10_000, 10_100),
+    }
+    used = [set().union(*run.values()) for run in runs]
+    assert all(len(u) == 150 for u in used)  # no overlap inside a run either
+    assert not (used[0] & used[1]) and not (used[0] & used[2]) and not (used[1] & used[2])

@@ -121,7 +121,7 @@ def test_the_summary_pools_every_committed_cell_and_pairs_on_shared_seeds(effica
     assert vs_filtered["seeds"] == 1 and vs_filtered["episodes"] == 4
     assert vs_filtered["difference"] == pytest.approx(0.5)  # 3/4 against 1/4 on seed 0
     assert (vs_filtered["a_only"], vs_filtered["b_only"]) == (2, 0)
-    assert "(1 of 2 seeds)" in efficacy.format_table(list(summary.values()))
+    assert "(1 of 2 cells)" in efficacy.format_table(list(summary.values()))
     other = replace(budget, plan=replace(efficacy.QUICK, stage2_steps=7))
     with pytest.raises(SystemExit, match="give each its own --root and --results"):
         efficacy.all_cells(results, other)
@@ -189,7 +189,9 @@ def test_each_data_seed_is_paired_with_its_own_stage1_and_spread_over_draws(effi
     assert vs_stage1["over_data_seeds"]["per_data_seed"] == {0: 0.5, 1: 0.0}
     assert vs_stage1["over_data_seeds"]["ci_low"] == pytest.approx(0.0)  # a draw of data seed 1 twice: 0
     table = efficacy.format_table(list(summary.values()))
-    assert "2 x 4 (2 data seeds)" in table and "over data seeds [+0, " in table
+    # per data seed +50 and +0: t(0.975, 1) = 12.71 over 2 runs of sd 0.354 -> +25 +- 318
+    assert "| 2 x 4 (2 data seeds) | 75% ± 25 | " in table  # the success column keeps its spread
+    assert "; over data seeds +25, t 95% CI [-293, +343]" in table
 
 
 def test_a_data_seed_has_its_own_folders_and_seeds_the_loop(efficacy, tmp_path):
@@ -204,3 +206,4 @@ def test_a_data_seed_has_its_own_folders_and_seeds_the_loop(efficacy, tmp_path):
     assert seed0.root == tmp_path / "root" / "push-v3" and seed0.demo.args.seed == 0  # the grid's old cells
     make_dataset(bench.root / "data" / "demos", ["demo", "demo"])
     assert bench.demos() == bench.root / "data" / "demos"  # reused from its own folder, not seed 0's
+    assert bench.demo.env_seed(0) != seed0.demo.env_seed(0)  # demos from its own env seeds (test_demo.py)

@@ -53,5 +53,17 @@ def test_clustered_difference_widens_with_run_to_run_variance():
     assert out["pooled_ci_low"] > 0.09  # 40 / 0 discordant pairs: the pooled interval excludes 0
     assert out["ci_low"] == 0.0  # 8 of 27 run draws hold no run 1: the interval reaches 0
     assert out["ci_high"] > out["pooled_ci_high"]
+    # t over the 3 runs' differences (0.4, 0, 0): mean 0.133, sd 0.231, t(0.975, 2) = 4.303
+    assert out["t_ci_low"] == pytest.approx(0.1333 - 4.3027 * 0.2309 / np.sqrt(3), abs=1e-3)
+    assert out["t_ci_high"] == pytest.approx(0.1333 + 4.3027 * 0.2309 / np.sqrt(3), abs=1e-3)
     with pytest.raises(ValueError, match="same, non-zero number of runs"):
         clustered_difference([wins], [base, base])
+
+
+def test_clustered_difference_weighs_runs_equally():
+    """A run of 300 episodes and one of 100: the difference is the runs' mean, not the episodes'."""
+    big_a, big_b = np.ones(300, dtype=bool), np.zeros(300, dtype=bool)  # +1.0
+    small = np.zeros(100, dtype=bool)  # 0.0
+    out = clustered_difference([big_a, small], [big_b, small])
+    assert out["difference"] == pytest.approx(0.5) and out["pooled_difference"] == pytest.approx(0.75)
+    assert out["ci_low"] == pytest.approx(0.0) and out["ci_high"] == pytest.approx(1.0)

@@ -112,6 +112,13 @@ PLAN_CHOICES = {
 }
 # What stage 2 changes over the stage-1 checkpoint: RECAP's critics and advantage conditioning turn on.
 RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
+# Env seeds (one per episode: episode i of a collection or evaluation starting at S runs env seed S + i).
+# Every `--seed` owns its own block, so runs with other seeds share no demo, rollout start or evaluation
+# episode (with offsets of 1 per seed, seed 1 repeated 9 of seed 0's 10 demos exactly: the scripted
+# expert is deterministic). Within a block: demos from 0, iteration k's rollouts from 1000 k and its
+# corrections from 1000 k + 500, evaluation from 10 000. Seed 0's block is what every committed run used.
+ENV_SEEDS_PER_RUN = 100_000
+DEMO_ENV_SEEDS, ROLLOUT_ENV_SEEDS, CORRECTION_ENV_SEEDS, EVAL_ENV_SEEDS = 0, 1000, 500, 10_000
 
 
 def register(subparsers) -> None:
@@ -131,7 +138,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--iterations", type=int, default=1, help="rollout + RECAP rounds after stage 1")
     parser.add_argument(
-        "--seed", type=int, default=0, help="base seed of collection, training and evaluation"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of training, and of the env seeds of collection and evaluation (each --seed has its own "
+        f"block of {ENV_SEEDS_PER_RUN} env seeds: runs with other seeds share no episode)",
     )
     parser.add_argument(
         "--advantage-estimator",
@@ -293,6 +304,10 @@ class Demo:
             for process in running:
                 process.kill()
             raise
+
+    def env_seed(self, offset: int) -> int:
+        """The first env seed of a collection or evaluation at `offset` in this run's block."""
+        return self.args.seed * ENV_SEEDS_PER_RUN + offset
 
     def collect(self, name: str, mode: str, episodes: int, seed: int, policy: Path | None = None) -> Path:
         output = self.out / "data" / name
@@ -479,7 +494,7 @@ class Demo:
                 f"--eval.batch_size={self.plan.eval_batch_size}",
                 "--policy.device=cpu",
                 f"--output_dir={output}",
-                f"--seed={self.args.seed + 10_000}",
+                f"--seed={self.env_seed(EVAL_ENV_SEEDS)}",
                 *flags,
             ],
             threads=self.step_threads,
@@ -488,10 +503,13 @@ class Demo:
 
     def gather(self, iteration: int, policy: Path, experience: list[Path]) -> Path:
         """Autonomous rollouts and corrected episodes of `policy`, appended to `experience`, all merged."""
-        seed = self.args.seed + 1000 * iteration
+        seed = self.env_seed(ROLLOUT_ENV_SEEDS * iteration)
         experience.append(self.collect(f"rollouts{iteration}", "auto", self.plan.rollouts, seed, policy))
+        corrections = seed + CORRECTION_ENV_SEEDS
         experience.append(
-            self.collect(f"corrections{iteration}", "intervention", self.plan.corrections, seed + 500, policy)
+            self.collect(
+                f"corrections{iteration}", "intervention", self.plan.corrections, corrections, policy
+            )
         )
         return self.merge(f"mixed{iteration}", experience)
 
@@ -501,7 +519,7 @@ class Demo:
         the RECAP iterations (collect, label, stage 2, its evaluation) in this thread, and the controls
         (null control, evaluation of stage 1 and of the null control) beside it."""
         started = time.perf_counter()
-        demos = self.collect("demos", "demo", self.plan.demos, self.args.seed)
+        demos = self.collect("demos", "demo", self.plan.demos, self.env_seed(DEMO_ENV_SEEDS))
         stage1 = self.train("stage1", demos, self.plan.stage1_steps, None)
         self.step_threads = 1
         with ThreadPoolExecutor(max_workers=1) as pool:
