@@ -10,8 +10,10 @@ intervals that hold the run-to-run variance pooling the episodes into one paired
 over the runs' differences (the safer one with few runs) and a two-stage bootstrap (runs, then episodes
 within a run), the pooled-episode interval beside them.
 
-    python benchmarks/demo_seeds.py outputs/fast_s0/results.json outputs/fast_s1/results.json \\
-        --output benchmarks/results/demo_seeds_fast.json
+    python benchmarks/demo_seeds.py benchmarks/results/demo_sweep-into-v3_results.json \\
+        benchmarks/results/demo_sweep-into-v3_seed1_results.json \\
+        benchmarks/results/demo_sweep-into-v3_seed2_results.json \\
+        --output benchmarks/results/demo_seeds_sweep-into-v3.json
 """
 
 from __future__ import annotations
@@ -131,16 +133,15 @@ def main() -> None:
     write_text_atomic(args.output, json.dumps(summary, indent=2))
     write_text_atomic(args.output.with_suffix(".md"), table + "\n")
     gains = [c for c in summary["comparisons"] if c["stage"] != NULL_CONTROL]
+    low, high = ("t_ci_low", "t_ci_high") if len(summary["seeds"]) > 1 else ("ci_low", "ci_high")
     plot_bars(
         [f"{c['stage'].split(' (')[0]}\nvs {c['baseline'].split(' (')[0]}" for c in gains],
         [c["difference"] for c in gains],
-        [  # clamped: a percentile interval can end a hair inside the mean with few runs
-            [max(c["difference"] - c["ci_low"], 0.0) for c in gains],
-            [max(c["ci_high"] - c["difference"], 0.0) for c in gains],
-        ],
+        # the headline interval: t over the runs (one run has none: its episode bootstrap instead)
+        [[c["difference"] - c[low] for c in gains], [c[high] - c["difference"] for c in gains]],
         "success difference",
-        f"{summary['task']}: {len(summary['seeds'])} demo runs, mean over runs, 95% CI bootstrap over "
-        "runs then episodes",
+        f"{summary['task']}: {len(summary['seeds'])} demo runs, mean over runs, 95% CI "
+        + ("t over runs" if len(summary["seeds"]) > 1 else "paired bootstrap"),
         args.output.with_suffix(".png"),
     )
     print(table)
