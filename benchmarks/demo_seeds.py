@@ -10,10 +10,16 @@ intervals that hold the run-to-run variance pooling the episodes into one paired
 over the runs' differences (the safer one with few runs) and a two-stage bootstrap (runs, then episodes
 within a run), the pooled-episode interval beside them.
 
+`--cells` adds the arms `benchmarks/efficacy.py --data-seeds S` fine-tuned from each run's own stage 1 on
+its own data (BC, filtered BC, ...: its <root>/<task>/data_seed<S>/ holding the run's data/ and stage1/, so
+nothing is rebuilt), evaluated on the run's env seeds: RECAP is then compared with them run by run. The
+cells' stage-1 evaluation, a re-run of the run's own, is reported as the share of episodes that agree.
+
     python benchmarks/demo_seeds.py benchmarks/results/demo_sweep-into-v3_results.json \\
         benchmarks/results/demo_sweep-into-v3_seed1_results.json \\
         benchmarks/results/demo_sweep-into-v3_seed2_results.json \\
-        --output benchmarks/results/demo_seeds_sweep-into-v3.json
+        --output benchmarks/results/demo_seeds_sweep-into-v3.json \\
+        --cells benchmarks/results/efficacy_demo
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from efficacy import LEGACY_PLAN, data_seed_folder  # benchmarks/ is the script's folder
 
 from lerobot_policy_pi_star_recap.commands.demo import NULL_CONTROL
 from lerobot_policy_pi_star_recap.dataset_writing import write_text_atomic
@@ -59,9 +66,46 @@ def load_runs(paths: list[Path]) -> list[dict]:
     return runs
 
 
-def summarize(runs: list[dict]) -> dict:
+def load_cells(runs: list[dict], root: Path) -> tuple[dict[str, list[list[bool]]], list[float]]:
+    """The efficacy cells of each run's task and data seed under `root` (its --results), by arm
+    ("<method> seed <fine-tuning seed>"), and per run the share of episodes where the cells' stage-1
+    evaluation agrees with the run's own. Refuses cells of another plan, and arms some run lacks."""
+    per_run, agreement = [], []
+    for run in runs:
+        folder = root / run["task"] / data_seed_folder(run["seed"])
+        cells = {}
+        for path in sorted(folder.glob("*.json")):
+            cell = json.loads(path.read_text())
+            if "successes" not in cell:
+                continue  # the grid's own summary (efficacy.json)
+            if {**LEGACY_PLAN, **cell["plan"]} != run["plan"] or cell.get("data_seed", 0) != run["seed"]:
+                raise SystemExit(
+                    f"{path} is not an arm of the seed-{run['seed']} run (plan or data seed differ): run "
+                    "efficacy.py with the run's plan and --data-seeds, or give another --cells."
+                )
+            cells[f"{cell['method']} seed {cell['seed']}"] = cell["successes"]
+        stage1 = cells.pop("stage1 seed 0", None)
+        if stage1 is not None:
+            own = next(iter(run["successes"].values()))
+            agreement.append(float(np.mean(np.asarray(stage1) == np.asarray(own))))
+        per_run.append(cells)
+    arms = sorted(set().union(*per_run))
+    missing = [
+        (run["seed"], arm)
+        for run, cells in zip(runs, per_run, strict=True)
+        for arm in arms
+        if arm not in cells
+    ]
+    if missing:
+        raise SystemExit(f"cells missing for (run seed, arm) {missing}: run efficacy.py for them first.")
+    return {arm: [cells[arm] for cells in per_run] for arm in arms}, agreement
+
+
+def summarize(runs: list[dict], cells: dict[str, list[list[bool]]] | None = None) -> dict:
     stages = list(runs[0]["successes"])
     arms = {stage: [np.asarray(run["successes"][stage], dtype=bool) for run in runs] for stage in stages}
+    cells = cells or {}
+    arms.update({arm: [np.asarray(s, dtype=bool) for s in per_run] for arm, per_run in cells.items()})
     rates = {}
     for stage, per_run in arms.items():
         total = np.concatenate(per_run)
@@ -73,11 +117,13 @@ def summarize(runs: list[dict]) -> dict:
             "episodes": len(total),
         }
     baselines = [stages[0]] + ([NULL_CONTROL] if NULL_CONTROL in arms else [])
+    pairs = [
+        (stage, baseline) for stage in [*stages[1:], *cells] for baseline in baselines if stage != baseline
+    ]
+    pairs += [(stages[-1], arm) for arm in cells]  # RECAP (the last stage) against every arm on its data
     comparisons = [
         {"stage": stage, "baseline": baseline, **clustered_difference(arms[stage], arms[baseline])}
-        for stage in stages[1:]
-        for baseline in baselines
-        if stage != baseline
+        for stage, baseline in pairs
     ]
     return {
         "task": runs[0]["task"],
@@ -117,6 +163,12 @@ def format_summary(summary: dict) -> str:
             f"[{c['pooled_ci_low']:+.1%}, {c['pooled_ci_high']:+.1%}] | {c['a_only']} / {c['b_only']} | "
             f"{c['mcnemar_p']:.3g} |"
         )
+    if agreement := summary.get("stage1_reevaluation_agreement"):
+        shares = " / ".join(f"{a:.0%}" for a in agreement)
+        lines += [
+            "",
+            f"Stage 1 evaluated again by efficacy.py: {shares} of the episodes agree with the runs'.",
+        ]
     return "\n".join(lines)
 
 
@@ -126,8 +178,18 @@ def main() -> None:
     )
     parser.add_argument("results", nargs="+", type=Path, help="results.json of demo runs of one plan")
     parser.add_argument("--output", type=Path, required=True, help="summary JSON (a .md and .png beside it)")
+    parser.add_argument(
+        "--cells",
+        type=Path,
+        default=None,
+        help="efficacy.py --results folder holding arms fine-tuned on the runs' data (their --data-seeds)",
+    )
     args = parser.parse_args()
-    summary = summarize(load_runs(args.results))
+    runs = load_runs(args.results)
+    cells, agreement = load_cells(runs, args.cells) if args.cells else ({}, [])
+    summary = summarize(runs, cells)
+    if agreement:
+        summary["stage1_reevaluation_agreement"] = agreement
     table = format_summary(summary)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.output, json.dumps(summary, indent=2))

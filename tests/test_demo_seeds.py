@@ -67,3 +67,59 @@ def test_runs_of_other_plans_or_one_seed_are_refused(tmp_path):
     result = demo(base, same_seed, "--output", tmp_path / "x.json")
     assert result.returncode != 0 and "share a seed" in result.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def write_cell(root: Path, run: Path, method: str, successes: list[bool], **changes) -> None:
+    """An efficacy.py cell fine-tuned on `run`'s data (its data seed = the run's seed)."""
+    made = json.loads(run.read_text())
+    folder = root / made["task"] / ("" if made["seed"] == 0 else f"data_seed{made['seed']}")
+    folder.mkdir(parents=True, exist_ok=True)
+    cell = {
+        "task": made["task"],
+        "method": method,
+        "seed": 0,
+        "data_seed": made["seed"],
+        "plan": made["plan"],
+    }
+    (folder / f"{method}_seed0.json").write_text(json.dumps({**cell, "successes": successes, **changes}))
+
+
+def test_efficacy_arms_on_the_runs_data_are_compared_with_recap(tmp_path):
+    stages = list(json.loads(COMMITTED.read_text())["successes"])
+    run = {stages[0]: [True] * 40 + [False] * 60, stages[1]: [True] * 50 + [False] * 50}
+    paths = [
+        run_with(tmp_path, "a", 0, {**run, stages[2]: [True] * 70 + [False] * 30}),
+        run_with(tmp_path, "b", 1, {**run, stages[2]: [True] * 60 + [False] * 40}),
+    ]
+    cells = tmp_path / "cells"
+    write_cell(cells, paths[0], "bc", [True] * 50 + [False] * 50)
+    write_cell(cells, paths[1], "bc", [True] * 60 + [False] * 40)
+    write_cell(cells, paths[0], "stage1", [True] * 40 + [False] * 60)  # agrees everywhere
+    write_cell(cells, paths[1], "stage1", [False] * 10 + [True] * 30 + [False] * 60)  # 10 episodes differ
+    output = tmp_path / "out.json"
+    result = demo(*paths, "--output", output, "--cells", cells)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(output.read_text())
+    assert summary["rates"]["bc seed 0"]["per_run"] == [0.5, 0.6]
+    by_pair = {(c["stage"], c["baseline"]): c for c in summary["comparisons"]}
+    recap_vs_bc = by_pair[(stages[2], "bc seed 0")]
+    assert recap_vs_bc["per_run"] == [pytest.approx(0.2), pytest.approx(0.0)]
+    assert recap_vs_bc["difference"] == pytest.approx(0.1)
+    assert by_pair[("bc seed 0", stages[0])]["per_run"] == [pytest.approx(0.1), pytest.approx(0.2)]
+    assert summary["stage1_reevaluation_agreement"] == [1.0, pytest.approx(0.9)]
+    assert "100% / 90% of the episodes agree" in output.with_suffix(".md").read_text()
+
+
+def test_efficacy_cells_of_another_plan_or_missing_arms_are_refused(tmp_path):
+    successes = json.loads(COMMITTED.read_text())["successes"]
+    paths = [run_with(tmp_path, "a", 0, successes), run_with(tmp_path, "b", 1, successes)]
+    cells = tmp_path / "cells"
+    write_cell(cells, paths[0], "bc", [True] * 100)
+    result = demo(*paths, "--output", tmp_path / "x.json", "--cells", cells)
+    assert result.returncode != 0 and "cells missing for (run seed, arm) [(1, 'bc seed 0')]" in result.stderr
+    write_cell(
+        cells, paths[1], "bc", [True] * 100, plan={**json.loads(paths[1].read_text())["plan"], "demos": 5}
+    )
+    result = demo(*paths, "--output", tmp_path / "x.json", "--cells", cells)
+    assert result.returncode != 0 and "is not an arm of the seed-1 run" in result.stderr
+    assert not (tmp_path / "x.json").exists()
