@@ -78,7 +78,8 @@ def load_cells(runs: list[dict], root: Path) -> tuple[dict[str, list[list[bool]]
             cell = json.loads(path.read_text())
             if "successes" not in cell:
                 continue  # the grid's own summary (efficacy.json)
-            if {**LEGACY_PLAN, **cell["plan"]} != run["plan"] or cell.get("data_seed", 0) != run["seed"]:
+            made_with = {**LEGACY_PLAN, **cell["plan"]}
+            if made_with != {**LEGACY_PLAN, **run["plan"]} or cell.get("data_seed", 0) != run["seed"]:
                 raise SystemExit(
                     f"{path} is not an arm of the seed-{run['seed']} run (plan or data seed differ): run "
                     "efficacy.py with the run's plan and --data-seeds, or give another --cells."

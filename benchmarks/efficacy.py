@@ -140,7 +140,12 @@ class Budget:
 # The demo's own plan, so a task's seed-0 cells reproduce `pi-star-recap demo --task <task>`'s runs.
 DEFAULT = Budget(TASKS, (0, 1, 2), DemoPlan())
 # What the plan's later fields were before they existed, for cells committed before them.
-LEGACY_PLAN = {"correction_trigger": "stall", "tokenizer_padding": "max_length", "camera_storage": "png"}
+LEGACY_PLAN = {
+    "correction_trigger": "stall",
+    "tokenizer_padding": "max_length",
+    "camera_storage": "png",
+    "successful_demos": False,
+}
 
 
 def data_seed_folder(data_seed: int) -> str:

@@ -14,7 +14,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_pi_star_recap.dataset_writing import RewardScheme
 from lerobot_policy_pi_star_recap.recap_data import RecapTable
-from lerobot_policy_pi_star_recap.sim.actors import Actor
+from lerobot_policy_pi_star_recap.sim.actors import Actor, Degradation, ExpertActor
 from lerobot_policy_pi_star_recap.sim.collector import Collector, InterventionRule
 from lerobot_policy_pi_star_recap.sim.config import MetaWorldRecapEnvConfig
 from lerobot_policy_pi_star_recap.sim.pool import EnvPool
@@ -97,8 +97,54 @@ def run_collector(task: str, actor: Actor, rule: InterventionRule) -> list[tuple
     recorder = Recorder()
     collector = Collector(config, actor, "intervention", RewardScheme(), rule)
     with EnvPool(config.gym_kwargs, 2, processes=False) as pool:
-        records = collector.run(pool, recorder, 3)
+        records, discarded = collector.run(pool, recorder, 3)
+    assert discarded == []  # every episode is kept unless only successes are asked for
     return list(zip(recorder.episodes[:-1], records, strict=True))
+
+
+def collect_successes(envs: int, episodes: int, max_attempts: int):
+    """Scripted-expert demos of sweep-into-v3 cut at 50 steps, where the expert succeeds on env seeds 3, 5
+    and 6 of 0-9 only; (saved episodes, records, discarded records)."""
+    config = MetaWorldRecapEnvConfig(task="sweep-into-v3", cameras="", episode_length=50)
+    recorder = Recorder()
+    collector = Collector(config, ExpertActor(Degradation(), seed=0), "demo", RewardScheme())
+    with EnvPool(config.gym_kwargs, envs, processes=False) as pool:
+        records, discarded = collector.run(pool, recorder, episodes, max_attempts)
+    return recorder.episodes[:-1], records, discarded
+
+
+@pytest.mark.parametrize("envs", [1, 2])
+def test_successes_only_keeps_the_first_successful_seeds_whatever_the_envs(envs):
+    saved, records, discarded = collect_successes(envs, episodes=2, max_attempts=10)
+    assert [r.seed for r in records] == [3, 5] and all(r.success for r in records)
+    assert sorted(r.seed for r in discarded) == [0, 1, 2, 4] and not any(r.success for r in discarded)
+    assert [len(frames) for frames in saved] == [r.length for r in records]  # only the kept are written
+    assert all(frames[-1]["next.success"][0] for frames in saved)
+
+
+def test_cli_successes_only_records_what_it_discarded(tmp_path, capsys):
+    out = tmp_path / "sweep_demos"
+    args = collect_args(
+        out, "demo", "sweep-into-v3", 2, "--episode-length=50", "--cameras=", "--successes-only"
+    )
+    assert run_cli(*args) == 0
+    assert "4 failed episodes discarded (--successes-only)" in capsys.readouterr().out
+    assert [check_recap_fields(e, c_fail=50) for e in episodes(out)] == [True, True]
+    provenance = json.loads((out / "meta" / "recap_collect.json").read_text())
+    assert [e["seed"] for e in provenance["episodes"]] == [3, 5]
+    assert [e["seed"] for e in provenance["discarded_failures"]] == [0, 1, 2, 4]
+    failed = tmp_path / "too_short"
+    args = collect_args(
+        failed, "demo", "sweep-into-v3", 1, "--episode-length=5", "--cameras=", "--successes-only"
+    )
+    assert run_cli(*args) == 2
+    assert "succeeded, 1 were asked for: raise --episode-length" in capsys.readouterr().err
+    assert not failed.exists()  # nothing half-written
+
+
+def test_successes_only_gives_up_with_a_clear_error():
+    with pytest.raises(ValueError, match=r"only 1 of 4 demo episodes .* succeeded, 2 were asked for"):
+        collect_successes(envs=1, episodes=2, max_attempts=4)
 
 
 def test_intervention_mask_is_exactly_the_frames_the_expert_acted_on():

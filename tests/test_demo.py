@@ -271,6 +271,21 @@ def test_camera_storage_reaches_every_collection(tmp_path, storage, stored_as_vi
     assert [("--video" in command) for command in commands.values()] == [stored_as_video] * 2
 
 
+@pytest.mark.parametrize("flag, kept", [([], True), (["--no-successful-demos"], False)])
+def test_successful_demos_reach_the_demo_collection_only(tmp_path, flag, kept):
+    from lerobot_policy_pi_star_recap.cli import build_parser
+    from lerobot_policy_pi_star_recap.commands.demo import Demo
+
+    args = build_parser().parse_args(["demo", "--quick", f"--output={tmp_path / 'demo'}", *flag])
+    demo = Demo(args)
+    assert demo.plan.successful_demos is kept
+    commands: dict[str, list[str]] = {}
+    demo.run_step = lambda name, command, **kwargs: commands.__setitem__(name, command)
+    demo.collect("demos", "demo", 2, 0)
+    demo.collect("rollouts1", "auto", 2, 1000, policy=tmp_path / "stage1")
+    assert [("--successes-only" in command) for command in commands.values()] == [kept, False]
+
+
 @pytest.mark.parametrize("failing", ["controls", "iterations"])
 def test_a_failing_lane_stops_the_other_and_its_error_is_the_one_reported(tmp_path, failing):
     """After stage 1 the demo runs two lanes at once; when one fails, the other's running command is killed

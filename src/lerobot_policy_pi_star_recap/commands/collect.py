@@ -18,6 +18,7 @@ from .common import HelpFormatter, report_errors
 LOSSLESS_VIDEO = {"vcodec": "h264", "pix_fmt": "yuv444p", "crf": 0, "g": 1}
 # Actors without a policy checkpoint: a degraded expert that succeeds in roughly a third to a half of
 # the episodes of push-v3, drawer-open-v3 and button-press-v3 at 200 steps (measured on 12 seeds each).
+SUCCESS_ATTEMPTS = 5  # --successes-only tries at most this many env seeds per episode asked for
 DEGRADED_EXPERT = {"noise": 0.3, "pause_prob": 0.02, "pause_steps": 15, "wrong_prob": 0.02, "wrong_steps": 15}
 
 
@@ -45,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="episode i uses env seed SEED+i")
     parser.add_argument("--repo-id", default=None, help="dataset repo id (default: local/<output name>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument(
+        "--successes-only",
+        action="store_true",
+        help="keep only successful episodes: go on to the next env seeds until --episodes succeeded (at most "
+        f"{SUCCESS_ATTEMPTS}x as many tries). For demonstrations: a failed attempt of the scripted expert (it "
+        "misses on some seeds of some tasks) is not a demonstration, and its time-out frames would dominate BC",
+    )
 
     env = parser.add_argument_group("environment")
     env.add_argument("--episode-length", type=int, default=200, help="step limit; reaching it = failure")
@@ -228,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
                 rgb_encoder=RGBEncoderConfig(**LOSSLESS_VIDEO) if args.video else None,
             )
             start = time.perf_counter()
-            records = collector.run(pool, dataset, args.episodes)
+            attempts = SUCCESS_ATTEMPTS * args.episodes if args.successes_only else None
+            records, discarded = collector.run(pool, dataset, args.episodes, attempts)
             dataset.finalize()
             if args.video:  # the encoder's staging folders, left empty once the videos are written
                 shutil.rmtree(root / "images", ignore_errors=True)
@@ -242,13 +251,15 @@ def run(args: argparse.Namespace) -> int:
             "degradation": asdict(degradation) if degradation is not None else None,
             "intervention": asdict(rule) if rule is not None else None,
             "episodes": [asdict(r) for r in records],
+            "discarded_failures": [asdict(r) for r in discarded],  # --successes-only
         }
         (root / "meta" / "recap_collect.json").write_text(json.dumps(provenance, indent=2))
 
     frames = sum(r.length for r in records)
+    skipped = f"; {len(discarded)} failed episodes discarded (--successes-only)" if discarded else ""
     print_summary(
         args.output,
         f"Collected {len(records)} {args.mode} episodes of {env_config.task} ({frames} frames, "
-        f"{seconds:.0f} s, {frames / seconds:.0f} frames/s) -> {args.output}",
+        f"{seconds:.0f} s, {frames / seconds:.0f} frames/s{skipped}) -> {args.output}",
     )
     return 0

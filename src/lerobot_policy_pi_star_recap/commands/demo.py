@@ -44,6 +44,10 @@ class DemoPlan:
     """How much of everything the demo does; `--quick` is the CI smoke-test size."""
 
     demos: int = 10
+    # Record `demos` successful expert episodes, discarding the scripted expert's failed attempts (collect
+    # --successes-only). Runs before this field kept them: on sweep-into-v3 the expert times out on 1-4 of
+    # 10 seeds, and those 200-frame failures made up 30-72% of stage 1's frames (BENCHMARKS §2.2m).
+    successful_demos: bool = True
     # Stage 1 must be converged, or "stage 2 beats stage 1" only rewards the extra steps: at 3600 steps the
     # null control (1800 more on the demos) is within noise of it on push-v3 and sweep-into-v3 (BENCHMARKS
     # §2.2e, §2.2g); at 1200 it gains 11 points (§2.2). Over three --seed draws of the demos it still gains
@@ -117,7 +121,8 @@ RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
 # Every `--seed` owns its own block, so runs with other seeds share no demo, rollout start or evaluation
 # episode (with offsets of 1 per seed, seed 1 repeated 9 of seed 0's 10 demos exactly: the scripted
 # expert is deterministic). Within a block: demos from 0, iteration k's rollouts from 1000 k and its
-# corrections from 1000 k + 500, evaluation from 10 000. Seed 0's block is what every committed run used.
+# corrections from 1000 k + 500, evaluation from 10 000 (successful demos try at most 5 seeds per demo).
+# Seed 0's block is what every committed run used.
 ENV_SEEDS_PER_RUN = 100_000
 DEMO_ENV_SEEDS, ROLLOUT_ENV_SEEDS, CORRECTION_ENV_SEEDS, EVAL_ENV_SEEDS = 0, 1000, 500, 10_000
 
@@ -174,13 +179,12 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke test (tiny budgets)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     for name, default in asdict(DemoPlan()).items():
-        parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=type(default),
-            default=None,
-            choices=PLAN_CHOICES.get(name),
-            help=f"default {default}",
+        kind = (
+            {"action": argparse.BooleanOptionalAction}
+            if isinstance(default, bool)
+            else {"type": type(default), "choices": PLAN_CHOICES.get(name)}
         )
+        parser.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"default {default}", **kind)
     parser.set_defaults(run=run)
 
 
@@ -326,6 +330,8 @@ class Demo:
         ]
         if self.plan.camera_storage == "video":
             command.append("--video")
+        if mode == "demo" and self.plan.successful_demos:
+            command.append("--successes-only")
         if policy is not None:
             command.append(f"--policy={policy}")
         if mode == "intervention":

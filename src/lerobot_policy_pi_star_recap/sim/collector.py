@@ -130,23 +130,34 @@ class Collector:
         self.seed = seed
         self.task = task_descriptions()[env_config.task]
 
-    def run(self, pool: EnvPool, dataset, episodes: int) -> list[EpisodeRecord]:
+    def run(
+        self, pool: EnvPool, dataset, episodes: int, max_attempts: int | None = None
+    ) -> tuple[list[EpisodeRecord], list[EpisodeRecord]]:
         """Record `episodes` episodes (env seeds seed, seed+1, ...) into `dataset` (a LeRobotDataset being
-        written), keeping every env of `pool` busy; returns one record per saved episode, in dataset order.
+        written), keeping every env of `pool` busy; returns one record per saved episode, in dataset order,
+        and one per discarded episode.
+
+        With `max_attempts` only successful episodes are kept, going on to the next env seeds until
+        `episodes` succeeded, within `max_attempts` seeds (a failed attempt of the scripted expert is not a
+        demonstration). Episodes in flight never exceed what is still missing, so the kept seeds (the first
+        `episodes` successes) do not depend on the number of envs.
 
         Finished episodes are written by one background thread (LeRobot's save_episode encodes images
         and computes stats, ~0.5 s per episode), so stepping continues meanwhile."""
         if episodes < 1:
             raise ValueError(f"need at least one episode, got {episodes}.")
-        seeds = iter(range(self.seed, self.seed + episodes))
+        successes_only = max_attempts is not None
+        attempts = max_attempts if successes_only else episodes
+        seeds = iter(range(self.seed, self.seed + attempts))
         records: list[EpisodeRecord] = []
+        discarded: list[EpisodeRecord] = []
         running: dict[int, _Episode] = {}
         writes: list[Future] = []
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-writer") as writer,
             tqdm(total=episodes, desc=f"collect {self.mode} {self.env_config.task}", unit="ep") as bar,
         ):
-            self._start(pool, running, dict(zip(range(pool.n_envs), seeds, strict=False)))
+            self._start(pool, running, dict(zip(range(min(pool.n_envs, episodes)), seeds, strict=False)))
             while running:
                 executed = self._act(running)
                 restart = {}
@@ -156,14 +167,19 @@ class Collector:
                     if not (result.terminated or result.truncated):
                         continue
                     record, frames = self._finish(episode, result.success)
-                    records.append(record)
-                    writes.append(writer.submit(self._write, dataset, frames))
                     del running[slot]
-                    bar.update(1)
-                    bar.set_postfix(success=f"{np.mean([r.success for r in records]):.0%}")
-                    next_seed = next(seeds, None)
-                    if next_seed is not None:
-                        restart[slot] = next_seed
+                    if successes_only and not record.success:
+                        discarded.append(record)
+                    else:
+                        records.append(record)
+                        writes.append(writer.submit(self._write, dataset, frames))
+                        bar.update(1)
+                    finished = records + discarded
+                    bar.set_postfix(success=f"{np.mean([r.success for r in finished]):.0%}")
+                    if len(records) + len(running) + len(restart) < episodes:
+                        next_seed = next(seeds, None)
+                        if next_seed is not None:
+                            restart[slot] = next_seed
                 if restart:
                     self._start(pool, running, restart)
                 for done in [w for w in writes if w.done()]:
@@ -171,7 +187,13 @@ class Collector:
                     writes.remove(done)
             for pending in writes:
                 pending.result()
-        return records
+        if len(records) < episodes:
+            raise ValueError(
+                f"only {len(records)} of {attempts} {self.mode} episodes of {self.env_config.task} (env seeds "
+                f"{self.seed}-{self.seed + attempts - 1}) succeeded, {episodes} were asked for: raise "
+                "--episode-length, or collect without --successes-only."
+            )
+        return records, discarded
 
     def _start(self, pool: EnvPool, running: dict[int, _Episode], seeds: dict[int, int]) -> None:
         for slot, step in pool.reset(seeds).items():
