@@ -18,8 +18,11 @@ cells' stage-1 evaluation, a re-run of the run's own, is reported as the share o
     python benchmarks/demo_seeds.py benchmarks/results/demo_sweep-into-v3_results.json \\
         benchmarks/results/demo_sweep-into-v3_seed1_results.json \\
         benchmarks/results/demo_sweep-into-v3_seed2_results.json \\
-        --output benchmarks/results/demo_seeds_sweep-into-v3.json \\
-        --cells benchmarks/results/efficacy_demo
+        --output benchmarks/results/demo_seeds_sweep-into-v3.json
+    # with BC and filtered BC fine-tuned on the seed-1 and seed-2 runs' data (BENCHMARKS §2.2m)
+    python benchmarks/demo_seeds.py benchmarks/results/demo_sweep-into-v3_seed1_results.json \\
+        benchmarks/results/demo_sweep-into-v3_seed2_results.json \\
+        --cells benchmarks/results/efficacy_demo_keep_failed --output benchmarks/results/demo_seeds_sweep-into-v3_bc.json
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def load_runs(paths: list[Path]) -> list[dict]:
                 f"{path} has no per-episode 'successes' (written by demos since 2026-12-04): rerun the demo, "
                 "or evaluate its checkpoints again."
             )
-        runs.append(run)
+        # a plan field added after the run was made has the value it had then
+        runs.append({**run, "plan": {**LEGACY_PLAN, **run["plan"]}})
     first = runs[0]
     for path, run in zip(paths[1:], runs[1:], strict=True):
         differ = [key for key in SAME_EXPERIMENT if run.get(key) != first.get(key)]
@@ -78,8 +82,7 @@ def load_cells(runs: list[dict], root: Path) -> tuple[dict[str, list[list[bool]]
             cell = json.loads(path.read_text())
             if "successes" not in cell:
                 continue  # the grid's own summary (efficacy.json)
-            made_with = {**LEGACY_PLAN, **cell["plan"]}
-            if made_with != {**LEGACY_PLAN, **run["plan"]} or cell.get("data_seed", 0) != run["seed"]:
+            if {**LEGACY_PLAN, **cell["plan"]} != run["plan"] or cell.get("data_seed", 0) != run["seed"]:
                 raise SystemExit(
                     f"{path} is not an arm of the seed-{run['seed']} run (plan or data seed differ): run "
                     "efficacy.py with the run's plan and --data-seeds, or give another --cells."

@@ -39,14 +39,22 @@ McNemar's test, pooled over seeds.
     python benchmarks/efficacy.py                       # 3 tasks x 3 seeds x 100 episodes, every method
     python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 --methods bc filtered_bc
     python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 --data-seeds 1 2   # two more draws of the data
+
+Grids made before 2026-12-05 kept the scripted expert's failed demo attempts (`--no-successful-demos`):
+    # BC and filtered BC on the data of the demo runs of BENCHMARKS §2.2l (§2.2m; their data/ and stage1/
+    # linked under outputs/efficacy_demo_keep_failed/sweep-into-v3/data_seed<k>/, or rebuilt from the seeds)
+    python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 --data-seeds 1 2 --methods bc filtered_bc \\
+        --no-successful-demos --root outputs/efficacy_demo_keep_failed \\
+        --results benchmarks/results/efficacy_demo_keep_failed
     # the grid of BENCHMARKS §2.2e-g (the demo's plan with PNG frames)
     python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 1 2 --camera-storage png \\
-        --root outputs/efficacy_s3600 --results benchmarks/results/efficacy_s3600
+        --no-successful-demos --root outputs/efficacy_s3600 --results benchmarks/results/efficacy_s3600
     # the earlier plans, each with its own committed cells: 1200 + 600 steps, stall corrections
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1200 --steps 600 \\
-        --correction-trigger stall --camera-storage png --root outputs/efficacy --results benchmarks/results/efficacy
+        --correction-trigger stall --camera-storage png --no-successful-demos --root outputs/efficacy \\
+        --results benchmarks/results/efficacy
     python benchmarks/efficacy.py --tasks push-v3 --seeds 0 --stage1-steps 1800 --steps 600 \\
-        --correction-trigger stall --camera-storage png --root outputs/efficacy_s1800 \\
+        --correction-trigger stall --camera-storage png --no-successful-demos --root outputs/efficacy_s1800 \\
         --results benchmarks/results/efficacy_s1800
 """
 
@@ -522,6 +530,13 @@ def main() -> None:
         help="the demo plan's camera frames: png images or lossless video (use a new --root / --results)",
     )
     parser.add_argument(
+        "--successful-demos",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="demos are the scripted expert's first successes (default); --no-successful-demos keeps its "
+        "failed attempts, as every grid made before 2026-12-05 did (use a new --root / --results)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="the demo's --quick sizes: a smoke test of the pipeline"
     )
     parser.add_argument("--root", default="outputs/efficacy_demo", help="data and checkpoints (reused)")
@@ -541,6 +556,7 @@ def main() -> None:
         "correction_trigger": args.correction_trigger,
         "tokenizer_padding": args.tokenizer_padding,
         "camera_storage": args.camera_storage,
+        "successful_demos": args.successful_demos,
     }
     budget = Budget(
         tuple(args.tasks) if args.tasks else DEFAULT.tasks,

@@ -60,12 +60,18 @@ def test_a_cell_from_another_plan_is_refused(efficacy, tmp_path):
 
 
 def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_path):
-    """Cells committed before `correction_trigger`, `tokenizer_padding` and `camera_storage` joined the
-    plan were made with stall corrections, prompts padded to 48 tokens and PNG frames."""
+    """Cells committed before `correction_trigger`, `tokenizer_padding`, `camera_storage` and
+    `successful_demos` joined the plan were made with stall corrections, prompts padded to 48 tokens, PNG
+    frames and the scripted expert's failed demo attempts kept."""
     assert (efficacy.QUICK.correction_trigger, efficacy.QUICK.camera_storage) == ("disagreement", "video")
+    assert efficacy.QUICK.successful_demos
     older = {k: v for k, v in asdict(efficacy.QUICK).items() if k not in efficacy.LEGACY_PLAN}
     then = replace(
-        efficacy.QUICK, correction_trigger="stall", tokenizer_padding="max_length", camera_storage="png"
+        efficacy.QUICK,
+        correction_trigger="stall",
+        tokenizer_padding="max_length",
+        camera_storage="png",
+        successful_demos=False,
     )
     budget = efficacy.Budget(("push-v3",), (0,), then)
     bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
@@ -77,6 +83,7 @@ def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_p
         {"correction_trigger": "disagreement"},
         {"tokenizer_padding": "longest"},
         {"camera_storage": "video"},
+        {"successful_demos": True},
     ):
         other = replace(budget, plan=replace(then, **today))
         with pytest.raises(SystemExit, match="give each its own --root and --results"):
