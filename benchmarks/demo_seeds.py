@@ -82,9 +82,14 @@ def load_cells(runs: list[dict], root: Path) -> tuple[dict[str, list[list[bool]]
             cell = json.loads(path.read_text())
             if "successes" not in cell:
                 continue  # the grid's own summary (efficacy.json)
-            if {**LEGACY_PLAN, **cell["plan"]} != run["plan"] or cell.get("data_seed", 0) != run["seed"]:
+            same = (
+                {**LEGACY_PLAN, **cell["plan"]} == run["plan"]
+                and cell.get("data_seed", 0) == run["seed"]
+                and cell.get("base_policy", "native") == run.get("base_policy", "native")
+            )
+            if not same:
                 raise SystemExit(
-                    f"{path} is not an arm of the seed-{run['seed']} run (plan or data seed differ): run "
+                    f"{path} is not an arm of the seed-{run['seed']} run (plan, data seed or base policy differ): run "
                     "efficacy.py with the run's plan and --data-seeds, or give another --cells."
                 )
             cells[f"{cell['method']} seed {cell['seed']}"] = cell["successes"]

@@ -210,6 +210,16 @@ class TaskBench:
     def demos(self) -> Path:
         path = self.root / "data" / "demos"
         if _dataset_done(path, self.budget.plan.camera_storage):
+            # Stage 1 and the experience are built on the demos, so checking them covers all reused data.
+            # `collect` writes recap_collect.json; collections from before --successes-only kept failures.
+            provenance = path / "meta" / "recap_collect.json"
+            if provenance.is_file():
+                kept = json.loads(provenance.read_text())["arguments"].get("successes_only", False)
+                if kept != self.budget.plan.successful_demos:
+                    raise SystemExit(
+                        f"{path} was collected with successes_only={kept}, not the plan's successful_demos="
+                        f"{self.budget.plan.successful_demos}: give each plan its own --root and --results."
+                    )
             return path
         shutil.rmtree(path, ignore_errors=True)
         return self.demo.collect("demos", "demo", self.budget.plan.demos, self.demo.env_seed(DEMO_ENV_SEEDS))

@@ -122,4 +122,7 @@ def test_efficacy_cells_of_another_plan_or_missing_arms_are_refused(tmp_path):
     )
     result = demo(*paths, "--output", tmp_path / "x.json", "--cells", cells)
     assert result.returncode != 0 and "is not an arm of the seed-1 run" in result.stderr
+    write_cell(cells, paths[1], "bc", [True] * 100, base_policy="smolvla")  # the run's plan, another policy
+    result = demo(*paths, "--output", tmp_path / "x.json", "--cells", cells)
+    assert result.returncode != 0 and "is not an arm of the seed-1 run" in result.stderr
     assert not (tmp_path / "x.json").exists()

@@ -149,6 +149,25 @@ def test_a_reused_dataset_stored_otherwise_than_the_plan_is_refused(efficacy, tm
                 bench.demos()
 
 
+def test_reused_demos_collected_otherwise_than_the_plan_are_refused(efficacy, tmp_path):
+    """Demos under --root that kept the expert's failures are not reused by a plan of successful demos
+    (stage 1 and the experience were built on them), and back."""
+    demos = make_dataset(tmp_path / "root" / "push-v3" / "data" / "demos", ["demo", "demo"])
+    for collected_with in (False, True):
+        provenance = {"arguments": {"successes_only": collected_with}}
+        (demos / "meta" / "recap_collect.json").write_text(json.dumps(provenance))
+        for successful_demos in (False, True):
+            plan = replace(efficacy.QUICK, camera_storage="png", successful_demos=successful_demos)
+            bench = efficacy.TaskBench(
+                "push-v3", efficacy.Budget(("push-v3",), (0,), plan), tmp_path / "root", tmp_path
+            )
+            if successful_demos == collected_with:
+                assert bench.demos() == demos
+            else:
+                with pytest.raises(SystemExit, match=f"successes_only={collected_with}, not the plan's"):
+                    bench.demos()
+
+
 def write_cell(results: Path, plan: dict, name: str, method: str, seed: int, successes, data_seed=None):
     """A committed cell; `data_seed` None writes it as cells were before data seeds existed."""
     task = "push-v3"

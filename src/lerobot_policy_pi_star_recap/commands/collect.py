@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, type=Path, help="new dataset folder (must not exist)")
     parser.add_argument("--task", default="push-v3", help="MetaWorld task: push-v3 (or metaworld-push-v3)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to record")
-    parser.add_argument("--seed", type=int, default=0, help="episode i uses env seed SEED+i")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="episode i uses env seed SEED+i (with --successes-only, the next seeds replace failures)",
+    )
     parser.add_argument("--repo-id", default=None, help="dataset repo id (default: local/<output name>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parser.add_argument(

@@ -191,7 +191,8 @@ class Collector:
             raise ValueError(
                 f"only {len(records)} of {attempts} {self.mode} episodes of {self.env_config.task} (env seeds "
                 f"{self.seed}-{self.seed + attempts - 1}) succeeded, {episodes} were asked for: raise "
-                "--episode-length, or collect without --successes-only."
+                "--episode-length, or keep the failures (collect without --successes-only; `demo "
+                "--no-successful-demos`)."
             )
         return records, discarded
 
