@@ -228,7 +228,7 @@ def _no_overrides() -> dict[str, None]:
 
     from lerobot_policy_pi_star_recap.commands.demo import DemoPlan
 
-    return {f.name: None for f in fields(DemoPlan)}
+    return {f.name: None for f in fields(DemoPlan)} | {"iterations": 1}  # the CLI's default
 
 
 @pytest.mark.parametrize(
@@ -382,3 +382,49 @@ def test_runs_with_other_seeds_share_no_env_seed(tmp_path):
     used = [set().union(*run.values()) for run in runs]
     assert all(len(u) == 150 for u in used)  # no overlap inside a run either
     assert not (used[0] & used[1]) and not (used[0] & used[2]) and not (used[1] & used[2])
+
+
+@pytest.mark.parametrize(
+    "overrides, iterations, fits",
+    [
+        ({"demos": 200}, 1, True),  # 5 tries per successful demo: seeds 0..999, the block below 1000
+        ({"demos": 201}, 1, False),
+        ({"demos": 1000, "successful_demos": False}, 1, True),
+        ({"rollouts": 500, "corrections": 500}, 1, True),
+        ({"rollouts": 501}, 1, False),
+        ({"corrections": 501}, 1, False),
+        ({}, 9, True),  # iteration 9's corrections end at 9999, below the evaluation's 10 000
+        ({}, 10, False),
+        ({"eval_episodes": 90_001}, 1, False),
+    ],
+)
+def test_plans_that_overrun_their_env_seed_blocks_are_refused(tmp_path, overrides, iterations, fits):
+    from lerobot_policy_pi_star_recap.commands.common import UsageError
+    from lerobot_policy_pi_star_recap.commands.demo import Demo
+
+    args = {**_no_overrides(), **overrides, "iterations": iterations}
+    args = argparse.Namespace(quick=False, output=str(tmp_path), task="push-v3", seed=0, **args)
+    if fits:
+        Demo(args)
+    else:
+        flag = next(iter(overrides), "iterations").replace("_", "-")
+        with pytest.raises(UsageError, match=f"--{flag} is too large for the demo's env-seed blocks"):
+            Demo(args)
+
+
+def test_an_invalid_plan_leaves_the_existing_output_alone(tmp_path):
+    out = tmp_path / "demo"
+    (out / "stage1").mkdir(parents=True)
+    (out / "results.json").write_text("{}")
+    result = run_tool(
+        "pi-star-recap",
+        "demo",
+        "--demos=201",
+        f"--output={out}",
+        "--overwrite",
+        cwd=tmp_path,
+        timeout=120,
+        returncode=2,
+    )
+    assert "--demos is too large" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "results.json").read_text() == "{}" and (out / "stage1").is_dir()

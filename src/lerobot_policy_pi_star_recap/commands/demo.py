@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..configuration_pi_star_recap import TOKENIZER_PADDINGS
 from ..dataset_writing import write_text_atomic
+from .collect import SUCCESS_ATTEMPTS
 from .common import (
     CommandFailed,
     RawDescriptionHelpFormatter,
@@ -126,6 +127,25 @@ RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
 # Seed 0's block is what every committed run used.
 ENV_SEEDS_PER_RUN = 100_000
 DEMO_ENV_SEEDS, ROLLOUT_ENV_SEEDS, CORRECTION_ENV_SEEDS, EVAL_ENV_SEEDS = 0, 1000, 500, 10_000
+
+
+def check_env_seed_blocks(plan: DemoPlan, iterations: int) -> None:
+    """Refuse a plan whose collections or evaluation would run into the next one's env seeds: two
+    datasets sharing start states would no longer be independent draws (and demos would repeat)."""
+    demo_seeds = plan.demos * (SUCCESS_ATTEMPTS if plan.successful_demos else 1)
+    ranges = [("--demos", demo_seeds, ROLLOUT_ENV_SEEDS - DEMO_ENV_SEEDS)]
+    ranges += [
+        ("--rollouts", plan.rollouts, CORRECTION_ENV_SEEDS),
+        ("--corrections", plan.corrections, ROLLOUT_ENV_SEEDS - CORRECTION_ENV_SEEDS),
+    ]
+    ranges += [("--iterations", (iterations + 1) * ROLLOUT_ENV_SEEDS, EVAL_ENV_SEEDS)]
+    ranges += [("--eval-episodes", plan.eval_episodes, ENV_SEEDS_PER_RUN - EVAL_ENV_SEEDS)]
+    for flag, used, room in ranges:
+        if used > room:
+            raise UsageError(
+                f"{flag} is too large for the demo's env-seed blocks ({used} env seeds where {room} are "
+                f"free; ENV_SEEDS_PER_RUN in commands/demo.py): lower it, or run several --seed values."
+            )
 
 
 def register(subparsers) -> None:
@@ -232,6 +252,7 @@ class Demo:
             raise UsageError(
                 "--value-folds must be >= 2 (each episode is valued by a fold that never saw it)."
             )
+        check_env_seed_blocks(self.plan, args.iterations)
         self.args = args
         self.out = Path(args.output)
         self.logs = self.out / "logs"
@@ -752,6 +773,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.base_path is not None:
         check_local_or_hub(args.base_path, "--base-path")
+    demo = Demo(args)  # validates the plan before an --overwrite removes anything
     out = Path(args.output)
     if out.exists():
         if not args.overwrite:
@@ -762,5 +784,5 @@ def run(args: argparse.Namespace) -> int:
             )
             raise UsageError(f"{out} exists and holds {state}; pass --overwrite or choose another --output.")
         shutil.rmtree(out)
-    Demo(args).run()
+    demo.run()
     return 0
