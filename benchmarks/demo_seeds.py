@@ -165,9 +165,12 @@ def format_summary(summary: dict) -> str:
     ]
     for c in summary["comparisons"]:
         per_run = " / ".join(f"{x:+.0%}" for x in c["per_run"])
+        t_interval = (
+            "n/a (one run)" if c["t_ci_low"] is None else f"[{c['t_ci_low']:+.1%}, {c['t_ci_high']:+.1%}]"
+        )
         lines.append(
             f"| {c['stage'].split(' (')[0]} | {c['baseline'].split(' (')[0]} | {per_run} | "
-            f"{c['difference']:+.1%} | [{c['t_ci_low']:+.1%}, {c['t_ci_high']:+.1%}] | "
+            f"{c['difference']:+.1%} | {t_interval} | "
             f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}] | {c['pooled_difference']:+.1%} "
             f"[{c['pooled_ci_low']:+.1%}, {c['pooled_ci_high']:+.1%}] | {c['a_only']} / {c['b_only']} | "
             f"{c['mcnemar_p']:.3g} |"

@@ -1,5 +1,7 @@
 """Paired success-rate statistics against hand-computed values."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,9 @@ def test_clustered_difference_one_run_is_the_paired_difference():
     # one run: the two-stage bootstrap is the episode bootstrap (same quantity, other random draws)
     assert one["ci_low"] == pytest.approx(flat["ci_low"], abs=0.03)
     assert one["ci_high"] == pytest.approx(flat["ci_high"], abs=0.03)
+    # no spread between runs to measure: no t interval, and the result stays strict JSON (no NaN)
+    assert one["t_ci_low"] is None and one["t_ci_high"] is None
+    json.dumps(one, allow_nan=False)
 
 
 def test_clustered_difference_widens_with_run_to_run_variance():

@@ -88,8 +88,8 @@ def clustered_difference(
     if len(per_run) > 1:
         half = float(student_t.ppf(0.975, len(per_run) - 1)) * run_std / np.sqrt(len(per_run))
         t_low, t_high = mean - half, mean + half
-    else:  # one run: no spread between runs to measure
-        t_low = t_high = float("nan")
+    else:  # one run: no spread between runs to measure (None, not NaN: results stay valid JSON)
+        t_low = t_high = None
     pooled = paired_difference(np.concatenate(runs_a), np.concatenate(runs_b), resamples=resamples, seed=seed)
     return {
         "difference": mean,
