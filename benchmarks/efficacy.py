@@ -182,6 +182,7 @@ class TaskBench:
             null_control=True,
             base_policy=budget.base_policy,
             base_path=None,
+            iterations=1,  # one round of experience, like the demo's default
             **fields,
         )
         self.demo = Demo(args)
