@@ -15,6 +15,9 @@ stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same en
   recap_iql     IQL advantage conditioning with the config's intervention weight 2
   recap_paper   the paper's staged workflow (the demo's stage 2): cross-fitted distributional values,
                 `value-label` indicators, then the policy; evaluated with guidance beta 1.0, 1.5, 2.5
+  recap_outcome (probe) recap_paper with the indicator set from the episode's outcome instead (every
+                frame of a successful episode and every expert frame positive): filtered BC's
+                information through RECAP's conditioning, so a gap to filtered BC is the conditioning's
 
 With `--base-policy smolvla` the policy is a stock LeRobot SmolVLA (tiny and random on a CPU machine,
 built as `pi-star-recap demo --base-policy smolvla` builds it) trained by stock lerobot-train with no
@@ -114,7 +117,10 @@ for _method in ("bc", "filtered_bc", "recap_paper"):
 NO_EXPERT = "--policy.intervention_weight=0"
 METHODS["filtered_bc_no_expert"] = (*METHODS["filtered_bc"], NO_EXPERT)
 METHODS["recap_paper_no_expert"] = (*METHODS["recap_paper"], NO_EXPERT)
+# And another (is it the labels or the conditioning?): RECAP conditioned on the episode's outcome.
+METHODS["recap_outcome"] = METHODS["recap_paper"]
 PROBES = {
+    "recap_outcome",
     "filtered_bc_no_expert",
     "recap_paper_no_expert",
     "dagger_state_clip",
@@ -208,6 +214,13 @@ class TaskBench:
         shutil.rmtree(self.root / f"value_{mixed.name}", ignore_errors=True)
         return self.demo.label_advantages(mixed.name, mixed)
 
+    def outcome_labelled(self, mixed: Path) -> Path:
+        """The labelled mixed dataset with outcome indicators (`recap_outcome`)."""
+        path = self.root / "data" / f"{mixed.name}_outcome"
+        if _dataset_done(path, self.budget.plan.camera_storage):
+            return path
+        return outcome_indicator_copy(self.labelled(mixed), path)
+
     def demos(self) -> Path:
         path = self.root / "data" / "demos"
         if _dataset_done(path, self.budget.plan.camera_storage):
@@ -282,6 +295,8 @@ class TaskBench:
                 data = mixed
                 if method in LABELLED:
                     data = self.labelled(mixed)
+                elif method == "recap_outcome":
+                    data = self.outcome_labelled(mixed)
                 elif method in ON_DEMOS:
                     data = self.demos()
                 steps = self.budget.plan.stage2_steps
@@ -362,6 +377,39 @@ def successful_episodes(root: Path) -> list[int]:
     if not episodes:
         raise SystemExit(f"{root} has no successful episode: filtered BC has nothing to train on.")
     return episodes
+
+
+def outcome_indicator_copy(labelled: Path, output: Path) -> Path:
+    """A copy of `labelled` (a `value-label` output) whose advantage_indicator is 1 on every frame of a
+    successful episode and every expert-controlled frame, 0 elsewhere; written to a staging folder, then
+    renamed, so an interrupted copy is never taken for a finished one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lerobot_policy_pi_star_recap.recap_data import read_recap_columns
+
+    columns = read_recap_columns(labelled)
+    if columns.intervention is None:
+        raise SystemExit(
+            f"{labelled} has no intervention_mask column: expert frames cannot be kept positive."
+        )
+    successful = successful_episodes(labelled)
+    positive = np.isin(columns.episode_index, successful) | np.asarray(columns.intervention, dtype=bool)
+    by_index = dict(zip(columns.index.tolist(), positive.tolist(), strict=True))
+    staging = output.with_name(f"{output.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(labelled, staging)
+    for file in sorted((staging / "data").glob("**/*.parquet")):
+        table = pq.read_table(file)
+        at = table.schema.get_field_index("advantage_indicator")
+        values = [float(by_index[i]) for i in table.column("index").to_pylist()]
+        table = table.set_column(
+            at, table.schema.field(at), pa.array(values, type=table.schema.field(at).type)
+        )
+        pq.write_table(table, file)
+    shutil.rmtree(output, ignore_errors=True)
+    staging.rename(output)
+    return output
 
 
 def _dataset_done(path: Path, camera_storage: str) -> bool:

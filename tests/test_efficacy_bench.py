@@ -233,3 +233,36 @@ def test_a_data_seed_has_its_own_folders_and_seeds_the_loop(efficacy, tmp_path):
     make_dataset(bench.root / "data" / "demos", ["demo", "demo"])
     assert bench.demos() == bench.root / "data" / "demos"  # reused from its own folder, not seed 0's
     assert bench.demo.env_seed(0) != seed0.demo.env_seed(0)  # demos from its own env seeds (test_demo.py)
+
+
+def test_outcome_labels_mark_successful_episodes_and_expert_frames(efficacy, tmp_path):
+    """recap_outcome's data: the labelled copy with the indicator from each episode's outcome (and expert
+    frames positive), every other column kept, the source untouched, loadable by LeRobotDataset."""
+    import numpy as np
+    from lerobot.datasets import LeRobotDataset
+    from lerobot.datasets.dataset_tools import add_features
+
+    types, successes, length = ["demo", "auto", "intervention", "intervention"], [True, False, True, False], 8
+    source = LeRobotDataset(
+        "local/s", root=make_dataset(tmp_path / "src", types, length, successes=successes)
+    )
+    frames = source.meta.total_frames
+    value_labels = (np.arange(frames) % 3 == 0).astype(np.float32)[:, None]  # what value-label wrote
+    feature = {"dtype": "float32", "shape": (1,), "names": None}
+    add_features(
+        source,
+        {"advantage_indicator": (value_labels, feature)},
+        output_dir=tmp_path / "lab",
+        repo_id="local/l",
+    )
+    out = efficacy.outcome_indicator_copy(tmp_path / "lab", tmp_path / "outcome")
+    assert out == tmp_path / "outcome" and not (tmp_path / "outcome.tmp").exists()
+    labelled = LeRobotDataset("local/o", root=out)
+    indicator = np.array([float(labelled.hf_dataset[i]["advantage_indicator"]) for i in range(frames)])
+    # episodes 0 and 2 succeeded: all 8 frames each; episode 3 failed: only its expert half (frames 4-7)
+    expected = np.concatenate([np.ones(8), np.zeros(8), np.ones(8), [0, 0, 0, 0, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(indicator, expected)
+    source_labels = LeRobotDataset("local/l", root=tmp_path / "lab")
+    assert float(source_labels.hf_dataset[1]["advantage_indicator"]) == 0.0  # the source keeps its labels
+    assert float(source_labels.hf_dataset[3]["advantage_indicator"]) == 1.0
+    assert labelled.hf_dataset[5]["data_type"] == source_labels.hf_dataset[5]["data_type"]
