@@ -133,13 +133,13 @@ def check_env_seed_blocks(plan: DemoPlan, iterations: int) -> None:
     """Refuse a plan whose collections or evaluation would run into the next one's env seeds: two
     datasets sharing start states would no longer be independent draws (and demos would repeat)."""
     demo_seeds = plan.demos * (SUCCESS_ATTEMPTS if plan.successful_demos else 1)
-    ranges = [("--demos", demo_seeds, ROLLOUT_ENV_SEEDS - DEMO_ENV_SEEDS)]
-    ranges += [
+    ranges = [  # (flag, env seeds used, env seeds free before the next block)
+        ("--demos", demo_seeds, ROLLOUT_ENV_SEEDS - DEMO_ENV_SEEDS),
         ("--rollouts", plan.rollouts, CORRECTION_ENV_SEEDS),
         ("--corrections", plan.corrections, ROLLOUT_ENV_SEEDS - CORRECTION_ENV_SEEDS),
+        ("--iterations", (iterations + 1) * ROLLOUT_ENV_SEEDS, EVAL_ENV_SEEDS),  # iteration k uses 1000 k..
+        ("--eval-episodes", plan.eval_episodes, ENV_SEEDS_PER_RUN - EVAL_ENV_SEEDS),
     ]
-    ranges += [("--iterations", (iterations + 1) * ROLLOUT_ENV_SEEDS, EVAL_ENV_SEEDS)]
-    ranges += [("--eval-episodes", plan.eval_episodes, ENV_SEEDS_PER_RUN - EVAL_ENV_SEEDS)]
     for flag, used, room in ranges:
         if used > room:
             raise UsageError(
