@@ -107,10 +107,33 @@ def test_critics_learn_and_targets_follow_polyak():
 def test_learning_rates_are_separate_parameter_groups():
     policy = make_policy(q_lr=1e-3, v_lr=2e-3, policy_lr=3e-5)
     groups = {g["name"]: g for g in policy.get_optim_params()}
-    assert {name: g["lr"] for name, g in groups.items()} == {"policy": 3e-5, "q": 1e-3, "v": 2e-3}
+    assert {name: g["lr"] for name, g in groups.items()} == {
+        "policy": 3e-5,
+        "condition": 3e-5,  # condition_lr_multiplier 1 by default
+        "q": 1e-3,
+        "v": 2e-3,
+    }
     ids = [id(p) for g in groups.values() for p in g["params"]]
     assert len(ids) == len(set(ids))
     assert not any(p is t for p in groups["q"]["params"] for t in policy.model.critic.q_target.parameters())
+
+
+def test_the_advantage_embedding_learns_at_its_own_rate_under_the_same_schedule():
+    policy = make_policy(use_advantage_conditioning=True, policy_lr=1e-3, condition_lr_multiplier=10.0)
+    groups = {g["name"]: g for g in policy.get_optim_params()}
+    embedding = list(policy.model.conditioner.embedding.parameters())
+    assert [id(p) for p in groups["condition"]["params"]] == [id(p) for p in embedding]
+    assert not {id(p) for p in groups["policy"]["params"]} & {id(p) for p in embedding}
+    preset = policy.config.get_optimizer_preset()
+    optimizer = preset.build(policy.get_optim_params())
+    scheduler = policy.config.get_scheduler_preset().build(optimizer, num_training_steps=100)
+    for _ in range(3):  # in warm-up: both rates scaled by the same factor, the ratio kept
+        optimizer.step()
+        scheduler.step()
+        rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
+        assert rates["condition"] == pytest.approx(10 * rates["policy"])
+        assert rates["policy"] < 1e-3
+    assert "condition" not in {g["name"] for g in make_policy(use_advantage_conditioning=False).get_optim_params()}
 
 
 def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():
@@ -121,7 +144,12 @@ def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():
         policy = make_policy(fused_optimizer=fused, policy_lr=1e-3)
         optimizer = policy.config.get_optimizer_preset().build(policy.get_optim_params())
         assert optimizer.defaults["fused"] is fused
-        assert {g["name"]: g["lr"] for g in optimizer.param_groups} == {"policy": 1e-3, "q": 3e-4, "v": 3e-4}
+        assert {g["name"]: g["lr"] for g in optimizer.param_groups} == {
+            "policy": 1e-3,
+            "condition": 1e-3,
+            "q": 3e-4,
+            "v": 3e-4,
+        }
         policy.train()
         torch.manual_seed(1)
         loss, _ = policy(batch)

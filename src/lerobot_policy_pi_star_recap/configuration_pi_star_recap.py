@@ -100,7 +100,7 @@ RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
     ("n_action_steps", lambda c, v: 1 <= v <= c.chunk_size, "must be between 1 and chunk_size."),
     ("n_obs_steps", lambda c, v: v == 1, "only 1 is supported (the VLM sees the current frame)."),
     ("demo_weight auto_weight intervention_weight", lambda c, v: v >= 0.0, "data-type weights must be >= 0."),
-    ("q_lr v_lr policy_lr", lambda c, v: v > 0.0, "learning rates must be > 0."),
+    ("q_lr v_lr policy_lr condition_lr_multiplier", lambda c, v: v > 0.0, "learning rates must be > 0."),
     ("target_update_rate", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
     ("advantage_weight_clip advantage_clip advantage_std_floor", lambda c, v: v > 0.0, "must be > 0."),
     ("advantage_stats_momentum", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
@@ -319,6 +319,10 @@ class PiStarRECAPConfig(PreTrainedConfig):
     q_lr: float = 3e-4
     v_lr: float = 3e-4
     policy_lr: float = 3e-5
+    # The advantage embedding learns at policy_lr x this: it starts at zero in a fine-tune of a trained
+    # expert and must grow within a short stage 2 to move the velocity as far as the data's good and bad
+    # actions differ (BENCHMARKS.md §2.2o).
+    condition_lr_multiplier: float = 1.0
     weight_decay: float = 1e-10
     grad_clip_norm: float = 10.0
     fused_optimizer: bool = True  # PyTorch's fused AdamW kernel (CPU and CUDA); false: the for-loop AdamW

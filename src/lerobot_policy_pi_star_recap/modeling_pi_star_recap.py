@@ -294,11 +294,19 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         self.monitor.after_update(self, int(self.model.num_updates.item()))
 
     def get_optim_params(self) -> list[dict]:
-        """Parameter groups so that q_lr, v_lr and policy_lr are real learning rates of one optimizer."""
-        critic_groups = self.model.critic.param_groups(self.config)
-        critic_ids = {id(p) for p in self.model.critic.parameters()}
-        policy = [p for p in self.parameters() if p.requires_grad and id(p) not in critic_ids]
-        groups = [{"params": policy, "lr": self.config.policy_lr, "name": "policy"}, *critic_groups]
+        """Parameter groups so that q_lr, v_lr, policy_lr and the condition's rate are real learning rates
+        of one optimizer (the scheduler scales every group's rate by the same factor)."""
+        config = self.config
+        critic_groups = self.model.critic.param_groups(config)
+        embedding = self.model.conditioner.embedding
+        condition = [p for p in embedding.parameters() if p.requires_grad] if embedding is not None else []
+        apart = {id(p) for p in self.model.critic.parameters()} | {id(p) for p in condition}
+        policy = [p for p in self.parameters() if p.requires_grad and id(p) not in apart]
+        groups = [
+            {"params": policy, "lr": config.policy_lr, "name": "policy"},
+            {"params": condition, "lr": config.policy_lr * config.condition_lr_multiplier, "name": "condition"},
+            *critic_groups,
+        ]
         return [g for g in groups if g["params"]]
 
     def _apply_freezing(self) -> None:
