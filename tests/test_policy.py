@@ -133,7 +133,9 @@ def test_the_advantage_embedding_learns_at_its_own_rate_under_the_same_schedule(
         rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
         assert rates["condition"] == pytest.approx(10 * rates["policy"])
         assert rates["policy"] < 1e-3
-    assert "condition" not in {g["name"] for g in make_policy(use_advantage_conditioning=False).get_optim_params()}
+    assert "condition" not in {
+        g["name"] for g in make_policy(use_advantage_conditioning=False).get_optim_params()
+    }
 
 
 def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():

@@ -304,7 +304,11 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         policy = [p for p in self.parameters() if p.requires_grad and id(p) not in apart]
         groups = [
             {"params": policy, "lr": config.policy_lr, "name": "policy"},
-            {"params": condition, "lr": config.policy_lr * config.condition_lr_multiplier, "name": "condition"},
+            {
+                "params": condition,
+                "lr": config.policy_lr * config.condition_lr_multiplier,
+                "name": "condition",
+            },
             *critic_groups,
         ]
         return [g for g in groups if g["params"]]
