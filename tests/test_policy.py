@@ -67,6 +67,31 @@ def test_success_only_drops_failed_episodes():
     assert per_sample[0] > 0 and per_sample[1] == 0  # episode 1 failed
 
 
+def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
+    from lerobot_policy_pi_star_recap.conditioning import AdvantageConditioner
+
+    indicator = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    targets = {"indicator": indicator, "intervention": torch.zeros(4)}
+    for source, expected in (("dataset", [1.0, 0.25, 1.0, 0.25]), ("critic", [1.0, 1.0, 1.0, 1.0])):
+        config = tiny_config(
+            advantage_source=source,
+            negative_weight=0.25,
+            use_advantage_weighting=False,
+            conditioning_dropout=0.5,
+        )
+        conditioner = AdvantageConditioner(config, width=8).train()
+        _, weights, _ = conditioner(
+            torch.tensor([2.0, -1.0, 0.5, -3.0]),
+            targets,
+            torch.ones(4),
+            torch.Generator().manual_seed(0),
+            torch.float32,
+        )
+        # the binary indicator weights its negatives (also those trained unconditionally); the IQL
+        # path conditions on the continuous advantage and has no negatives to weight
+        assert weights.tolist() == expected, source
+
+
 def test_training_lowers_the_loss():
     policy = make_policy(use_advantage_weighting=False, use_advantage_conditioning=False, policy_lr=1e-3)
     policy.train()

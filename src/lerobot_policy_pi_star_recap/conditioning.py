@@ -108,6 +108,8 @@ class AdvantageConditioner(nn.Module):
             )
             condition = self.embedding(value, keep)
             stats["condition"] = value
+            if self.binary:
+                weights = weights * torch.where(value > 0.5, 1.0, config.negative_weight)
         return condition, weights, stats
 
     def inference_conditions(self, batch_size: int, like: Tensor) -> tuple[Tensor, Tensor | None]:

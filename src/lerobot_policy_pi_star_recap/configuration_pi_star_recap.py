@@ -99,7 +99,11 @@ RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
     ("grad_clip_norm", lambda c, v: v > 0.0, "must be > 0 (0 would zero every gradient)."),
     ("n_action_steps", lambda c, v: 1 <= v <= c.chunk_size, "must be between 1 and chunk_size."),
     ("n_obs_steps", lambda c, v: v == 1, "only 1 is supported (the VLM sees the current frame)."),
-    ("demo_weight auto_weight intervention_weight", lambda c, v: v >= 0.0, "data-type weights must be >= 0."),
+    (
+        "demo_weight auto_weight intervention_weight negative_weight",
+        lambda c, v: v >= 0.0,
+        "loss weights must be >= 0.",
+    ),
     ("q_lr v_lr policy_lr condition_lr_multiplier", lambda c, v: v > 0.0, "learning rates must be > 0."),
     ("target_update_rate", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
     ("advantage_weight_clip advantage_clip advantage_std_floor", lambda c, v: v > 0.0, "must be > 0."),
@@ -306,6 +310,10 @@ class PiStarRECAPConfig(PreTrainedConfig):
     use_advantage_weighting: bool | None = None
     use_advantage_conditioning: bool | None = None  # condition the action expert on the advantage
     conditioning_dropout: float = 0.3  # share of samples trained unconditionally (enables guidance)
+    # Loss weight of frames whose indicator is 0 (binary conditioning). 1 is the paper: the negatives teach
+    # the I=0 and unconditional policies. Lower keeps the I=1 policy from copying failures in states only
+    # failed episodes reach (it interpolates across the condition there; BENCHMARKS.md §2.2o).
+    negative_weight: float = 1.0
     advantage_scale: float = 1.0  # advantage (in std units, IQL) the policy is conditioned on at inference
     cfg_beta: float = 1.0  # classifier-free guidance: v_u + beta (v_c - v_u); 1 = plain conditional
     advantage_clip: float = 3.0  # the IQL condition is the advantage in stds, clamped to +-this
