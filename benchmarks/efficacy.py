@@ -18,6 +18,9 @@ stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same en
   recap_outcome (probe) recap_paper with the indicator set from the episode's outcome instead (every
                 frame of a successful episode and every expert frame positive): filtered BC's
                 information through RECAP's conditioning, so a gap to filtered BC is the conditioning's
+  recap_paper_negative_weight0, recap_outcome_negative_weight0 (probes) the same with the indicator-0
+                frames out of the loss (`negative_weight=0`): the I=1 policy then cannot copy failures in
+                states only failed episodes reach
 
 With `--base-policy smolvla` the policy is a stock LeRobot SmolVLA (tiny and random on a CPU machine,
 built as `pi-star-recap demo --base-policy smolvla` builds it) trained by stock lerobot-train with no
@@ -119,8 +122,13 @@ METHODS["filtered_bc_no_expert"] = (*METHODS["filtered_bc"], NO_EXPERT)
 METHODS["recap_paper_no_expert"] = (*METHODS["recap_paper"], NO_EXPERT)
 # And another (is it the labels or the conditioning?): RECAP conditioned on the episode's outcome.
 METHODS["recap_outcome"] = METHODS["recap_paper"]
+# And another (does the I=1 policy copy the failures it is only shown as negatives?): negatives out of the loss.
+for _method in ("recap_paper", "recap_outcome"):
+    METHODS[f"{_method}_negative_weight0"] = (*METHODS[_method], "--policy.negative_weight=0")
+OUTCOME_LABELLED = {"recap_outcome", "recap_outcome_negative_weight0"}
 PROBES = {
-    "recap_outcome",
+    *OUTCOME_LABELLED,
+    "recap_paper_negative_weight0",
     "filtered_bc_no_expert",
     "recap_paper_no_expert",
     "dagger_state_clip",
@@ -132,6 +140,7 @@ LABELLED = {
     "recap_paper_state_clip",
     "recap_paper_demo_weight",
     "recap_paper_no_expert",
+    "recap_paper_negative_weight0",
 }  # trained on the cross-fitted labelled copy of the mixed dataset
 ON_DEMOS = {"null_control"}  # trained on the demos alone
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
@@ -295,7 +304,7 @@ class TaskBench:
                 data = mixed
                 if method in LABELLED:
                     data = self.labelled(mixed)
-                elif method == "recap_outcome":
+                elif method in OUTCOME_LABELLED:
                     data = self.outcome_labelled(mixed)
                 elif method in ON_DEMOS:
                     data = self.demos()

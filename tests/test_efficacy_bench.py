@@ -266,3 +266,13 @@ def test_outcome_labels_mark_successful_episodes_and_expert_frames(efficacy, tmp
     assert float(source_labels.hf_dataset[1]["advantage_indicator"]) == 0.0  # the source keeps its labels
     assert float(source_labels.hf_dataset[3]["advantage_indicator"]) == 1.0
     assert labelled.hf_dataset[5]["data_type"] == source_labels.hf_dataset[5]["data_type"]
+
+
+def test_negative_weight_probes_are_their_arm_with_the_negatives_out_of_the_loss(efficacy):
+    for base in ("recap_paper", "recap_outcome"):
+        probe = f"{base}_negative_weight0"
+        assert efficacy.METHODS[probe] == (*efficacy.METHODS[base], "--policy.negative_weight=0")
+        assert probe in efficacy.PROBES
+    # each trains on its arm's labels: the value-based copy, or the outcome copy
+    assert "recap_paper_negative_weight0" in efficacy.LABELLED
+    assert "recap_outcome_negative_weight0" in efficacy.OUTCOME_LABELLED
