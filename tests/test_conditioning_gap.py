@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "conditioning_gap.py"
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("conditioning_gap_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from synthetic import load_benchmark
 
 
 def test_frames_are_grouped_by_whichever_label_columns_exist():
-    gap = load()
+    gap = load_benchmark("conditioning_gap")
     batch = {"index": torch.arange(3), "advantage_indicator": torch.tensor([1.0, 0.0, 1.0])}
     assert gap.frame_groups(batch) == ["I=1", "I=0", "I=1"]
     batch["data_type"] = ["demo", "auto", "intervention"]
@@ -29,7 +16,7 @@ def test_frames_are_grouped_by_whichever_label_columns_exist():
 
 
 def test_relative_gap_is_the_distance_over_the_reference_norm_per_frame():
-    gap = load()
+    gap = load_benchmark("conditioning_gap")
     a = torch.tensor([[[3.0, 4.0]], [[1.0, 0.0]]])
     b = torch.zeros_like(a)
     reference = torch.tensor([[[0.0, 10.0]], [[2.0, 0.0]]])

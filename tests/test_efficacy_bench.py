@@ -3,25 +3,17 @@ with another plan are refused instead of being paired with this one's."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-from synthetic import make_dataset
-
-BENCH = Path(__file__).parents[1] / "benchmarks" / "efficacy.py"
+from synthetic import load_benchmark, make_dataset
 
 
 @pytest.fixture(scope="module")
 def efficacy():
-    spec = importlib.util.spec_from_file_location("efficacy_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("efficacy")
 
 
 def test_filtered_bc_keeps_the_successful_episodes(efficacy, tmp_path):
