@@ -22,7 +22,8 @@ cells' stage-1 evaluation, a re-run of the run's own, is reported as the share o
     # with BC and filtered BC fine-tuned on the seed-1 and seed-2 runs' data (BENCHMARKS §2.2m)
     python benchmarks/demo_seeds.py benchmarks/results/demo_sweep-into-v3_seed1_results.json \\
         benchmarks/results/demo_sweep-into-v3_seed2_results.json \\
-        --cells benchmarks/results/efficacy_demo_keep_failed --output benchmarks/results/demo_seeds_sweep-into-v3_bc.json
+        --cells benchmarks/results/efficacy_demo_keep_failed --output benchmarks/results/demo_seeds_sweep-into-v3_bc.json \\
+        --versus filtered_bc  # and every arm against filtered BC (BENCHMARKS §2.2p)
 """
 
 from __future__ import annotations
@@ -110,7 +111,11 @@ def load_cells(runs: list[dict], root: Path) -> tuple[dict[str, list[list[bool]]
     return {arm: [cells[arm] for cells in per_run] for arm in arms}, agreement
 
 
-def summarize(runs: list[dict], cells: dict[str, list[list[bool]]] | None = None) -> dict:
+def summarize(
+    runs: list[dict], cells: dict[str, list[list[bool]]] | None = None, versus: tuple[str, ...] = ()
+) -> dict:
+    """Rates per arm and paired differences: every arm against stage 1 and the null control, RECAP against
+    every cell arm, and every cell arm against the cell arms whose method is in `versus`."""
     stages = list(runs[0]["successes"])
     arms = {stage: [np.asarray(run["successes"][stage], dtype=bool) for run in runs] for stage in stages}
     cells = cells or {}
@@ -130,6 +135,13 @@ def summarize(runs: list[dict], cells: dict[str, list[list[bool]]] | None = None
         (stage, baseline) for stage in [*stages[1:], *cells] for baseline in baselines if stage != baseline
     ]
     pairs += [(stages[-1], arm) for arm in cells]  # RECAP (the last stage) against every arm on its data
+    unknown = sorted(set(versus) - {method_of(arm) for arm in cells})
+    if unknown:
+        raise SystemExit(f"--versus {unknown}: no such arm among the cells ({sorted(cells)}).")
+    for baseline in [
+        arm for method in versus for arm in cells if method_of(arm) == method
+    ]:  # in --versus order
+        pairs += [(arm, baseline) for arm in cells if arm != baseline and (baseline, arm) not in pairs]
     comparisons = [
         {"stage": stage, "baseline": baseline, **clustered_difference(arms[stage], arms[baseline])}
         for stage, baseline in pairs
@@ -142,6 +154,11 @@ def summarize(runs: list[dict], cells: dict[str, list[list[bool]]] | None = None
         "rates": rates,
         "comparisons": comparisons,
     }
+
+
+def method_of(arm: str) -> str:
+    """The method of a cell arm ("<method> seed <fine-tuning seed>")."""
+    return arm.rsplit(" seed ", 1)[0]
 
 
 def format_summary(summary: dict) -> str:
@@ -196,10 +213,17 @@ def main() -> None:
         default=None,
         help="efficacy.py --results folder holding arms fine-tuned on the runs' data (their --data-seeds)",
     )
+    parser.add_argument(
+        "--versus",
+        nargs="+",
+        default=(),
+        metavar="METHOD",
+        help="also compare every cell arm with the cell arms of these methods (e.g. filtered_bc)",
+    )
     args = parser.parse_args()
     runs = load_runs(args.results)
     cells, agreement = load_cells(runs, args.cells) if args.cells else ({}, [])
-    summary = summarize(runs, cells)
+    summary = summarize(runs, cells, tuple(args.versus))
     if agreement:
         summary["stage1_reevaluation_agreement"] = agreement
     table = format_summary(summary)

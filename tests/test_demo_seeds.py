@@ -126,3 +126,28 @@ def test_efficacy_cells_of_another_plan_or_missing_arms_are_refused(tmp_path):
     result = demo(*paths, "--output", tmp_path / "x.json", "--cells", cells)
     assert result.returncode != 0 and "is not an arm of the seed-1 run" in result.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_versus_compares_every_cell_arm_with_the_named_methods_arms(tmp_path):
+    stages = list(json.loads(COMMITTED.read_text())["successes"])
+    path = run_with(tmp_path, "a", 0, {stage: [True] * 50 + [False] * 50 for stage in stages})
+    cells = tmp_path / "cells"
+    write_cell(cells, path, "bc", [True] * 50 + [False] * 50)
+    write_cell(cells, path, "filtered_bc", [True] * 60 + [False] * 40)
+    write_cell(cells, path, "recap_paper_negative_weight0", [False] * 10 + [True] * 65 + [False] * 25)
+    output = tmp_path / "out.json"
+    result = demo(path, "--output", output, "--cells", cells, "--versus", "filtered_bc", "bc")
+    assert result.returncode == 0, result.stderr
+    by_pair = {(c["stage"], c["baseline"]): c for c in json.loads(output.read_text())["comparisons"]}
+    probe_vs_filtered = by_pair[("recap_paper_negative_weight0 seed 0", "filtered_bc seed 0")]
+    # 65% vs 60%: the probe wins episodes 60-74 (15) and loses 0-9 (10)
+    assert probe_vs_filtered["difference"] == pytest.approx(0.05)
+    assert (probe_vs_filtered["a_only"], probe_vs_filtered["b_only"]) == (15, 10)
+    assert ("recap_paper_negative_weight0 seed 0", "bc seed 0") in by_pair
+    # each pair of arms once, in one direction
+    assert ("bc seed 0", "filtered_bc seed 0") in by_pair and (
+        "filtered_bc seed 0",
+        "bc seed 0",
+    ) not in by_pair
+    result = demo(path, "--output", tmp_path / "x.json", "--cells", cells, "--versus", "dagger")
+    assert result.returncode != 0 and "--versus ['dagger']: no such arm" in result.stderr
