@@ -138,9 +138,8 @@ def summarize(
     unknown = sorted(set(versus) - {method_of(arm) for arm in cells})
     if unknown:
         raise SystemExit(f"--versus {unknown}: no such arm among the cells ({sorted(cells)}).")
-    for baseline in [
-        arm for method in versus for arm in cells if method_of(arm) == method
-    ]:  # in --versus order
+    versus_arms = [arm for method in versus for arm in cells if method_of(arm) == method]  # in --versus order
+    for baseline in versus_arms:
         pairs += [(arm, baseline) for arm in cells if arm != baseline and (baseline, arm) not in pairs]
     comparisons = [
         {"stage": stage, "baseline": baseline, **clustered_difference(arms[stage], arms[baseline])}
