@@ -61,21 +61,16 @@ class Velocities:
 
 def frame_groups(batch: dict) -> list[str]:
     """'I=<indicator> <data_type>' per frame, from whichever of the two columns the dataset has."""
-    size = len(batch["index"])
-    indicator = batch.get("advantage_indicator")
-    data_type = batch.get("data_type")
-    return [
-        " ".join(
-            part
-            for part in (
-                None if indicator is None else f"I={int(indicator[i] > 0.5)}",
-                None if data_type is None else str(data_type[i]),
-            )
-            if part
-        )
-        or "all"
-        for i in range(size)
-    ]
+    columns = []
+    if (indicator := batch.get("advantage_indicator")) is not None:
+        columns.append([f"I={int(v > 0.5)}" for v in indicator.tolist()])
+    if (data_type := batch.get("data_type")) is not None:
+        columns.append([str(v) for v in data_type])
+    return (
+        [" ".join(parts) for parts in zip(*columns, strict=True)]
+        if columns
+        else ["all"] * len(batch["index"])
+    )
 
 
 @torch.no_grad()

@@ -145,9 +145,7 @@ def test_versus_compares_every_cell_arm_with_the_named_methods_arms(tmp_path):
     assert (probe_vs_filtered["a_only"], probe_vs_filtered["b_only"]) == (15, 10)
     assert ("recap_paper_negative_weight0 seed 0", "bc seed 0") in by_pair
     # each pair of arms once, in one direction
-    assert ("bc seed 0", "filtered_bc seed 0") in by_pair and (
-        "filtered_bc seed 0",
-        "bc seed 0",
-    ) not in by_pair
+    bc, filtered = "bc seed 0", "filtered_bc seed 0"
+    assert (bc, filtered) in by_pair and (filtered, bc) not in by_pair
     result = demo(path, "--output", tmp_path / "x.json", "--cells", cells, "--versus", "dagger")
     assert result.returncode != 0 and "--versus ['dagger']: no such arm" in result.stderr
