@@ -21,6 +21,9 @@ stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same en
   recap_paper_negative_weight0, recap_outcome_negative_weight0 (probes) the same with the indicator-0
                 frames out of the loss (`negative_weight=0`): the I=1 policy then cannot copy failures in
                 states only failed episodes reach
+  recap_paper_negative_weight0_guided (probe) the same, but the negatives still train the unconditional
+                branch (`unconditional_negative_weight=1`: BC on all data), so guidance beta 1.0, 1.5, 2.5
+                has a reference to push away from
 
 With `--base-policy smolvla` the policy is a stock LeRobot SmolVLA (tiny and random on a CPU machine,
 built as `pi-star-recap demo --base-policy smolvla` builds it) trained by stock lerobot-train with no
@@ -125,10 +128,17 @@ METHODS["recap_outcome"] = METHODS["recap_paper"]
 # And another (does the I=1 policy copy the failures it is only shown as negatives?): negatives out of the loss.
 for _method in ("recap_paper", "recap_outcome"):
     METHODS[f"{_method}_negative_weight0"] = (*METHODS[_method], "--policy.negative_weight=0")
+# And another (guidance needs a reference): negatives out of the I=1 branch only, the unconditional branch
+# still behaviour-clones all data, so cfg_beta > 1 pushes the I=1 policy away from BC.
+METHODS["recap_paper_negative_weight0_guided"] = (
+    *METHODS["recap_paper_negative_weight0"],
+    "--policy.unconditional_negative_weight=1",
+)
 OUTCOME_LABELLED = {"recap_outcome", "recap_outcome_negative_weight0"}
 PROBES = {
     *OUTCOME_LABELLED,
     "recap_paper_negative_weight0",
+    "recap_paper_negative_weight0_guided",
     "filtered_bc_no_expert",
     "recap_paper_no_expert",
     "dagger_state_clip",
@@ -141,10 +151,15 @@ LABELLED = {
     "recap_paper_demo_weight",
     "recap_paper_no_expert",
     "recap_paper_negative_weight0",
+    "recap_paper_negative_weight0_guided",
 }  # trained on the cross-fitted labelled copy of the mixed dataset
 ON_DEMOS = {"null_control"}  # trained on the demos alone
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
-GUIDANCE = {"recap_paper": (1.0, 1.5, 2.5), "recap_paper_demo_weight": (1.0, 1.5)}
+GUIDANCE = {
+    "recap_paper": (1.0, 1.5, 2.5),
+    "recap_paper_demo_weight": (1.0, 1.5),
+    "recap_paper_negative_weight0_guided": (1.0, 1.5, 2.5),
+}
 TASKS = ("push-v3", "button-press-v3", "sweep-into-v3")
 STOCK_METHODS = ("null_control", "bc", "filtered_bc", "recap_prompt")  # --base-policy smolvla
 

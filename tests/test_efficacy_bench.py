@@ -268,3 +268,11 @@ def test_negative_weight_probes_are_their_arm_with_the_negatives_out_of_the_loss
     # each trains on its arm's labels: the value-based copy, or the outcome copy
     assert "recap_paper_negative_weight0" in efficacy.LABELLED
     assert "recap_outcome_negative_weight0" in efficacy.OUTCOME_LABELLED
+    # the guided probe keeps the negatives in the unconditional branch and is evaluated with guidance
+    guided = "recap_paper_negative_weight0_guided"
+    assert efficacy.METHODS[guided] == (
+        *efficacy.METHODS["recap_paper_negative_weight0"],
+        "--policy.unconditional_negative_weight=1",
+    )
+    assert guided in efficacy.LABELLED and guided in efficacy.PROBES
+    assert efficacy.GUIDANCE[guided] == efficacy.GUIDANCE["recap_paper"]

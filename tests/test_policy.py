@@ -92,6 +92,31 @@ def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
         assert weights.tolist() == expected, source
 
 
+def test_unconditional_negative_weight_applies_to_the_negatives_whose_condition_is_dropped():
+    from lerobot_policy_pi_star_recap.conditioning import AdvantageConditioner
+
+    indicator = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    targets = {"indicator": indicator, "intervention": torch.zeros(8)}
+    config = tiny_config(
+        advantage_source="dataset",
+        negative_weight=0.0,
+        unconditional_negative_weight=1.0,
+        use_advantage_weighting=False,
+        conditioning_dropout=0.5,
+    )
+    conditioner = AdvantageConditioner(config, width=8).train()
+    _, weights, _ = conditioner(
+        torch.zeros(8), targets, torch.ones(8), torch.Generator().manual_seed(0), torch.float32
+    )
+    # the conditioner draws its keep mask first from the generator: the same draw, by hand
+    dropped = torch.rand(8, generator=torch.Generator().manual_seed(0)) < 0.5
+    assert 0 < int((dropped & (indicator == 0)).sum()) < 5  # both kinds of negatives are in the batch
+    expected = torch.where(indicator > 0.5, 1.0, dropped.float())
+    assert weights.tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="unconditional_negative_weight"):
+        tiny_config(unconditional_negative_weight=-1.0)
+
+
 def test_training_lowers_the_loss():
     policy = make_policy(use_advantage_weighting=False, use_advantage_conditioning=False, policy_lr=1e-3)
     policy.train()

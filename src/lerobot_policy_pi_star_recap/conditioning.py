@@ -109,7 +109,11 @@ class AdvantageConditioner(nn.Module):
             condition = self.embedding(value, keep)
             stats["condition"] = value
             if self.binary:
-                weights = weights * torch.where(value > 0.5, 1.0, config.negative_weight)
+                unconditional = config.unconditional_negative_weight
+                if unconditional is None:
+                    unconditional = config.negative_weight
+                negative = torch.where(keep, config.negative_weight, unconditional)
+                weights = weights * torch.where(value > 0.5, 1.0, negative)
         return condition, weights, stats
 
     def inference_conditions(self, batch_size: int, like: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -116,6 +116,7 @@ RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
     ("indicator_positive_fraction", lambda c, v: 0.0 < v < 1.0, "must lie in (0, 1), e.g. 0.3."),
     ("expert_width", lambda c, v: v % c.expert_heads == 0, "must be divisible by expert_heads."),
     ("return_normalizer state_clip", lambda c, v: v is None or v > 0, "must be > 0 or None."),
+    ("unconditional_negative_weight", lambda c, v: v is None or v >= 0, "must be >= 0 or None."),
     ("negative_before_takeover", lambda c, v: v >= 0, "must be >= 0 (0: off)."),
     ("state_std_floor", lambda c, v: v >= 0.0, "must be >= 0 (0 disables the floor)."),
     (
@@ -314,6 +315,10 @@ class PiStarRECAPConfig(PreTrainedConfig):
     # the I=0 and unconditional policies. Lower keeps the I=1 policy from copying failures in states only
     # failed episodes reach (it interpolates across the condition there; BENCHMARKS.md §2.2o).
     negative_weight: float = 1.0
+    # The same for the indicator-0 frames trained unconditionally (their condition dropped); None: negative_weight.
+    # 1 with negative_weight 0 keeps the unconditional policy behaviour cloning on all data, so guidance
+    # (cfg_beta > 1) still has a reference to push the I=1 policy away from.
+    unconditional_negative_weight: float | None = None
     advantage_scale: float = 1.0  # advantage (in std units, IQL) the policy is conditioned on at inference
     cfg_beta: float = 1.0  # classifier-free guidance: v_u + beta (v_c - v_u); 1 = plain conditional
     advantage_clip: float = 3.0  # the IQL condition is the advantage in stds, clamped to +-this
