@@ -222,6 +222,14 @@ class TaskBench:
     def experience(self) -> tuple[Path, Path]:
         """(stage-1 checkpoint, mixed dataset), built like the demo's first iteration."""
         plan = self.budget.plan
+        stage1_dir = self.root / "stage1" / "checkpoints" / "last" / "pretrained_model"
+        if self.cached("stage1") and not (stage1_dir / "model.safetensors").is_file():
+            # Retraining on CPU is not bitwise reproducible, so new cells would pair with another stage 1.
+            raise SystemExit(
+                f"{self.results} holds cells of a stage 1 that is no longer at {stage1_dir}: a new stage 1 "
+                "(and its experience) would not pair with them. Restore that --root, or move those cells "
+                "aside to rerun the whole draw, or choose another --data-seeds."
+            )
         stage1 = self.checkpoint("stage1", self.demos(), plan.stage1_steps, None)
         mixed = self.root / "data" / "mixed1"
         if not _dataset_done(mixed, plan.camera_storage):

@@ -276,3 +276,19 @@ def test_negative_weight_probes_are_their_arm_with_the_negatives_out_of_the_loss
     )
     assert guided in efficacy.LABELLED and guided in efficacy.PROBES
     assert efficacy.GUIDANCE[guided] == efficacy.GUIDANCE["recap_paper"]
+
+
+def test_cells_of_a_lost_stage1_are_not_paired_with_a_retrained_one(efficacy, tmp_path):
+    """The committed cells of a draw whose stage-1 checkpoint is gone from --root refuse a new stage 1
+    instead of mixing two stage 1s in one paired comparison; with the checkpoint there, it is reused."""
+    budget = efficacy.Budget(("push-v3",), (0,), replace(efficacy.QUICK, camera_storage="png"))
+    bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
+    write_cell(bench.results.parent, asdict(budget.plan), "stage1", "stage1", 0, [1, 0])
+    with pytest.raises(SystemExit, match="no longer at .*stage1.*choose another --data-seeds"):
+        bench.experience()
+    checkpoint = bench.root / "stage1" / "checkpoints" / "last" / "pretrained_model"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"")
+    mixed = make_dataset(bench.root / "data" / "mixed1", ["auto", "auto"])
+    make_dataset(bench.root / "data" / "demos", ["demo", "demo"])
+    assert bench.experience() == (checkpoint, mixed)
