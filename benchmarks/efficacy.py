@@ -222,13 +222,12 @@ class TaskBench:
     def experience(self) -> tuple[Path, Path]:
         """(stage-1 checkpoint, mixed dataset), built like the demo's first iteration."""
         plan = self.budget.plan
-        stage1_dir = self.root / "stage1" / "checkpoints" / "last" / "pretrained_model"
-        if self.cached("stage1") and not (stage1_dir / "model.safetensors").is_file():
+        if self.cached("stage1") and not self.trained("stage1"):
             # Retraining on CPU is not bitwise reproducible, so new cells would pair with another stage 1.
             raise SystemExit(
-                f"{self.results} holds cells of a stage 1 that is no longer at {stage1_dir}: a new stage 1 "
-                "(and its experience) would not pair with them. Restore that --root, or move those cells "
-                "aside to rerun the whole draw, or choose another --data-seeds."
+                f"{self.results} holds cells of a stage 1 that is no longer at {self.checkpoint_dir('stage1')}: "
+                "a new stage 1 (and its experience) would not pair with them. Restore that --root, or move "
+                "those cells aside to rerun the whole draw, or choose another --data-seeds."
             )
         stage1 = self.checkpoint("stage1", self.demos(), plan.stage1_steps, None)
         mixed = self.root / "data" / "mixed1"
@@ -272,11 +271,17 @@ class TaskBench:
 
     def checkpoint(self, name: str, dataset: Path, steps: int, init: Path | None, *train_args) -> Path:
         """`Demo.train`, unless a finished checkpoint is there already."""
-        path = self.root / name / "checkpoints" / "last" / "pretrained_model"
-        if (path / "model.safetensors").is_file():
-            return path
+        if self.trained(name):
+            return self.checkpoint_dir(name)
         shutil.rmtree(self.root / name, ignore_errors=True)
         return self.demo.train(name, dataset, steps, init, *train_args)
+
+    def checkpoint_dir(self, name: str) -> Path:
+        return self.root / name / "checkpoints" / "last" / "pretrained_model"
+
+    def trained(self, name: str) -> bool:
+        """Whether run `name` finished training (its weights are saved last)."""
+        return (self.checkpoint_dir(name) / "model.safetensors").is_file()
 
     def evaluate(self, name: str, checkpoint: Path, method: str, seed: int, flags=()) -> None:
         """One lerobot-eval run, kept as <results>/<task>/<name>.json with its per-episode successes."""
@@ -350,8 +355,8 @@ class TaskBench:
             tagged = self.root / "data" / f"{mixed.name}_tagged"
             if not _dataset_done(tagged, self.budget.plan.camera_storage):
                 tagged = self.demo.tag_prompts(self.labelled(mixed))
-            path = self.root / name / "checkpoints" / "last" / "pretrained_model"
-            if not (path / "model.safetensors").is_file():
+            path = self.checkpoint_dir(name)
+            if not self.trained(name):
                 self.demo.tag_checkpoint(
                     self.checkpoint(f"{name}_untagged", tagged, steps, stage1, (), seed), name
                 )
