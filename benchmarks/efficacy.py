@@ -43,7 +43,8 @@ Every (task, data seed, method, seed) cell writes one small JSON with its per-ep
 `--results` (default benchmarks/results/efficacy_demo/, committed), and a cell whose JSON exists is not run
 again: the grid accumulates across sessions. Data and checkpoints (under --root) are rebuilt from their
 seeds when missing. Methods are compared on the pairs (same env seeds): paired-bootstrap 95% intervals and
-McNemar's test, pooled over seeds.
+McNemar's test, pooled over seeds; per task and, with several tasks, over "all tasks" (every draw of every
+task, with a two-stage bootstrap that weighs draws alike); efficacy.md ends with each draw's success rates.
 
     python benchmarks/efficacy.py                       # 3 tasks x 3 seeds x 100 episodes, every method
     python benchmarks/efficacy.py --tasks sweep-into-v3 --seeds 0 --methods bc filtered_bc
@@ -91,7 +92,7 @@ from lerobot_policy_pi_star_recap.commands.demo import (
     eval_summary,
 )
 from lerobot_policy_pi_star_recap.configuration_pi_star_recap import TOKENIZER_PADDINGS
-from lerobot_policy_pi_star_recap.paired import clustered_difference, paired_difference
+from lerobot_policy_pi_star_recap.paired import clustered_difference, paired_difference, wilson_interval
 
 NO_ADVANTAGE = ("--policy.use_advantage_weighting=false", "--policy.use_advantage_conditioning=false")
 METHODS: dict[str, tuple[str, ...]] = {
@@ -525,6 +526,39 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+ALL_TASKS = "all tasks"
+
+
+def across_tasks(rows: list[dict]) -> list[dict]:
+    """The cells again under one task, each draw (task, data seed) its own data seed, so `summarize` pools
+    the paired episodes of every task and its two-stage interval weighs every draw alike: the efficacy
+    target is over tasks, not one of them. Empty with one task (the per-task rows already say it)."""
+    if len({r["task"] for r in rows}) < 2:
+        return []
+    return [{**r, "task": ALL_TASKS, "data_seed": f"{r['task']}/{r['data_seed']}"} for r in rows]
+
+
+def format_draws(rows: list[dict]) -> str:
+    """Success per draw (task, data seed) and method, with a Wilson 95% interval over its episodes (pooled
+    over fine-tuning seeds): the spread between draws that the pooled differences summarise."""
+    draws = sorted({(r["task"], r["data_seed"]) for r in rows})
+    methods = [*BASELINES, *sorted({r["method"] for r in rows} - set(BASELINES))]
+    methods = [m for m in methods if any(r["method"] == m for r in rows)]
+    lines = [f"| task | data seed | {' | '.join(methods)} |", "|---|---|" + "---|" * len(methods)]
+    for task, data_seed in draws:
+        cells = []
+        for method in methods:
+            group = [r for r in rows if (r["task"], r["data_seed"], r["method"]) == (task, data_seed, method)]
+            if not group:
+                cells.append("-")
+                continue
+            successes = np.concatenate([r["successes"] for r in group])
+            low, high = wilson_interval(int(successes.sum()), len(successes))
+            cells.append(f"{100 * successes.mean():.0f}% [{100 * low:.0f}, {100 * high:.0f}]")
+        lines.append(f"| {task} | {data_seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_table(summary: list[dict]) -> str:
     head = " | ".join(f"vs {b} (95% CI)" for b in BASELINES)
     lines = [
@@ -533,7 +567,8 @@ def format_table(summary: list[dict]) -> str:
     ]
     for s in summary:
         spread = f" ± {100 * s['success_std']:.0f}" if s["seeds"] > 1 else ""  # no spread from one seed
-        data = f" ({s['data_seeds']} data seeds)" if s["data_seeds"] > 1 else ""
+        unit = "draws" if s["task"] == ALL_TASKS else "data seeds"
+        data = f" ({s['data_seeds']} {unit})" if s["data_seeds"] > 1 else ""
         cells = []
         for baseline in BASELINES:
             p = s["paired"].get(baseline)
@@ -543,8 +578,9 @@ def format_table(summary: list[dict]) -> str:
             fewer = f" ({p['seeds']} of {s['seeds']} cells)" if p["seeds"] < s["seeds"] else ""
             over = p.get("over_data_seeds")
             across = (
-                f"; over data seeds {100 * over['difference']:+.0f}, t 95% CI "
-                f"[{100 * over['t_ci_low']:+.0f}, {100 * over['t_ci_high']:+.0f}]"
+                f"; over {unit} {100 * over['difference']:+.0f}, t 95% CI "
+                f"[{100 * over['t_ci_low']:+.0f}, {100 * over['t_ci_high']:+.0f}], two-stage bootstrap "
+                f"[{100 * over['ci_low']:+.0f}, {100 * over['ci_high']:+.0f}]"
                 if over
                 else ""
             )
@@ -669,8 +705,8 @@ def main() -> None:
         for data_seed in budget.data_seeds:
             TaskBench(task, budget, root, results, data_seed).run(args.methods)
     rows = all_cells(results, budget)
-    summary = summarize(rows)
-    table = format_table(summary)
+    summary = summarize(rows) + summarize(across_tasks(rows))
+    table = f"{format_table(summary)}\n\nSuccess per draw of the data:\n\n{format_draws(rows)}"
     print("\n" + table)
     methods = sorted({r["method"].split("_beta")[0] for r in rows} - {"stage1"})
     report = {"budget": asdict(budget), "methods": {m: list(METHODS.get(m, ())) for m in methods}}

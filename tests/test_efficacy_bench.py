@@ -160,9 +160,10 @@ def test_reused_demos_collected_otherwise_than_the_plan_are_refused(efficacy, tm
                     bench.demos()
 
 
-def write_cell(results: Path, plan: dict, name: str, method: str, seed: int, successes, data_seed=None):
+def write_cell(
+    results: Path, plan: dict, name: str, method: str, seed: int, successes, data_seed=None, task="push-v3"
+):
     """A committed cell; `data_seed` None writes it as cells were before data seeds existed."""
-    task = "push-v3"
     cell = {
         "task": task,
         "method": method,
@@ -210,6 +211,34 @@ def test_each_data_seed_is_paired_with_its_own_stage1_and_spread_over_draws(effi
     # per data seed +50 and +0: t(0.975, 1) = 12.71 over 2 runs of sd 0.354 -> +25 +- 318
     assert "| 2 x 4 (2 data seeds) | 75% ± 25 | " in table  # the success column keeps its spread
     assert "; over data seeds +25, t 95% CI [-293, +343]" in table
+
+
+def test_all_tasks_pool_every_draw_and_weigh_draws_alike(efficacy, tmp_path):
+    """Two tasks, three draws: the "all tasks" row pairs each draw with its own stage 1, pools the episodes
+    and gives each draw one weight in the two-stage interval; the per-draw table shows every rate."""
+    results, plan = tmp_path / "results", asdict(efficacy.DemoPlan())
+    draws = {  # (task, data seed): (stage 1, RECAP)
+        ("push-v3", 0): ([0, 0, 0, 0], [1, 1, 0, 0]),  # +50
+        ("push-v3", 1): ([1, 1, 0, 0], [1, 1, 0, 0]),  # +0
+        ("sweep-into-v3", 2): ([0, 0, 0, 0], [1, 0, 0, 0]),  # +25
+    }
+    for (task, data_seed), (stage1, recap) in draws.items():
+        write_cell(results, plan, "stage1", "stage1", 0, stage1, data_seed=data_seed, task=task)
+        write_cell(results, plan, "recap_paper_seed0", "recap_paper", 0, recap, data_seed=data_seed, task=task)
+    rows = efficacy.all_cells(results, efficacy.Budget(("push-v3",), (0,), efficacy.DemoPlan()))
+    assert efficacy.across_tasks([r for r in rows if r["task"] == "push-v3"]) == []  # one task: nothing new
+    pooled = {s["method"]: s for s in efficacy.summarize(efficacy.across_tasks(rows))}["recap_paper"]
+    assert pooled["task"] == efficacy.ALL_TASKS and pooled["data_seeds"] == 3 and pooled["episodes"] == 12
+    vs_stage1 = pooled["paired"]["stage1"]
+    assert vs_stage1["difference"] == pytest.approx(3 / 12)  # 3 wins, 0 losses over 12 paired episodes
+    over = vs_stage1["over_data_seeds"]
+    assert over["per_data_seed"] == {"push-v3/0": 0.5, "push-v3/1": 0.0, "sweep-into-v3/2": 0.25}
+    assert over["difference"] == pytest.approx(0.25)  # (50 + 0 + 25) / 3, each draw alike
+    assert "| all tasks | recap_paper | 3 x 4 (3 draws) | " in efficacy.format_table([pooled])
+    draws_table = efficacy.format_draws(rows).splitlines()
+    assert draws_table[0] == "| task | data seed | stage1 | recap_paper |"
+    # 1 of 4: Wilson 95% [4.6%, 69.9%]
+    assert draws_table[-1] == "| sweep-into-v3 | 2 | 0% [0, 49] | 25% [5, 70] |"
 
 
 def test_a_data_seed_has_its_own_folders_and_seeds_the_loop(efficacy, tmp_path):
