@@ -224,7 +224,9 @@ def test_all_tasks_pool_every_draw_and_weigh_draws_alike(efficacy, tmp_path):
     }
     for (task, data_seed), (stage1, recap) in draws.items():
         write_cell(results, plan, "stage1", "stage1", 0, stage1, data_seed=data_seed, task=task)
-        write_cell(results, plan, "recap_paper_seed0", "recap_paper", 0, recap, data_seed=data_seed, task=task)
+        write_cell(
+            results, plan, "recap_paper_seed0", "recap_paper", 0, recap, data_seed=data_seed, task=task
+        )
     rows = efficacy.all_cells(results, efficacy.Budget(("push-v3",), (0,), efficacy.DemoPlan()))
     assert efficacy.across_tasks([r for r in rows if r["task"] == "push-v3"]) == []  # one task: nothing new
     pooled = {s["method"]: s for s in efficacy.summarize(efficacy.across_tasks(rows))}["recap_paper"]
