@@ -24,6 +24,10 @@ stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same en
   recap_paper_negative_weight0_guided (probe) the same, but the negatives still train the unconditional
                 branch (`unconditional_negative_weight=1`: BC on all data), so guidance beta 1.0, 1.5, 2.5
                 has a reference to push away from
+  recap_paper_iter2, filtered_bc_iter2 (probes) a second iteration: the arm's own fine-tuned policy
+                (run the arm itself first) collects 20 more rollouts and 20 corrected episodes on new
+                env seeds, and the arm trains again from stage 1 on both rounds (RECAP relabels them with
+                new cross-fitted values): does RECAP's lead grow when it collects its own experience?
 
 With `--base-policy smolvla` the policy is a stock LeRobot SmolVLA (tiny and random on a CPU machine,
 built as `pi-star-recap demo --base-policy smolvla` builds it) trained by stock lerobot-train with no
@@ -136,7 +140,13 @@ METHODS["recap_paper_negative_weight0_guided"] = (
     "--policy.unconditional_negative_weight=1",
 )
 OUTCOME_LABELLED = {"recap_outcome", "recap_outcome_negative_weight0"}
+# Iterated arms (does the gain compound, as the paper's iterations assume?): the arm's own iteration-1
+# policy (fine-tuning seed k) collects a second round on iteration 2's env seeds, which joins the first
+# round's experience, and the arm trains again from stage 1 on all of it, like the paper's iterations.
+ITERATED = {"recap_paper_iter2": "recap_paper", "filtered_bc_iter2": "filtered_bc"}
+METHODS.update({name: METHODS[base] for name, base in ITERATED.items()})
 PROBES = {
+    *ITERATED,
     *OUTCOME_LABELLED,
     "recap_paper_negative_weight0",
     "recap_paper_negative_weight0_guided",
@@ -153,6 +163,7 @@ LABELLED = {
     "recap_paper_no_expert",
     "recap_paper_negative_weight0",
     "recap_paper_negative_weight0_guided",
+    "recap_paper_iter2",
 }  # trained on the cross-fitted labelled copy of the mixed dataset
 ON_DEMOS = {"null_control"}  # trained on the demos alone
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
@@ -160,6 +171,7 @@ GUIDANCE = {
     "recap_paper": (1.0, 1.5, 2.5),
     "recap_paper_demo_weight": (1.0, 1.5),
     "recap_paper_negative_weight0_guided": (1.0, 1.5, 2.5),
+    "recap_paper_iter2": (1.0, 1.5, 2.5),
 }
 TASKS = ("push-v3", "button-press-v3", "sweep-into-v3")
 STOCK_METHODS = ("null_control", "bc", "filtered_bc", "recap_prompt")  # --base-policy smolvla
@@ -330,11 +342,11 @@ class TaskBench:
                     if not self.cached(name):
                         self.evaluate(name, checkpoint, method, seed)
                     continue
-                data = mixed
+                data = self.second_round(ITERATED[method], seed) if method in ITERATED else mixed
                 if method in LABELLED:
-                    data = self.labelled(mixed)
+                    data = self.labelled(data)
                 elif method in OUTCOME_LABELLED:
-                    data = self.outcome_labelled(mixed)
+                    data = self.outcome_labelled(data)
                 elif method in ON_DEMOS:
                     data = self.demos()
                 steps = self.budget.plan.stage2_steps
@@ -344,6 +356,25 @@ class TaskBench:
                     flags = () if beta is None else (f"--policy.cfg_beta={beta}",)
                     if not self.cached(cell):
                         self.evaluate(cell, checkpoint, label, seed, flags)
+
+    def second_round(self, base: str, seed: int) -> Path:
+        """An iterated arm's data: the first round's mixed experience plus the rollouts and corrections of
+        the arm's own iteration-1 policy, `<base>_seed<seed>`, on iteration 2's env seeds (the same for
+        every arm, so the rounds differ only in the policy that collected them)."""
+        first = f"{base}_seed{seed}"
+        if not self.trained(first):
+            raise SystemExit(
+                f"{base}_iter2 collects with {first}, which is not trained under {self.root}: "
+                f"put {base} before {base}_iter2 in --methods."
+            )
+        tag, data = f"_{first}", self.root / "data"
+        mixed = data / f"mixed2{tag}"
+        if not _dataset_done(mixed, self.budget.plan.camera_storage):
+            for name in (f"rollouts2{tag}", f"corrections2{tag}", mixed.name):
+                shutil.rmtree(data / name, ignore_errors=True)
+            first_round = [self.demos(), data / "rollouts1", data / "corrections1"]
+            self.demo.gather(2, self.checkpoint_dir(first), first_round, tag)
+        return mixed
 
     def stock_arm(self, method: str, name: str, stage1: Path, mixed: Path, seed: int) -> Path:
         """One arm of a stock VLA fine-tuned from stage 1 by stock lerobot-train, data chosen by `method`."""

@@ -350,6 +350,7 @@ def _env_seeds_of_a_run(tmp_path: Path, seed: int) -> dict[str, range]:
     with pytest.raises(_StopAfterDemos):
         demo.run()  # collects the demos, then stops at stage 1
     demo.gather(1, tmp_path / "stage1", [])
+    demo.gather(2, tmp_path / "stage2", [], "_arm")  # a second round, named apart (efficacy's iterated arms)
     demo.evaluate("stage1", tmp_path / "stage1")
 
     def flag(command: list[str], name: str) -> int:
@@ -359,7 +360,13 @@ def _env_seeds_of_a_run(tmp_path: Path, seed: int) -> dict[str, range]:
         name: range(
             flag(commands[name], "seed"), flag(commands[name], "seed") + flag(commands[name], "episodes")
         )
-        for name in ("collect_demos", "collect_rollouts1", "collect_corrections1")
+        for name in (
+            "collect_demos",
+            "collect_rollouts1",
+            "collect_corrections1",
+            "collect_rollouts2_arm",
+            "collect_corrections2_arm",
+        )
     }
     evaluation = commands["eval_stage1"]
     seeds["eval"] = range(
@@ -377,10 +384,12 @@ def test_runs_with_other_seeds_share_no_env_seed(tmp_path):
         "collect_demos": range(0, 10),
         "collect_rollouts1": range(1000, 1020),
         "collect_corrections1": range(1500, 1520),
+        "collect_rollouts2_arm": range(2000, 2020),
+        "collect_corrections2_arm": range(2500, 2520),
         "eval": range(10_000, 10_100),
     }
     used = [set().union(*run.values()) for run in runs]
-    assert all(len(u) == 150 for u in used)  # no overlap inside a run either
+    assert all(len(u) == 190 for u in used)  # no overlap inside a run either
     assert not (used[0] & used[1]) and not (used[0] & used[2]) and not (used[1] & used[2])
 
 

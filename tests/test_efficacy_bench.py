@@ -323,3 +323,34 @@ def test_cells_of_a_lost_stage1_are_not_paired_with_a_retrained_one(efficacy, tm
     mixed = make_dataset(bench.root / "data" / "mixed1", ["auto", "auto"])
     make_dataset(bench.root / "data" / "demos", ["demo", "demo"])
     assert bench.experience() == (checkpoint, mixed)
+
+
+def test_an_iterated_arm_collects_its_second_round_with_its_own_first_policy(efficacy, tmp_path):
+    """recap_paper_iter2 / filtered_bc_iter2: round 2 is collected by the arm's own iteration-1 checkpoint
+    on iteration 2's env seeds, merged with the first round's data, and reused once it is built."""
+    assert efficacy.METHODS["recap_paper_iter2"] == efficacy.METHODS["recap_paper"]
+    assert efficacy.METHODS["filtered_bc_iter2"] == efficacy.METHODS["filtered_bc"]
+    assert "recap_paper_iter2" in efficacy.LABELLED and "filtered_bc_iter2" not in efficacy.LABELLED
+    assert {"recap_paper_iter2", "filtered_bc_iter2"} <= efficacy.PROBES  # not in the default grid
+    budget = efficacy.Budget(("push-v3",), (0,), replace(efficacy.QUICK, camera_storage="png"))
+    bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
+    with pytest.raises(SystemExit, match="put recap_paper before recap_paper_iter2"):
+        bench.second_round("recap_paper", 0)
+    first = bench.checkpoint_dir("recap_paper_seed0")
+    first.mkdir(parents=True)
+    (first / "model.safetensors").write_bytes(b"")
+    data = bench.root / "data"
+    make_dataset(data / "demos", ["demo", "demo"])
+    calls = []
+
+    def gather(iteration, policy, experience, tag=""):
+        calls.append((iteration, policy, experience, tag))
+        return make_dataset(data / f"mixed{iteration}{tag}", ["auto", "intervention"])
+
+    bench.demo.gather = gather
+    mixed = bench.second_round("recap_paper", 0)
+    assert mixed == data / "mixed2_recap_paper_seed0"
+    assert calls == [
+        (2, first, [data / "demos", data / "rollouts1", data / "corrections1"], "_recap_paper_seed0")
+    ]
+    assert bench.second_round("recap_paper", 0) == mixed and len(calls) == 1  # built once, then reused

@@ -530,17 +530,18 @@ class Demo:
         )
         return json.loads((output / "eval_info.json").read_text())
 
-    def gather(self, iteration: int, policy: Path, experience: list[Path]) -> Path:
-        """Autonomous rollouts and corrected episodes of `policy`, appended to `experience`, all merged."""
+    def gather(self, iteration: int, policy: Path, experience: list[Path], tag: str = "") -> Path:
+        """Autonomous rollouts and corrected episodes of `policy`, appended to `experience`, all merged.
+        `tag` names the datasets apart when several policies collect the same iteration's env seeds."""
         seed = self.env_seed(ROLLOUT_ENV_SEEDS * iteration)
-        experience.append(self.collect(f"rollouts{iteration}", "auto", self.plan.rollouts, seed, policy))
-        corrections = seed + CORRECTION_ENV_SEEDS
+        rollouts, corrections = f"rollouts{iteration}{tag}", f"corrections{iteration}{tag}"
+        experience.append(self.collect(rollouts, "auto", self.plan.rollouts, seed, policy))
         experience.append(
             self.collect(
-                f"corrections{iteration}", "intervention", self.plan.corrections, corrections, policy
+                corrections, "intervention", self.plan.corrections, seed + CORRECTION_ENV_SEEDS, policy
             )
         )
-        return self.merge(f"mixed{iteration}", experience)
+        return self.merge(f"mixed{iteration}{tag}", experience)
 
     # --- The loop --------------------------------------------------------------------------------
     def run(self) -> dict:
