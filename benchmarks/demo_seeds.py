@@ -15,7 +15,7 @@ its own data (BC, filtered BC, ...: its <root>/<task>/data_seed<S>/ holding the 
 nothing is rebuilt), evaluated on the run's env seeds: RECAP is then compared with them run by run. The
 cells' stage-1 evaluation, a re-run of the run's own, is reported as the share of episodes that agree.
 
-    python benchmarks/demo_seeds.py benchmarks/results/demo_sweep-into-v3_results.json \\
+    python benchmarks/demo_seeds.py benchmarks/results/demo_sweep-into-v3_keep_failed_results.json \\
         benchmarks/results/demo_sweep-into-v3_seed1_results.json \\
         benchmarks/results/demo_sweep-into-v3_seed2_results.json \\
         --output benchmarks/results/demo_seeds_sweep-into-v3.json
