@@ -365,7 +365,8 @@ class TaskBench:
         if not self.trained(first):
             raise SystemExit(
                 f"{base}_iter2 collects with {first}, which is not trained under {self.root}: "
-                f"put {base} before {base}_iter2 in --methods."
+                f"put {base} before {base}_iter2 in --methods (if {first}'s cells are committed but its "
+                "checkpoint is gone, move those cells aside: a retrained one would not be the policy they measured)."
             )
         tag, data = f"_{first}", self.root / "data"
         mixed = data / f"mixed2{tag}"
@@ -572,18 +573,19 @@ def across_tasks(rows: list[dict]) -> list[dict]:
 def format_draws(rows: list[dict]) -> str:
     """Success per draw (task, data seed) and method, with a Wilson 95% interval over its episodes (pooled
     over fine-tuning seeds): the spread between draws that the pooled differences summarise."""
-    draws = sorted({(r["task"], r["data_seed"]) for r in rows})
-    methods = [*BASELINES, *sorted({r["method"] for r in rows} - set(BASELINES))]
-    methods = [m for m in methods if any(r["method"] == m for r in rows)]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["data_seed"], r["method"]), []).append(r)
+    present = {method for _, _, method in groups}
+    methods = [*(b for b in BASELINES if b in present), *sorted(present - set(BASELINES))]
     lines = [f"| task | data seed | {' | '.join(methods)} |", "|---|---|" + "---|" * len(methods)]
-    for task, data_seed in draws:
+    for task, data_seed in sorted({(task, data_seed) for task, data_seed, _ in groups}):
         cells = []
         for method in methods:
-            group = [r for r in rows if (r["task"], r["data_seed"], r["method"]) == (task, data_seed, method)]
-            if not group:
+            if (task, data_seed, method) not in groups:
                 cells.append("-")
                 continue
-            successes = np.concatenate([r["successes"] for r in group])
+            successes = np.concatenate([r["successes"] for r in groups[task, data_seed, method]])
             low, high = wilson_interval(int(successes.sum()), len(successes))
             cells.append(f"{100 * successes.mean():.0f}% [{100 * low:.0f}, {100 * high:.0f}]")
         lines.append(f"| {task} | {data_seed} | " + " | ".join(cells) + " |")
