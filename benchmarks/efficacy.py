@@ -497,10 +497,20 @@ def _dataset_done(path: Path, camera_storage: str) -> bool:
     return True
 
 
+def same_round(baseline: str, method: str) -> str:
+    """The cells `method` is paired with in `baseline`'s column: an iterated arm meets the same iteration of
+    a baseline that has one (RECAP's second round against filtered BC's second round, each having collected
+    its own), and an iterated baseline its own first round."""
+    iterated = f"{baseline}_iter2"
+    if "_iter2" in method and iterated in ITERATED and not method.startswith(iterated):
+        return iterated
+    return baseline
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Per (task, method): mean success over its cells (fine-tuning seeds x data seeds), and paired
-    differences against each baseline with episodes pooled over the cells (seed k of a method against seed
-    k of the baseline, on the same data seed; stage 1 has one per data seed). With several data seeds each
+    differences against each baseline (its `same_round` cells) with episodes pooled over the cells (seed k
+    of a method against seed k of the baseline, on the same data seed; stage 1 has one per data seed). With several data seeds each
     difference also gets a two-stage bootstrap interval over them (data seeds, then episodes), which holds
     the variance between draws of the data that the pooled interval leaves out."""
     cells = {(r["task"], r["data_seed"], r["method"], r["seed"]): r for r in rows}
@@ -530,7 +540,14 @@ def summarize(rows: list[dict]) -> list[dict]:
                 (r, b)
                 for r in group
                 if (
-                    b := cells.get((task, r["data_seed"], baseline, 0 if baseline == "stage1" else r["seed"]))
+                    b := cells.get(
+                        (
+                            task,
+                            r["data_seed"],
+                            same_round(baseline, method),
+                            0 if baseline == "stage1" else r["seed"],
+                        )
+                    )
                 )
             ]
             if not pairs:
@@ -593,7 +610,10 @@ def format_draws(rows: list[dict]) -> str:
 
 
 def format_table(summary: list[dict]) -> str:
-    head = " | ".join(f"vs {b} (95% CI)" for b in BASELINES)
+    head = " | ".join(
+        f"vs {b} (95% CI{'; an iterated arm: the same iteration' if f'{b}_iter2' in ITERATED else ''})"
+        for b in BASELINES
+    )
     lines = [
         f"| task | method | cells x episodes | success (mean ± std over cells) | {head} |",
         "|---|---|---|---|" + "---|" * len(BASELINES),

@@ -354,3 +354,23 @@ def test_an_iterated_arm_collects_its_second_round_with_its_own_first_policy(eff
         (2, first, [data / "demos", data / "rollouts1", data / "corrections1"], "_recap_paper_seed0")
     ]
     assert bench.second_round("recap_paper", 0) == mixed and len(calls) == 1  # built once, then reused
+
+
+def test_an_iterated_arm_is_paired_with_the_same_iteration_of_filtered_bc(efficacy, tmp_path):
+    """RECAP's second round meets filtered BC's second round (each collected its own), filtered BC's second
+    round its own first; other baselines have one round and pair as before."""
+    results, plan = tmp_path / "results", asdict(efficacy.DemoPlan())
+    cells = {  # name: (method, successes)
+        "stage1": ("stage1", [0, 0, 0, 0]),
+        "filtered_bc_seed0": ("filtered_bc", [1, 0, 0, 0]),
+        "filtered_bc_iter2_seed0": ("filtered_bc_iter2", [1, 1, 1, 0]),
+        "recap_paper_iter2_beta2.5_seed0": ("recap_paper_iter2_beta2.5", [1, 1, 0, 0]),
+    }
+    for name, (method, successes) in cells.items():
+        write_cell(results, plan, name, method, 0, successes, data_seed=0)
+    rows = efficacy.all_cells(results, efficacy.Budget(("push-v3",), (0,), efficacy.DemoPlan()))
+    summary = {s["method"]: s["paired"] for s in efficacy.summarize(rows)}
+    assert summary["recap_paper_iter2_beta2.5"]["filtered_bc"]["difference"] == pytest.approx(-1 / 4)
+    assert summary["recap_paper_iter2_beta2.5"]["stage1"]["difference"] == pytest.approx(2 / 4)
+    assert summary["filtered_bc_iter2"]["filtered_bc"]["difference"] == pytest.approx(2 / 4)
+    assert "vs filtered_bc (95% CI; an iterated arm: the same iteration)" in efficacy.format_table([])
