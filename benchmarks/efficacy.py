@@ -609,11 +609,15 @@ def format_draws(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_table(summary: list[dict]) -> str:
-    head = " | ".join(
-        f"vs {b} (95% CI{'; an iterated arm: the same iteration' if f'{b}_iter2' in ITERATED else ''})"
-        for b in BASELINES
+def vs(baseline: str) -> str:
+    """A baseline's column title, saying which iteration an iterated arm meets (`same_round`)."""
+    return f"vs {baseline}" + (
+        "; an iterated arm: the same iteration" if f"{baseline}_iter2" in ITERATED else ""
     )
+
+
+def format_table(summary: list[dict]) -> str:
+    head = " | ".join(f"{vs(b)} (95% CI)" for b in BASELINES)
     lines = [
         f"| task | method | cells x episodes | success (mean ± std over cells) | {head} |",
         "|---|---|---|---|" + "---|" * len(BASELINES),
@@ -648,25 +652,35 @@ def format_table(summary: list[dict]) -> str:
 
 
 def plot(summary: list[dict], path: Path) -> None:
+    """The paired differences, one panel per baseline: each (task, method)'s pooled difference with its
+    paired-bootstrap 95% interval (thick) and, over several draws, the two-stage one (thin, grey), which
+    is what the efficacy question asks; rates alone hide the pairing and the draws' spread."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    tasks = list(dict.fromkeys(s["task"] for s in summary))
-    methods = list(dict.fromkeys(s["method"] for s in summary))
-    width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(2.5 + 2.5 * len(tasks), 4.5))
-    for i, method in enumerate(methods):
-        values = [next((s for s in summary if s["task"] == t and s["method"] == method), None) for t in tasks]
-        means = [100 * v["success_mean"] if v else 0 for v in values]
-        stds = [100 * v["success_std"] if v else 0 for v in values]
-        ax.bar(np.arange(len(tasks)) + i * width, means, width, yerr=stds, capsize=3, label=method)
-    ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks)
-    ax.set_ylabel("success rate (%)")
-    ax.set_title("Fine-tuning stage 1 on mixed-quality experience")
-    ax.legend(fontsize=7, ncol=2)
+    order = sorted(summary, key=lambda s: (s["task"] == ALL_TASKS, s["task"], s["method"]))
+    tasks = list(dict.fromkeys(s["task"] for s in order))
+    colours = {task: plt.get_cmap("tab10")(i % 10) for i, task in enumerate(tasks)}
+    fig, axes = plt.subplots(
+        1, len(BASELINES), sharey=True, figsize=(3.2 * len(BASELINES) + 3, 1.5 + 0.22 * len(order))
+    )
+    for ax, baseline in zip(axes, BASELINES, strict=True):
+        for y, s in enumerate(order):
+            if (p := s["paired"].get(baseline)) is None:
+                continue
+            if over := p.get("over_data_seeds"):
+                ax.plot([100 * over["ci_low"], 100 * over["ci_high"]], [y, y], color="0.7", lw=1)
+            ax.plot([100 * p["ci_low"], 100 * p["ci_high"]], [y, y], color=colours[s["task"]], lw=3)
+            ax.plot(100 * p["difference"], y, "o", color="black", ms=3)
+        ax.axvline(0, color="black", lw=0.8, ls="--")
+        ax.set_title(vs(baseline), fontsize=8)
+        ax.set_xlabel("difference in success (points)", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(order)), [f"{s['task']}: {s['method']}" for s in order], fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle("Each arm minus each baseline, paired on the same env seeds (95% CIs)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -373,4 +373,6 @@ def test_an_iterated_arm_is_paired_with_the_same_iteration_of_filtered_bc(effica
     assert summary["recap_paper_iter2_beta2.5"]["filtered_bc"]["difference"] == pytest.approx(-1 / 4)
     assert summary["recap_paper_iter2_beta2.5"]["stage1"]["difference"] == pytest.approx(2 / 4)
     assert summary["filtered_bc_iter2"]["filtered_bc"]["difference"] == pytest.approx(2 / 4)
-    assert "vs filtered_bc (95% CI; an iterated arm: the same iteration)" in efficacy.format_table([])
+    assert "vs filtered_bc; an iterated arm: the same iteration (95% CI)" in efficacy.format_table([])
+    efficacy.plot(efficacy.summarize(rows), tmp_path / "differences.png")
+    assert (tmp_path / "differences.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
