@@ -24,10 +24,11 @@ stock `lerobot-train`, and is evaluated with stock `lerobot-eval` on the same en
   recap_paper_negative_weight0_guided (probe) the same, but the negatives still train the unconditional
                 branch (`unconditional_negative_weight=1`: BC on all data), so guidance beta 1.0, 1.5, 2.5
                 has a reference to push away from
-  recap_paper_iter2, filtered_bc_iter2 (probes) a second iteration: the arm's own fine-tuned policy
-                (run the arm itself first) collects 20 more rollouts and 20 corrected episodes on new
-                env seeds, and the arm trains again from stage 1 on both rounds (RECAP relabels them with
-                new cross-fitted values): does RECAP's lead grow when it collects its own experience?
+  recap_paper_iter2, filtered_bc_iter2, bc_iter2 (probes) a second iteration: the arm's own fine-tuned
+                policy (run the arm itself first) collects 20 more rollouts and 20 corrected episodes on
+                new env seeds, and the arm trains again from stage 1 on both rounds (RECAP relabels them
+                with new cross-fitted values): does RECAP's lead grow when it collects its own experience?
+                Iterated arms are compared with the same iteration of bc and filtered_bc.
 
 With `--base-policy smolvla` the policy is a stock LeRobot SmolVLA (tiny and random on a CPU machine,
 built as `pi-star-recap demo --base-policy smolvla` builds it) trained by stock lerobot-train with no
@@ -143,7 +144,7 @@ OUTCOME_LABELLED = {"recap_outcome", "recap_outcome_negative_weight0"}
 # Iterated arms (does the gain compound, as the paper's iterations assume?): the arm's own iteration-1
 # policy (fine-tuning seed k) collects a second round on iteration 2's env seeds, which joins the first
 # round's experience, and the arm trains again from stage 1 on all of it, like the paper's iterations.
-ITERATED = {"recap_paper_iter2": "recap_paper", "filtered_bc_iter2": "filtered_bc"}
+ITERATED = {"recap_paper_iter2": "recap_paper", "filtered_bc_iter2": "filtered_bc", "bc_iter2": "bc"}
 METHODS.update({name: METHODS[base] for name, base in ITERATED.items()})
 PROBES = {
     *ITERATED,

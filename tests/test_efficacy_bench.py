@@ -331,7 +331,12 @@ def test_an_iterated_arm_collects_its_second_round_with_its_own_first_policy(eff
     assert efficacy.METHODS["recap_paper_iter2"] == efficacy.METHODS["recap_paper"]
     assert efficacy.METHODS["filtered_bc_iter2"] == efficacy.METHODS["filtered_bc"]
     assert "recap_paper_iter2" in efficacy.LABELLED and "filtered_bc_iter2" not in efficacy.LABELLED
-    assert {"recap_paper_iter2", "filtered_bc_iter2"} <= efficacy.PROBES  # not in the default grid
+    assert efficacy.METHODS["bc_iter2"] == efficacy.METHODS["bc"]
+    assert {
+        "recap_paper_iter2",
+        "filtered_bc_iter2",
+        "bc_iter2",
+    } <= efficacy.PROBES  # not in the default grid
     budget = efficacy.Budget(("push-v3",), (0,), replace(efficacy.QUICK, camera_storage="png"))
     bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
     with pytest.raises(SystemExit, match="put recap_paper before recap_paper_iter2"):
@@ -357,13 +362,15 @@ def test_an_iterated_arm_collects_its_second_round_with_its_own_first_policy(eff
 
 
 def test_an_iterated_arm_is_paired_with_the_same_iteration_of_filtered_bc(efficacy, tmp_path):
-    """RECAP's second round meets filtered BC's second round (each collected its own), filtered BC's second
-    round its own first; other baselines have one round and pair as before."""
+    """RECAP's second round meets filtered BC's and BC's second rounds (each collected its own), an
+    iterated baseline its own first round; stage 1 has one round and pairs as before."""
     results, plan = tmp_path / "results", asdict(efficacy.DemoPlan())
     cells = {  # name: (method, successes)
         "stage1": ("stage1", [0, 0, 0, 0]),
         "filtered_bc_seed0": ("filtered_bc", [1, 0, 0, 0]),
         "filtered_bc_iter2_seed0": ("filtered_bc_iter2", [1, 1, 1, 0]),
+        "bc_seed0": ("bc", [0, 0, 0, 0]),
+        "bc_iter2_seed0": ("bc_iter2", [1, 0, 0, 1]),
         "recap_paper_iter2_beta2.5_seed0": ("recap_paper_iter2_beta2.5", [1, 1, 0, 0]),
     }
     for name, (method, successes) in cells.items():
@@ -373,6 +380,10 @@ def test_an_iterated_arm_is_paired_with_the_same_iteration_of_filtered_bc(effica
     assert summary["recap_paper_iter2_beta2.5"]["filtered_bc"]["difference"] == pytest.approx(-1 / 4)
     assert summary["recap_paper_iter2_beta2.5"]["stage1"]["difference"] == pytest.approx(2 / 4)
     assert summary["filtered_bc_iter2"]["filtered_bc"]["difference"] == pytest.approx(2 / 4)
+    assert summary["recap_paper_iter2_beta2.5"]["bc"]["difference"] == pytest.approx(0)  # bc_iter2, not bc
+    assert summary["filtered_bc_iter2"]["bc"]["difference"] == pytest.approx(1 / 4)
+    assert summary["bc_iter2"]["bc"]["difference"] == pytest.approx(2 / 4)  # its own first round
+    assert summary["bc_iter2"]["filtered_bc"]["difference"] == pytest.approx(-1 / 4)  # filtered BC's second
     assert "vs filtered_bc; an iterated arm: the same iteration (95% CI)" in efficacy.format_table([])
     efficacy.plot(efficacy.summarize(rows), tmp_path / "differences.png")
     assert (tmp_path / "differences.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
