@@ -511,9 +511,10 @@ def same_round(baseline: str, method: str) -> str:
 def summarize(rows: list[dict]) -> list[dict]:
     """Per (task, method): mean success over its cells (fine-tuning seeds x data seeds), and paired
     differences against each baseline (its `same_round` cells) with episodes pooled over the cells (seed k
-    of a method against seed k of the baseline, on the same data seed; stage 1 has one per data seed). With several data seeds each
-    difference also gets a two-stage bootstrap interval over them (data seeds, then episodes), which holds
-    the variance between draws of the data that the pooled interval leaves out."""
+    of a method against seed k of the baseline, on the same data seed; stage 1 has one per data seed).
+    With several data seeds each difference also gets a two-stage bootstrap interval over them (data
+    seeds, then episodes), which holds the variance between draws of the data that the pooled interval
+    leaves out."""
     cells = {(r["task"], r["data_seed"], r["method"], r["seed"]): r for r in rows}
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
@@ -536,18 +537,14 @@ def summarize(rows: list[dict]) -> list[dict]:
         for baseline in BASELINES:
             if baseline == method:
                 continue
+            reference = same_round(baseline, method)
             # on the cells both arms have (a baseline may have fewer seeds yet)
             pairs = [
                 (r, b)
                 for r in group
                 if (
                     b := cells.get(
-                        (
-                            task,
-                            r["data_seed"],
-                            same_round(baseline, method),
-                            0 if baseline == "stage1" else r["seed"],
-                        )
+                        (task, r["data_seed"], reference, 0 if baseline == "stage1" else r["seed"])
                     )
                 )
             ]

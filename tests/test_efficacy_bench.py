@@ -361,7 +361,7 @@ def test_an_iterated_arm_collects_its_second_round_with_its_own_first_policy(eff
     assert bench.second_round("recap_paper", 0) == mixed and len(calls) == 1  # built once, then reused
 
 
-def test_an_iterated_arm_is_paired_with_the_same_iteration_of_filtered_bc(efficacy, tmp_path):
+def test_an_iterated_arm_is_paired_with_the_same_iteration_of_its_baselines(efficacy, tmp_path):
     """RECAP's second round meets filtered BC's and BC's second rounds (each collected its own), an
     iterated baseline its own first round; stage 1 has one round and pairs as before."""
     results, plan = tmp_path / "results", asdict(efficacy.DemoPlan())
