@@ -6,8 +6,15 @@ All models get the same PaliGemma backbone (Gemma width/depth/heads, 257k vocabu
 224 px), the same action-expert width/depth, the same chunk length and 10 Euler steps. pi05 cannot be
 shrunk through its config (lerobot 0.6.1 offers only the gemma_300m / gemma_2b variants and hard-codes
 projection_dim 2048, the 257k vocabulary and 8 attention heads), so its `get_gemma_config` and
-vision-tower sizes are overridden here. Every number is the median of `--repeats` timed runs after warm-up; ratios
-are pi_star_recap / pi05 from the same run, so they hold even on a noisy shared machine.
+vision-tower sizes are overridden here.
+
+Timing protocol (a shared machine's load comes and goes, so each model timed in its own block of repeats
+moved that model's median alone): every comparison runs the two models in turns, A B A B ..., after a
+shared warm-up, on the same `--threads` intra-op threads. A ratio is the median of the per-pair ratios
+A_i / B_i, reported with its interquartile range and a bootstrap 95% interval over the pairs. Each chunk
+length also times a sanity pair that must cost the same (policy-only and full RECAP act by the same
+prefix pass and 10 expert passes); if its median ratio leaves 1 ± SANITY_TOLERANCE the run is marked
+"noisy, do not quote". Writes `--output` (JSON) and the same path with `.md` (the ratios and the verdict).
 
     python benchmarks/speed.py                       # CPU, tiny sizes, chunks 16 and 50
     python benchmarks/speed.py --device cuda --dtype bfloat16 --size small
@@ -18,12 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 
+import numpy as np
 import torch
 from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
@@ -32,6 +40,20 @@ from torch.utils.flop_counter import FlopCounterMode
 IMAGE_KEY = "observation.images.top"
 STATE_DIM, ACTION_DIM, TOKENS = 8, 7, 16
 VOCAB = 257152  # pi05's PaliGemma vocabulary
+BASE = "pi05 (BC)"
+# With cfg_beta = 1 both act by one prefix pass and 10 expert passes (full RECAP only adds the advantage
+# embedding to the expert's condition), so their chunk latencies must match.
+SANITY_PAIR = ("pi_star_recap policy-only", "pi_star_recap full RECAP")
+SANITY_TOLERANCE = 0.05  # a same-cost pair further than this from 1 means the run's ratios are noise
+QUOTABLE, NOISY = "ok", "noisy, do not quote"
+BOOTSTRAP_RESAMPLES = 2000
+# The timed measurements (result fields, in seconds) and their labels in the report.
+TIMED = {
+    "train_step_s": "train step",
+    "train_step_same_optimizer_s": "train step (same optimizer)",
+    "chunk_latency_s": "chunk latency",
+    "select_action_s": "select_action",
+}
 
 
 @dataclass(frozen=True)
@@ -228,17 +250,74 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_seconds(fn, repeats: int, warmup: int, device: str) -> float:
+def allocated_bytes(device: str) -> int:
+    """Bytes the device holds in tensors now (0 on CPU, where peak memory is not measured)."""
+    return torch.cuda.memory_allocated() if device.startswith("cuda") else 0
+
+
+def seconds(fn: Callable[[], object], device: str) -> float:
+    """Wall time of one call, with the device's queue drained before and after."""
+    synchronize(device)
+    start = perf_counter()
+    fn()
+    synchronize(device)
+    return perf_counter() - start
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int, device: str) -> float:
     for _ in range(warmup):
         fn()
-    times = []
+    return float(np.median([seconds(fn, device) for _ in range(repeats)]))
+
+
+def interleaved_times(
+    fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int, warmup: int, device: str = "cpu"
+) -> tuple[list[float], list[float]]:
+    """Times of `fn_a` and `fn_b` run in turns (a b a b ...) after a shared warm-up. Pair i runs back to
+    back, so a neighbour's load that slows A's run slows the B beside it too and divides out of A_i / B_i."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    a_times, b_times = [], []
     for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        a_times.append(seconds(fn_a, device))
+        b_times.append(seconds(fn_b, device))
+    return a_times, b_times
+
+
+def pair_ratios(a_times: Sequence[float], b_times: Sequence[float]) -> np.ndarray:
+    """A_i / B_i for each pair i: the ratio within a pair cancels the load both runs shared, which a
+    ratio of two medians does not."""
+    if len(a_times) != len(b_times):
+        raise ValueError(f"{len(a_times)} times of A against {len(b_times)} of B: ratios need pairs")
+    return np.asarray(a_times, dtype=float) / np.asarray(b_times, dtype=float)
+
+
+def ratio_summary(ratios: Sequence[float], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+    """Median of the per-pair ratios with its spread: their interquartile range (numpy's default linear
+    percentiles) and a bootstrap 95% interval of the median (pairs resampled with a seeded rng)."""
+    ratios = np.asarray(ratios, dtype=float)
+    resampled = np.random.default_rng(seed).choice(ratios, size=(resamples, ratios.size))
+    iqr_low, iqr_high = np.percentile(ratios, [25, 75])
+    ci_low, ci_high = np.percentile(np.median(resampled, axis=1), [2.5, 97.5])
+    return {
+        "median": float(np.median(ratios)),
+        "iqr_low": float(iqr_low),
+        "iqr_high": float(iqr_high),
+        "ci_low": float(ci_low),
+        "ci_high": float(ci_high),
+        "pairs": int(ratios.size),
+    }
+
+
+def sanity_verdict(summary: dict, tolerance: float = SANITY_TOLERANCE) -> str:
+    """QUOTABLE when a pair that must cost the same has its median ratio within 1 ± `tolerance`."""
+    return QUOTABLE if abs(summary["median"] - 1.0) <= tolerance else NOISY
+
+
+def ratio_key(key: str) -> str:
+    """The result field of a timed measurement's ratio to pi05: train_step_s -> train_step_ratio_vs_pi05."""
+    return f"{key.removesuffix('_s')}_ratio_vs_pi05"
 
 
 @contextmanager
@@ -282,54 +361,167 @@ def matmul_peak_flops(device: str, dtype: str, n: int = 2048, repeats: int = 5) 
     torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     a = torch.randn(n, n, device=device, dtype=torch_dtype)
     b = torch.randn(n, n, device=device, dtype=torch_dtype)
-    seconds = median_seconds(lambda: a @ b, repeats, 2, device)
-    return 2 * n**3 / seconds
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats, 2, device)
 
 
-def measure(name: str, policy, chunk: int, args, window: bool) -> dict:
-    device, dtype = args.device, args.dtype
-    batch = make_batch(args.batch_size, chunk, device, window)
-    single = observation(make_batch(1, chunk, device, window=False))
-    result = {"name": name, "parameters": sum(p.numel() for p in policy.parameters())}
-    # Each model with the optimizer its config's preset builds (what lerobot-train runs: LeRobot's AdamW
-    # for pi05, the fused AdamW for pi_star_recap), then both with the same fused AdamW, which isolates
-    # the models' forward and backward.
-    optimizers = {
-        "train_step_s": policy.config.get_optimizer_preset().build(policy.get_optim_params()),
-        "train_step_same_optimizer_s": torch.optim.AdamW(policy.get_optim_params(), lr=1e-5, fused=True),
-    }
-    for key, optimizer in optimizers.items():
-        result[key] = median_seconds(
-            train_step(policy, batch, optimizer, device, dtype), args.repeats, 2, device
-        )
-    del optimizers
-    result["activation_bytes"] = saved_activation_bytes(policy, batch, device, dtype)
-    policy.eval()
+@dataclass
+class Subject:
+    """A built model with its inputs: a training batch (two frames for RECAP's critics) and one observation."""
 
+    name: str
+    policy: torch.nn.Module
+    batch: dict
+    single: dict
+
+
+def subject(name: str, policy: torch.nn.Module, chunk: int, args, window: bool) -> Subject:
+    batch = make_batch(args.batch_size, chunk, args.device, window)
+    return Subject(name, policy, batch, observation(make_batch(1, chunk, args.device, window=False)))
+
+
+def make_optimizer(policy, key: str) -> torch.optim.Optimizer:
+    """For `train_step_s` the optimizer the config's preset builds (what lerobot-train runs: LeRobot's
+    AdamW for pi05, the fused AdamW for pi_star_recap); otherwise the same fused AdamW for every model,
+    which isolates the models' forward and backward."""
+    if key == "train_step_s":
+        return policy.config.get_optimizer_preset().build(policy.get_optim_params())
+    return torch.optim.AdamW(policy.get_optim_params(), lr=1e-5, fused=True)
+
+
+def inference(model: Subject, device: str, dtype: str) -> Callable[[], None]:
     def infer():
         with torch.no_grad(), autocast(device, dtype):
-            policy.predict_action_chunk(single)
+            model.policy.predict_action_chunk(model.single)
 
-    result["chunk_latency_s"] = median_seconds(infer, args.repeats, 2, device)
-    with FlopCounterMode(display=False) as counter:
-        infer()
-    result["chunk_flops"] = counter.get_total_flops()
+    return infer
 
-    def episode():
-        policy.reset()
-        with torch.no_grad(), autocast(device, dtype):
+
+def episode(model: Subject, args) -> Callable[[], None]:
+    def run():
+        model.policy.reset()
+        with torch.no_grad(), autocast(args.device, args.dtype):
             for _ in range(args.episode_steps):
-                policy.select_action(single)
+                model.policy.select_action(model.single)
 
-    result["select_action_s"] = (
-        median_seconds(episode, max(args.repeats // 2, 1), 1, device) / args.episode_steps
-    )
+    return run
+
+
+def footprint(model: Subject, args, resident: int) -> dict:
+    """What needs no timing: parameters, saved activations, one chunk's FLOPs and, on CUDA, one training
+    step's peak memory above `resident` (the bytes held before this model was built, by the others)."""
+    device, dtype, policy = args.device, args.dtype, model.policy
+    result = {"name": model.name, "parameters": sum(p.numel() for p in policy.parameters())}
+    result["activation_bytes"] = saved_activation_bytes(policy, model.batch, device, dtype)
+    policy.eval()
+    with FlopCounterMode(display=False) as counter:
+        inference(model, device, dtype)()
+    result["chunk_flops"] = counter.get_total_flops()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-        optimizer = policy.config.get_optimizer_preset().build(policy.get_optim_params())
-        train_step(policy, batch, optimizer, device, dtype)()
-        result["peak_train_memory_bytes"] = torch.cuda.max_memory_allocated()
+        train_step(policy, model.batch, make_optimizer(policy, "train_step_s"), device, dtype)()
+        result["peak_train_memory_bytes"] = torch.cuda.max_memory_allocated() - resident
     return result
+
+
+def compare(a: Subject, b: Subject, args) -> dict[str, tuple[list[float], list[float]]]:
+    """Every measurement of TIMED for `a` and `b`, run in turns: {key: (a's times, b's times)}."""
+    device, dtype, repeats = args.device, args.dtype, args.repeats
+    times = {}
+    for key in ("train_step_s", "train_step_same_optimizer_s"):
+        steps = [train_step(m.policy, m.batch, make_optimizer(m.policy, key), device, dtype) for m in (a, b)]
+        times[key] = interleaved_times(*steps, repeats, 2, device)
+    del steps  # the optimizers' state
+    for model in (a, b):
+        model.policy.eval()
+    times["chunk_latency_s"] = interleaved_times(
+        inference(a, device, dtype), inference(b, device, dtype), repeats, 2, device
+    )
+    episodes = interleaved_times(episode(a, args), episode(b, args), max(repeats // 2, 1), 1, device)
+    times["select_action_s"] = tuple([t / args.episode_steps for t in run] for run in episodes)
+    return times
+
+
+def measure_chunk(size: Size, chunk: int, args, peak: float) -> tuple[list[dict], dict]:
+    """Every model against pi05 at one chunk length (pi05's times pooled over its pairs), and the sanity
+    pair's chunk latencies timed the same way."""
+    device, dtype = args.device, args.dtype
+    models = {
+        "pi_star_recap policy-only": (build_recap, (False,), False),
+        "pi_star_recap full RECAP": (build_recap, (True,), True),
+        "pi_star_recap on pi05 (BC)": (build_recap_on_pi05, (False,), False),
+        "pi_star_recap on pi05 RECAP": (build_recap_on_pi05, (True,), True),
+    }
+    resident = allocated_bytes(device)
+    base = subject(BASE, build_pi05(size, chunk, device, dtype), chunk, args, window=False)
+    results = {BASE: footprint(base, args, resident)}
+    base_times: dict[str, list[float]] = {key: [] for key in TIMED}
+    sanity_models = {}
+    for name, (build, extra, window) in models.items():
+        resident = allocated_bytes(device)
+        model = subject(name, build(size, chunk, device, dtype, *extra), chunk, args, window)
+        result = results[name] = footprint(model, args, resident)
+        result["ratios_vs_pi05"] = {}
+        for key, (times, pi05_times) in compare(model, base, args).items():
+            summary = ratio_summary(pair_ratios(times, pi05_times))
+            result[key], result[ratio_key(key)] = float(np.median(times)), summary["median"]
+            result["ratios_vs_pi05"][key] = summary
+            base_times[key] += pi05_times
+        if name in SANITY_PAIR:
+            sanity_models[name] = model
+    for key, times in base_times.items():
+        results[BASE][key], results[BASE][ratio_key(key)] = float(np.median(times)), 1.0
+    for result in results.values():
+        result["chunk"] = chunk
+        result["chunk_flops_per_s"] = result["chunk_flops"] / result["chunk_latency_s"]
+        result["fraction_of_matmul_peak"] = result["chunk_flops_per_s"] / peak
+    first, second = (inference(sanity_models[name], device, dtype) for name in SANITY_PAIR)
+    sanity = ratio_summary(pair_ratios(*interleaved_times(first, second, args.repeats, 2, device)))
+    check = {"chunk": chunk, "pair": list(SANITY_PAIR), "measurement": "chunk_latency_s", **sanity}
+    return list(results.values()), {**check, "verdict": sanity_verdict(sanity)}
+
+
+def speed_report(meta: dict, rows: list[dict], sanity: list[dict]) -> dict:
+    """What the JSON holds: the run's verdict (NOISY if any chunk length's sanity pair is), the sanity
+    pairs, and the rows."""
+    verdict = NOISY if any(check["verdict"] == NOISY for check in sanity) else QUOTABLE
+    return {"verdict": verdict, "meta": meta, "sanity": sanity, "results": rows}
+
+
+def spread(summary: dict) -> str:
+    return (
+        f"{summary['median']:.2f} (IQR {summary['iqr_low']:.2f}-{summary['iqr_high']:.2f}, "
+        f"95% CI {summary['ci_low']:.2f}-{summary['ci_high']:.2f}, {summary['pairs']} pairs)"
+    )
+
+
+def markdown_report(report: dict) -> str:
+    """The verdict, the sanity pairs and every ratio to pi05 with its spread, for BENCHMARKS.md."""
+    meta = report["meta"]
+    lines = [
+        f"**Verdict: {report['verdict']}** (sanity pairs must be within 1 ± {meta['sanity_tolerance']})",
+        "",
+        f"size {meta['size']}, {meta['device']} {meta['dtype']}, batch {meta['batch_size']}, "
+        f"threads {meta['threads']}; ratios are medians of per-pair ratios of interleaved runs, with their "
+        "interquartile range and a bootstrap 95% interval over the pairs.",
+        "",
+        "| H | sanity pair | chunk latency ratio | verdict |",
+        "|---|---|---|---|",
+        *(
+            f"| {check['chunk']} | {' / '.join(check['pair'])} | {spread(check)} | {check['verdict']} |"
+            for check in report["sanity"]
+        ),
+        "",
+        "| model | H | " + " | ".join(f"{label} x pi05" for label in TIMED.values()) + " |",
+        "|---|---|" + "---|" * len(TIMED),
+        *(
+            f"| {r['name']} | {r['chunk']} | "
+            + " | ".join(spread(r["ratios_vs_pi05"][key]) for key in TIMED)
+            + " |"
+            for r in report["results"]
+            if "ratios_vs_pi05" in r
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -343,42 +535,23 @@ def main() -> None:
     parser.add_argument("--episode-steps", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    # One thread by default: a multi-threaded op waits for its slowest thread, so on a shared 2-core VM
+    # a neighbour that takes one core stalls every op of a 2-thread run, while a 1-thread run just shares
+    # a core; one thread is also a count every machine has, so runs compare across machines. A GPU run's
+    # kernels do not depend on it. Pass e.g. --threads 2 to time multi-threaded CPU use.
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads, for every model")
     parser.add_argument("--output", default="benchmarks/results/speed.json")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"threads: {torch.get_num_threads()} (torch intra-op, the same for every model)")
     torch.manual_seed(0)
     size = SIZES[args.size]
     peak = matmul_peak_flops(args.device, args.dtype)
-    rows = []
+    rows, sanity = [], []
     for chunk in args.chunks:
-        models = {
-            "pi05 (BC)": (build_pi05, (), False),
-            "pi_star_recap policy-only": (build_recap, (False,), False),
-            "pi_star_recap full RECAP": (build_recap, (True,), True),
-            "pi_star_recap on pi05 (BC)": (build_recap_on_pi05, (False,), False),
-            "pi_star_recap on pi05 RECAP": (build_recap_on_pi05, (True,), True),
-        }
-        results = {}
-        for name, (build, extra, window) in models.items():
-            policy = build(size, chunk, args.device, args.dtype, *extra)
-            results[name] = measure(name, policy, chunk, args, window)
-            results[name]["chunk_flops_per_s"] = (
-                results[name]["chunk_flops"] / results[name]["chunk_latency_s"]
-            )
-            results[name]["fraction_of_matmul_peak"] = results[name]["chunk_flops_per_s"] / peak
-            del policy
-        base = results["pi05 (BC)"]
-        for result in results.values():
-            result["chunk"] = chunk
-            result["train_step_ratio_vs_pi05"] = result["train_step_s"] / base["train_step_s"]
-            result["train_step_same_optimizer_ratio_vs_pi05"] = (
-                result["train_step_same_optimizer_s"] / base["train_step_same_optimizer_s"]
-            )
-            result["chunk_latency_ratio_vs_pi05"] = result["chunk_latency_s"] / base["chunk_latency_s"]
-            result["select_action_ratio_vs_pi05"] = result["select_action_s"] / base["select_action_s"]
-            rows.append(result)
-    print_table(rows, peak, args)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+        chunk_rows, check = measure_chunk(size, chunk, args, peak)
+        rows += chunk_rows
+        sanity.append(check)
     meta = {
         "size": args.size,
         "device": args.device,
@@ -389,18 +562,29 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "matmul_peak_flops_per_s": peak,
+        "timing": "models in turns (a b a b ...) after a shared warm-up; ratios are medians of per-pair "
+        "ratios with their IQR and a bootstrap 95% CI over pairs (ratios_vs_pi05); *_s are medians",
+        "sanity_tolerance": SANITY_TOLERANCE,
         "targets": {"chunk_latency_ratio_vs_pi05": "<= 0.7", "full RECAP train_step_ratio_vs_pi05": "<= 1.0"},
         "train_step_s": "each model with its config's optimizer preset, as lerobot-train builds it",
         "train_step_same_optimizer_s": "both models with torch.optim.AdamW(fused=True)",
     }
-    output.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    print(f"Wrote {output}")
+    report = speed_report(meta, rows, sanity)
+    print_table(rows, peak, args)
+    markdown = markdown_report(report)
+    print(f"\n{markdown}")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    output.with_suffix(".md").write_text(markdown)
+    print(f"Wrote {output} and {output.with_suffix('.md')}")
 
 
 def print_table(rows: list[dict], peak: float, args) -> None:
     print(
-        f"\nsize={args.size} device={args.device} dtype={args.dtype} "
-        f"batch={args.batch_size}; matmul peak {peak / 1e9:.1f} GFLOP/s"
+        f"\nsize={args.size} device={args.device} dtype={args.dtype} batch={args.batch_size} "
+        f"threads={torch.get_num_threads()}; matmul peak {peak / 1e9:.1f} GFLOP/s; x pi05: median of "
+        "per-pair ratios (spreads below)"
     )
     header = (
         f"{'model':<28}{'H':>4}{'params':>9}{'train s':>9}{'x pi05':>8}{'same-opt s':>11}{'x pi05':>8}"
