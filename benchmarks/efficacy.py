@@ -89,30 +89,37 @@ from lerobot_policy_pi_star_recap.commands.demo import (
     CAMERA_STORAGES,
     CORRECTION_TRIGGERS,
     DEMO_ENV_SEEDS,
+    LABELLED_RECAP_FLAGS,
     QUICK,
     RECAP_FLAGS,
+    STAGE1_METHODS,
     Demo,
     DemoPlan,
+    episode_steps,
     episode_successes,
     eval_summary,
 )
 from lerobot_policy_pi_star_recap.configuration_pi_star_recap import TOKENIZER_PADDINGS
-from lerobot_policy_pi_star_recap.paired import clustered_difference, paired_difference, wilson_interval
+from lerobot_policy_pi_star_recap.paired import (
+    clustered_difference,
+    paired_difference,
+    paired_throughput,
+    wilson_interval,
+)
+from lerobot_policy_pi_star_recap.sim.config import METAWORLD_FPS
 
 NO_ADVANTAGE = ("--policy.use_advantage_weighting=false", "--policy.use_advantage_conditioning=false")
 METHODS: dict[str, tuple[str, ...]] = {
     "null_control": NO_ADVANTAGE,
     "bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1"),
     "filtered_bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1", "--policy.success_only=true"),
+    # the third of the episodes with the highest return (D4RL's "10% BC"; `--dataset.episodes` at run time)
+    "return_filtered_bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1"),
     # autonomous frames (also the policy's own frames in corrected episodes) get no loss
     "dagger": (*NO_ADVANTAGE, "--policy.intervention_weight=1", "--policy.auto_weight=0"),
     "awr": ("--policy.use_advantage_weighting=true", "--policy.use_advantage_conditioning=false"),
     "recap_iql": RECAP_FLAGS,
-    "recap_paper": (
-        *RECAP_FLAGS,
-        "--policy.advantage_estimator=mc_distributional",
-        "--policy.advantage_source=dataset",
-    ),
+    "recap_paper": LABELLED_RECAP_FLAGS,
 }
 # Probes of one hypothesis (states far outside stage 1's normalisation hurt fine-tuning): the same arms
 # with normalised states clamped to +-5 stds.
@@ -141,6 +148,7 @@ METHODS["recap_paper_negative_weight0_guided"] = (
     "--policy.unconditional_negative_weight=1",
 )
 OUTCOME_LABELLED = {"recap_outcome", "recap_outcome_negative_weight0"}
+RETURN_FILTERED = {"return_filtered_bc"}  # trained on the top third of the episodes by return
 # Iterated arms (does the gain compound, as the paper's iterations assume?): the arm's own iteration-1
 # policy (fine-tuning seed k) collects a second round on iteration 2's env seeds, which joins the first
 # round's experience, and the arm trains again from stage 1 on all of it, like the paper's iterations.
@@ -243,7 +251,11 @@ class TaskBench:
                 "a new stage 1 (and its experience) would not pair with them. Restore that --root, or move "
                 "those cells aside to rerun the whole draw, or choose another --data-seeds."
             )
-        stage1 = self.checkpoint("stage1", self.demos(), plan.stage1_steps, None)
+        if self.trained("stage1"):
+            stage1 = self.checkpoint_dir("stage1")
+        else:  # behaviour cloning, or RECAP as the paper pre-trains (the plan's stage1)
+            shutil.rmtree(self.root / "stage1", ignore_errors=True)
+            stage1 = self.demo.stage1(self.demos())
         mixed = self.root / "data" / "mixed1"
         if not _dataset_done(mixed, plan.camera_storage):
             for name in ("rollouts1", "corrections1", "mixed1"):
@@ -312,6 +324,7 @@ class TaskBench:
                 "flags": list(METHODS.get(method.split("_beta")[0], ())) + list(flags),
                 **eval_summary(info),
                 "successes": episode_successes(info),
+                "steps": episode_steps(info),
             }
             result.parent.mkdir(parents=True, exist_ok=True)
             staging = result.with_suffix(".tmp")
@@ -349,9 +362,11 @@ class TaskBench:
                 elif method in OUTCOME_LABELLED:
                     data = self.outcome_labelled(data)
                 elif method in ON_DEMOS:
-                    data = self.demos()
-                steps = self.budget.plan.stage2_steps
-                checkpoint = self.checkpoint(name, data, steps, stage1, METHODS[method], seed)
+                    data = self.demo.stage1_demos()
+                steps, flags = self.budget.plan.stage2_steps, METHODS[method]
+                if method in RETURN_FILTERED:
+                    flags = (*flags, f"--dataset.episodes=[{','.join(map(str, top_return_episodes(data)))}]")
+                checkpoint = self.checkpoint(name, data, steps, stage1, flags, seed)
                 for beta, cell in zip(betas, cells, strict=True):
                     label = method if beta is None else f"{method}_beta{beta}"
                     flags = () if beta is None else (f"--policy.cfg_beta={beta}",)
@@ -448,6 +463,19 @@ def successful_episodes(root: Path) -> list[int]:
     if not episodes:
         raise SystemExit(f"{root} has no successful episode: filtered BC has nothing to train on.")
     return episodes
+
+
+def top_return_episodes(root: Path, share: float = 1 / 3) -> list[int]:
+    """The episodes of `root` with the highest return (sum of rewards), `share` of them (at least one),
+    ties to the lower episode index: what a user can select with the reward column alone (D4RL's "10% BC";
+    with the paper's rewards, the fastest successes)."""
+    from lerobot_policy_pi_star_recap.recap_data import read_recap_columns
+
+    columns = read_recap_columns(root)
+    episodes = np.unique(columns.episode_index)
+    returns = {int(e): float(columns.reward[columns.episode_index == e].sum()) for e in episodes}
+    ranked = sorted(returns, key=lambda e: (-returns[e], e))
+    return sorted(ranked[: max(1, round(share * len(ranked)))])
 
 
 def outcome_indicator_copy(labelled: Path, output: Path) -> Path:
@@ -553,6 +581,16 @@ def summarize(rows: list[dict]) -> list[dict]:
             a = np.concatenate([r["successes"] for r, _ in pairs])
             b = np.concatenate([b["successes"] for _, b in pairs])
             entry["paired"][baseline] = {**paired_difference(a, b), "seeds": len(pairs)}
+            if all("steps" in r and "steps" in b for r, b in pairs):  # cells from before throughput lack them
+                entry["paired"][baseline].update(
+                    paired_throughput(
+                        a,
+                        np.concatenate([r["steps"] for r, _ in pairs]),
+                        b,
+                        np.concatenate([b["steps"] for _, b in pairs]),
+                        METAWORLD_FPS,
+                    )
+                )
             data_seeds = sorted({r["data_seed"] for r, _ in pairs})
             if len(data_seeds) > 1:
                 per_data_seed = [[(r, b) for r, b in pairs if r["data_seed"] == d] for d in data_seeds]
@@ -639,8 +677,14 @@ def format_table(summary: list[dict]) -> str:
                 if over
                 else ""
             )
+            ratio = p.get("throughput_ratio")
+            speed = (
+                f"; throughput {ratio:.2f}x [{p['throughput_ratio_ci'][0]:.2f}, {p['throughput_ratio_ci'][1]:.2f}]"
+                if ratio is not None
+                else ""
+            )
             cells.append(
-                f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]{fewer}{across}"
+                f"{100 * p['difference']:+.0f} [{100 * p['ci_low']:+.0f}, {100 * p['ci_high']:+.0f}]{fewer}{across}{speed}"
             )
         lines.append(
             f"| {s['task']} | {s['method']} | {s['seeds']} x {s['episodes'] // s['seeds']}{data} | "
@@ -734,6 +778,18 @@ def main() -> None:
         "failed attempts, as every grid made before 2026-12-05 did (use a new --root / --results)",
     )
     parser.add_argument(
+        "--operators",
+        default=None,
+        help="who demonstrates and corrects: operator profiles with their shares, e.g. better:1,okay:1,worse:1 "
+        "(default: the clean scripted expert; use a new --root / --results)",
+    )
+    parser.add_argument(
+        "--stage1",
+        choices=STAGE1_METHODS,
+        default=None,
+        help="stage 1 on the demos: bc (default) or recap, as the paper pre-trains (use a new --root / --results)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="the demo's --quick sizes: a smoke test of the pipeline"
     )
     parser.add_argument("--root", default="outputs/efficacy_demo", help="data and checkpoints (reused)")
@@ -754,6 +810,8 @@ def main() -> None:
         "tokenizer_padding": args.tokenizer_padding,
         "camera_storage": args.camera_storage,
         "successful_demos": args.successful_demos,
+        "operators": args.operators,
+        "stage1": args.stage1,
     }
     budget = Budget(
         tuple(args.tasks) if args.tasks else DEFAULT.tasks,
@@ -775,7 +833,7 @@ def main() -> None:
     print("\n" + table)
     methods = sorted({r["method"].split("_beta")[0] for r in rows} - {"stage1"})
     report = {"budget": asdict(budget), "methods": {m: list(METHODS.get(m, ())) for m in methods}}
-    slim = [{k: v for k, v in r.items() if k != "successes"} for r in rows]
+    slim = [{k: v for k, v in r.items() if k not in ("successes", "steps")} for r in rows]
     (results / "efficacy.json").write_text(json.dumps({**report, "rows": slim, "summary": summary}, indent=2))
     (results / "efficacy.md").write_text(table + "\n")
     plot(summary, results / "efficacy.png")

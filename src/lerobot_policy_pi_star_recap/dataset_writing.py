@@ -194,6 +194,29 @@ class EpisodeSummary:
     expert_frames: int
 
 
+COLLECT_PROVENANCE = "recap_collect.json"  # meta/ file of `collect` (and of `merge` over collections)
+
+
+def episode_records(root: str | Path) -> list[dict] | None:
+    """What `collect` recorded of each episode (env seed, outcome, operator profile, ...), in dataset
+    order, also through `merge`; None for a dataset that was not collected by this package."""
+    path = Path(root) / "meta" / COLLECT_PROVENANCE
+    return json.loads(path.read_text())["episodes"] if path.is_file() else None
+
+
+def merged_provenance(roots: Sequence[Path]) -> dict | None:
+    """The merged dataset's per-episode records: each input's in input order, the way `merge_datasets`
+    orders episodes, each naming its source; None unless every input has them."""
+    records = [episode_records(root) for root in roots]
+    if any(r is None for r in records):
+        return None
+    return {
+        "command": "pi-star-recap merge",
+        "inputs": [str(root) for root in roots],
+        "episodes": [{**r, "source": str(root)} for root, rs in zip(roots, records, strict=True) for r in rs],
+    }
+
+
 def summarize_dataset(root: str | Path) -> list[EpisodeSummary]:
     """Per-episode type, outcome, length and expert frames, read the way the policy reads them."""
     columns = read_recap_columns(root)

@@ -82,13 +82,14 @@ def plot_bars(
     ylabel: str,
     title: str,
     path: Path,
+    value_format: str = ".2f",
 ) -> Path:
     """Bars with error bars: `errors` symmetric (one per bar) or [below, above] lists (e.g. a 95% CI)."""
     width = max(4, 1.2 * len(labels))
     fig, ax = plt.subplots(figsize=(width, 4))
     ax.bar(labels, values, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
     for i, v in enumerate(values):
-        ax.text(i + 0.06, v, f"{v:.2f}", ha="left", va="bottom")
+        ax.text(i + 0.06, v, f"{v:{value_format}}", ha="left", va="bottom")
     ax.set_ylabel(ylabel)
     # wrapped to the figure's width, so a long title (task, episodes, CI) is not cut at the edges
     ax.set_title("\n".join(textwrap.wrap(title, int(width * TITLE_CHARS_PER_INCH))))

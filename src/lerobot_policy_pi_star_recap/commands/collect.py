@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", required=True, type=Path, help="new dataset folder (must not exist)")
     parser.add_argument("--task", default="push-v3", help="MetaWorld task: push-v3 (or metaworld-push-v3)")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes to record")
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="episodes to record (default 10, or --operators' total)"
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -117,6 +119,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"--{name}", type=kind, default=None, help=f"{what} (default {DEGRADED_EXPERT[key]})"
         )
 
+    actor.add_argument(
+        "--operators",
+        default=None,
+        help="simulated operators of mixed quality, PROFILE:EPISODES pairs such as better:4,okay:3,worse:3 "
+        "(profiles: expert, better, okay, worse; docs/data.md): demo mode, who demonstrates; intervention "
+        "mode, who takes over. Each profile's episodes are recorded in turn on their own env seeds; "
+        "meta/recap_collect.json names the profile of every episode",
+    )
+
     takeover = parser.add_argument_group("intervention")
     takeover.add_argument(
         "--trigger",
@@ -141,6 +152,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--c-fail", type=float, default=None, help="failure penalty (default: --episode-length)"
     )
     parser.set_defaults(run=run)
+
+
+def _operator_groups(args: argparse.Namespace) -> list[tuple[str | None, int]]:
+    """(operator profile, episodes) in collection order; without --operators one group of --episodes."""
+    from ..sim.actors import parse_operators
+
+    if args.operators is None:
+        episodes = 10 if args.episodes is None else args.episodes
+        # demos with --noise follow no profile; every other collection's expert is the clean one
+        clean = args.mode != "demo" or not args.noise
+        return [("expert" if clean else None, episodes)]
+    if args.mode == "auto":
+        raise ValueError(
+            "--operators name who demonstrates or corrects: use it with --mode demo or intervention."
+        )
+    if args.mode == "demo" and args.noise is not None:
+        raise ValueError("--noise and --operators both set the demonstrator's noise: give one of them.")
+    groups = parse_operators(args.operators)
+    total = sum(count for _, count in groups)
+    if args.episodes is not None and args.episodes != total:
+        raise ValueError(
+            f"--episodes {args.episodes} but --operators {args.operators!r} add up to {total}: drop --episodes."
+        )
+    return groups
 
 
 def _degradation(args: argparse.Namespace):
@@ -173,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..dataset_writing import RewardScheme, atomic_output_dir, check_output_dir, print_summary
     from ..schema import RECAP_FEATURES
-    from ..sim.actors import ExpertActor, PolicyActor
+    from ..sim.actors import OPERATORS, ExpertActor, PolicyActor
     from ..sim.collector import Collector, InterventionRule
     from ..sim.config import MetaWorldRecapEnvConfig
     from ..sim.pool import EnvPool
@@ -181,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.mode == "demo" and args.policy is not None:
         raise ValueError("--policy drives auto / intervention episodes; demo episodes come from the expert.")
+    groups = _operator_groups(args)
+    args.episodes = sum(count for _, count in groups)
     if args.episodes < 1 or args.num_envs < 1:
         raise ValueError("--episodes and --num-envs must be >= 1.")
     check_output_dir(args.output, args.overwrite)  # before the simulator starts
@@ -228,9 +265,6 @@ def run(args: argparse.Namespace) -> int:
                 torch.manual_seed(args.seed)
             else:
                 actor = ExpertActor(degradation, seed=args.seed)
-            collector = Collector(
-                env_config, actor, args.mode, RewardScheme(failure_penalty=args.c_fail), rule, args.seed
-            )
             dataset = LeRobotDataset.create(
                 repo_id,
                 args.fps,
@@ -241,8 +275,24 @@ def run(args: argparse.Namespace) -> int:
                 rgb_encoder=RGBEncoderConfig(**LOSSLESS_VIDEO) if args.video else None,
             )
             start = time.perf_counter()
-            attempts = SUCCESS_ATTEMPTS * args.episodes if args.successes_only else None
-            records, discarded = collector.run(pool, dataset, args.episodes, attempts)
+            records, discarded, first_seed = [], [], args.seed
+            for operator, episodes in groups:  # each profile in turn, on the env seeds after the last one's
+                if args.mode == "demo" and operator is not None:
+                    actor = ExpertActor(OPERATORS[operator], seed=args.seed)
+                collector = Collector(
+                    env_config,
+                    actor,
+                    args.mode,
+                    RewardScheme(failure_penalty=args.c_fail),
+                    rule,
+                    first_seed,
+                    operator,
+                )
+                attempts = SUCCESS_ATTEMPTS * episodes if args.successes_only else None
+                kept, failed = collector.run(pool, dataset, episodes, attempts)
+                records += kept
+                discarded += failed
+                first_seed += attempts or episodes
             dataset.finalize()
             if args.video:  # the encoder's staging folders, left empty once the videos are written
                 shutil.rmtree(root / "images", ignore_errors=True)
@@ -254,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
             },
             "reward": asdict(collector.reward_scheme),
             "degradation": asdict(degradation) if degradation is not None else None,
+            "operators": {name: asdict(OPERATORS[name]) for name, _ in groups if name is not None},
             "intervention": asdict(rule) if rule is not None else None,
             "episodes": [asdict(r) for r in records],
             "discarded_failures": [asdict(r) for r in discarded],  # --successes-only

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..configuration_pi_star_recap import TOKENIZER_PADDINGS
 from ..dataset_writing import write_text_atomic
+from ..sim.config import METAWORLD_FPS
 from .collect import SUCCESS_ATTEMPTS
 from .common import (
     CommandFailed,
@@ -80,6 +81,13 @@ class DemoPlan:
     # within 2/255; lerobot-train then decodes one frame per sample, not the 16 frames of the action
     # chunk, BENCHMARKS §1b) or "png" images (runs made before this field).
     camera_storage: str = "video"
+    # Who demonstrates: "" the clean scripted expert, or simulated operators of mixed quality with their
+    # shares of the demos, e.g. "better:1,okay:1,worse:1" (profiles in sim.actors.OPERATORS); the
+    # corrections' takeovers then come from the same operators in the same shares.
+    operators: str = ""
+    # Stage 1: "bc" (behaviour cloning on the demos) or "recap", as the paper pre-trains: cross-fitted
+    # value functions on the demos, full-return advantage indicators, the advantage-conditioned policy.
+    stage1: str = "bc"
 
 
 QUICK = DemoPlan(
@@ -112,13 +120,39 @@ STALL_STEPS = 20  # the expert takes over after this many steps without progress
 DISAGREEMENT = 1.0  # or when the policy's 4-d action is this far (L2) from the expert's
 CORRECTION_TRIGGERS = ("stall", "disagreement")
 CAMERA_STORAGES = ("png", "video")
+STAGE1_METHODS = ("bc", "recap")
 PLAN_CHOICES = {
+    "stage1": STAGE1_METHODS,
     "correction_trigger": CORRECTION_TRIGGERS,
     "tokenizer_padding": TOKENIZER_PADDINGS,
     "camera_storage": CAMERA_STORAGES,
 }
 # What stage 2 changes over the stage-1 checkpoint: RECAP's critics and advantage conditioning turn on.
 RECAP_FLAGS = ("--policy.use_advantage_conditioning=true",)
+# RECAP on a labelled copy (`label_advantages`): the paper's indicators read from the dataset.
+LABELLED_RECAP_FLAGS = (
+    *RECAP_FLAGS,
+    "--policy.advantage_estimator=mc_distributional",
+    "--policy.advantage_source=dataset",
+)
+
+
+def operator_counts(shares: str, episodes: int) -> str:
+    """`collect --operators` for `episodes` episodes split by `shares` ("better:1,okay:1,worse:1" -> for 10:
+    "better:4,okay:3,worse:3"): largest remainders, ties to the profile named first; profiles whose share
+    rounds to no episode are left out."""
+    from ..sim.actors import parse_operators
+
+    groups = parse_operators(shares)
+    total = sum(weight for _, weight in groups)
+    exact = [episodes * weight / total for _, weight in groups]
+    counts = [int(e) for e in exact]
+    by_remainder = sorted(range(len(groups)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[: episodes - sum(counts)]:
+        counts[i] += 1
+    return ",".join(f"{name}:{n}" for (name, _), n in zip(groups, counts, strict=True) if n)
+
+
 # Env seeds (one per episode: episode i of a collection or evaluation starting at S runs env seed S + i).
 # Every `--seed` owns its own block, so runs with other seeds share no demo, rollout start or evaluation
 # episode (with offsets of 1 per seed, seed 1 repeated 9 of seed 0's 10 demos exactly: the scripted
@@ -253,6 +287,11 @@ class Demo:
                 "--value-folds must be >= 2 (each episode is valued by a fold that never saw it)."
             )
         check_env_seed_blocks(self.plan, args.iterations)
+        if self.plan.operators:
+            try:
+                operator_counts(self.plan.operators, self.plan.demos)
+            except ValueError as error:
+                raise UsageError(str(error).replace("--operators", "--operators (shares)")) from None
         self.args = args
         self.out = Path(args.output)
         self.logs = self.out / "logs"
@@ -356,6 +395,8 @@ class Demo:
             command.append("--successes-only")
         if policy is not None:
             command.append(f"--policy={policy}")
+        if self.plan.operators and mode != "auto":  # who demonstrates, or who takes over
+            command.append(f"--operators={operator_counts(self.plan.operators, episodes)}")
         if mode == "intervention":
             # The expert takes over when the trigger fires and hands back after 20 steps: the data keeps
             # the policy's own behaviour and the corrections.
@@ -384,15 +425,15 @@ class Demo:
         flags: tuple[str, ...] = (),
         seed: int | None = None,
     ) -> Path:
-        """Stage 1 (init None) is behaviour cloning from scratch; later stages start from `init` with
-        `flags` overriding its config (e.g. RECAP_FLAGS to turn RECAP on). One compute thread even when
+        """Stage 1 (init None) trains from scratch, by behaviour cloning unless `flags` turn RECAP on; later
+        stages start from `init` with `flags` overriding its config (e.g. RECAP_FLAGS). One compute thread even when
         alone: its data-loading worker needs the other core (with PNG frames lerobot-train decodes the
         images of all 16 frames of an action chunk; video frames cost 2.2x less: BENCHMARKS.md §1b)."""
         output = self.out / name
         fresh = [
             "--policy.type=pi_star_recap",
             *self.fresh_policy_flags(),
-            "--policy.use_advantage_conditioning=false",
+            *(flags or ("--policy.use_advantage_conditioning=false",)),
         ]
         if self.args.base_policy != "native":
             fresh = self.stock_policy_flags(dataset)
@@ -402,10 +443,10 @@ class Demo:
         self.run_step(f"train_{name}", command, threads=1, trained=TrainedRun(steps, checkpoint))
         return checkpoint
 
-    def label_advantages(self, name: str, dataset: Path) -> Path:
+    def label_advantages(self, name: str, dataset: Path, full_return: bool = False) -> Path:
         """The paper's staged advantages, cross-fitted: `value-train --folds K` then `value-label` with all
         K value functions, each episode valued by the one that did not train on it. Returns the labelled
-        copy of `dataset`."""
+        copy of `dataset`. `full_return`: return minus value, as the paper pre-trains (else N-step)."""
         from lerobot.datasets import LeRobotDatasetMetadata
 
         from .value import fold_training_episodes
@@ -441,6 +482,7 @@ class Demo:
                 f"--input={dataset}",
                 f"--output={labelled}",
                 f"--negative-before-takeover={stalls}",
+                *(["--full-return"] if full_return else []),
                 "--device=cpu",
                 "--overwrite",
             ],
@@ -550,7 +592,7 @@ class Demo:
         (null control, evaluation of stage 1 and of the null control) beside it."""
         started = time.perf_counter()
         demos = self.collect("demos", "demo", self.plan.demos, self.env_seed(DEMO_ENV_SEEDS))
-        stage1 = self.train("stage1", demos, self.plan.stage1_steps, None)
+        stage1 = self.stage1(demos)
         self.step_threads = 1
         with ThreadPoolExecutor(max_workers=1) as pool:
             controls = pool.submit(self.in_lane, self.controls, demos, stage1, quiet=True)
@@ -566,13 +608,25 @@ class Demo:
         wall = time.perf_counter() - started
         return self.report({name: info for name, (_, info) in results.items()}, checkpoints, mixed, wall)
 
+    def stage1(self, demos: Path) -> Path:
+        """Stage 1 from scratch on the demos: behaviour cloning, or RECAP as the paper pre-trains."""
+        if self.plan.stage1 == "recap":
+            labelled = self.label_advantages("demos", demos, full_return=True)
+            return self.train("stage1", labelled, self.plan.stage1_steps, None, LABELLED_RECAP_FLAGS)
+        return self.train("stage1", demos, self.plan.stage1_steps, None)
+
+    def stage1_demos(self) -> Path:
+        """The demos as stage 1 trained on them (a RECAP stage 1 reads its labelled copy)."""
+        name = "demos_labelled" if self.plan.stage1 == "recap" else "demos"
+        return self.out / "data" / name
+
     def controls(self, demos: Path, stage1: Path) -> dict[str, tuple[Path, dict]]:
         """Stage 1 and the null control, each with its evaluation."""
-        results = {"stage 1 (BC on demos)": (stage1, self.evaluate("stage1", stage1))}
+        results = {f"stage 1 ({STAGE1_NAMES[self.plan.stage1]})": (stage1, self.evaluate("stage1", stage1))}
         if self.args.null_control:
             # The same fine-tuning path and budget as stage 2, on data that carries nothing new: what
             # stage 2 must beat to show that the experience, not the extra steps, helped.
-            null = self.train("null_control", demos, self.plan.stage2_steps, stage1)
+            null = self.train("null_control", self.stage1_demos(), self.plan.stage2_steps, stage1)
             results[NULL_CONTROL] = (null, self.evaluate("null_control", null))
         return results
 
@@ -622,7 +676,21 @@ class Demo:
                     f"{self.args.task}: {self.plan.eval_episodes} episodes per stage, 95% CI",
                     self.out / "success_per_stage.png",
                 )
-            )
+            ),
+            "throughput_per_stage": str(
+                plot_bars(
+                    [r["stage"].split(" (")[0] for r in rows],
+                    [r["throughput_per_hour"] for r in rows],
+                    [
+                        [max(r["throughput_per_hour"] - r["throughput_ci"][0], 0.0) for r in rows],
+                        [max(r["throughput_ci"][1] - r["throughput_per_hour"], 0.0) for r in rows],
+                    ],
+                    f"successes per hour of robot time ({METAWORLD_FPS} Hz)",
+                    f"{self.args.task}: throughput, {self.plan.eval_episodes} episodes per stage, 95% CI",
+                    self.out / "throughput_per_stage.png",
+                    value_format=".0f",
+                )
+            ),
         }
         # The value plots: the cross-fitted value function on episodes it never saw, or the final policy's
         # own (IQL) critics.
@@ -657,6 +725,7 @@ class Demo:
             },
             # per episode, in env-seed order: committed with the JSON, so later runs can be paired with it
             "successes": {name: episode_successes(info) for name, info in results.items()},
+            "steps": {name: episode_steps(info) for name, info in results.items()},
             "plots": plots,
             "seconds": {k: round(v, 1) for k, v in self.timings.items()},  # per step; lanes overlap
             "wall_seconds": round(wall, 1),
@@ -666,7 +735,7 @@ class Demo:
         write_text_atomic(self.out / "results.json", json.dumps(report, indent=2))  # last: the run is done
         print("\n" + table)
         print(
-            f"\nOutputs in {self.out}/: results.json, results.md, success_per_stage.png, offline_eval/ (value and "
+            f"\nOutputs in {self.out}/: results.json, results.md, success_per_stage.png, throughput_per_stage.png, offline_eval/ (value and "
             f"advantage plots), eval/<stage>/eval_info.json, stage*/checkpoints, data/, logs/"
         )
         print(
@@ -676,6 +745,7 @@ class Demo:
 
 
 NULL_CONTROL = "null control (stage 1 + stage-2 steps on the demos)"
+STAGE1_NAMES = {"bc": "BC on demos", "recap": "RECAP on demos"}
 
 
 def episode_successes(info: dict) -> list[bool]:
@@ -683,9 +753,21 @@ def episode_successes(info: dict) -> list[bool]:
     return [bool(s) for task in info["per_task"] for s in task["metrics"]["successes"]]
 
 
+def episode_steps(info: dict) -> list[int]:
+    """Per-episode robot steps from lerobot-eval's eval_info.json, in env-seed order. The env runs with
+    --env.reward=recap (-1 per step, 0 on the success step): a success's summed reward is 1 - its steps,
+    a failure's is minus its steps (the whole episode length)."""
+    sums = [float(r) for task in info["per_task"] for r in task["metrics"]["sum_rewards"]]
+    return [
+        round(1 - total if success else -total)
+        for total, success in zip(sums, episode_successes(info), strict=True)
+    ]
+
+
 def paired_comparisons(results: dict[str, dict]) -> list[dict]:
-    """Every later stage against stage 1 and against the null control, paired on the same env seeds."""
-    from ..paired import paired_difference
+    """Every later stage against stage 1 and against the null control, paired on the same env seeds:
+    success and throughput."""
+    from ..paired import paired_difference, paired_throughput
 
     names = list(results)
     baselines = [names[0]] + ([NULL_CONTROL] if NULL_CONTROL in results else [])
@@ -694,52 +776,71 @@ def paired_comparisons(results: dict[str, dict]) -> list[dict]:
         for baseline in baselines:
             if name == baseline:
                 continue
-            a, b = episode_successes(results[name]), episode_successes(results[baseline])
-            out.append({"stage": name, "baseline": baseline, **paired_difference(a, b)})
+            a, b = results[name], results[baseline]
+            out.append(
+                {
+                    "stage": name,
+                    "baseline": baseline,
+                    **paired_difference(episode_successes(a), episode_successes(b)),
+                    **paired_throughput(
+                        episode_successes(a),
+                        episode_steps(a),
+                        episode_successes(b),
+                        episode_steps(b),
+                        METAWORLD_FPS,
+                    ),
+                }
+            )
     return out
+
+
+def _interval(values: list[float] | None, form: str) -> str:
+    return "-" if values is None else f"[{values[0]:{form}}, {values[1]:{form}}]"
 
 
 def format_comparisons(comparisons: list[dict]) -> str:
     lines = [
-        "| stage | vs | difference | 95% CI (paired bootstrap) | wins / losses | McNemar p |",
-        "|---|---|---|---|---|---|",
+        "| stage | vs | success difference | 95% CI (paired bootstrap) | wins / losses | McNemar p | "
+        "throughput ratio | 95% CI (paired bootstrap) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in comparisons:
+        ratio = c.get("throughput_ratio")
         lines.append(
             f"| {c['stage'].split(' (')[0]} | {c['baseline'].split(' (')[0]} | {c['difference']:+.0%} | "
-            f"[{c['ci_low']:+.0%}, {c['ci_high']:+.0%}] | {c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} |"
+            f"[{c['ci_low']:+.0%}, {c['ci_high']:+.0%}] | {c['a_only']} / {c['b_only']} | {c['mcnemar_p']:.3f} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {_interval(c.get('throughput_ratio_ci'), '.2f')} |"
         )
     return "\n".join(lines)
 
 
 def eval_summary(info: dict) -> dict:
-    """Success rate and throughput from lerobot-eval's eval_info.json. The env runs with
-    --env.reward=recap (-1 per step, 0 on the success step), so a successful episode's summed reward
-    is 1 - (steps to success)."""
-    from ..paired import wilson_interval
+    """Success rate (Wilson 95%), throughput in successes per hour of robot time and mean steps to success
+    (bootstrap 95%) from lerobot-eval's eval_info.json."""
+    from ..paired import speed_summary, wilson_interval
 
     successes = episode_successes(info)
-    sums = [float(r) for task in info["per_task"] for r in task["metrics"]["sum_rewards"]]
-    steps = [1 - total for total, success in zip(sums, successes, strict=True) if success]
     low, high = wilson_interval(sum(successes), len(successes))
     return {
         "episodes": len(successes),
         "success_rate": sum(successes) / max(len(successes), 1),
         "success_ci": [low, high],
-        "mean_steps_to_success": sum(steps) / len(steps) if steps else None,
+        **speed_summary(successes, episode_steps(info), METAWORLD_FPS),
     }
 
 
 def format_results(rows: list[dict]) -> str:
     lines = [
-        "| stage | episodes | success rate | 95% CI | mean steps to success |",
-        "|---|---|---|---|---|",
+        "| stage | episodes | success rate | 95% CI | successes per hour | 95% CI | mean steps to success | 95% CI |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         low, high = r["success_ci"]
+        steps = r["mean_steps_to_success"]
         lines.append(
             f"| {r['stage']} | {r['episodes']} | {r['success_rate']:.0%} | [{low:.0%}, {high:.0%}] | "
-            f"{'-' if r['mean_steps_to_success'] is None else round(r['mean_steps_to_success'])} |"
+            f"{r['throughput_per_hour']:.0f} | {_interval(r['throughput_ci'], '.0f')} | "
+            f"{'-' if steps is None else round(steps)} | {_interval(r['steps_to_success_ci'], '.0f')} |"
         )
     return "\n".join(lines)
 

@@ -78,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets.dataset_tools import merge_datasets
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from ..dataset_writing import atomic_output_dir, check_dataset_root, print_summary
+    from ..dataset_writing import (
+        COLLECT_PROVENANCE,
+        atomic_output_dir,
+        check_dataset_root,
+        merged_provenance,
+        print_summary,
+    )
 
     roots = [path.expanduser().resolve() for path in args.inputs]
     if len(set(roots)) != len(roots):
@@ -90,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     repo_id = args.repo_id or f"local/{args.output.name}"
     with atomic_output_dir(args.output, args.overwrite, sources=roots) as out:
         merge_datasets(datasets, output_repo_id=repo_id, output_dir=out)
+        provenance = merged_provenance(roots)
+        if provenance is not None:  # collections keep their per-episode records (operator profiles, seeds)
+            (out / "meta" / COLLECT_PROVENANCE).write_text(json.dumps(provenance, indent=2))
     print_summary(
         args.output,
         f"Merged {len(roots)} datasets ({sum(d.meta.total_episodes for d in datasets)} episodes, "

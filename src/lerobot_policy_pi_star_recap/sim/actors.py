@@ -70,6 +70,38 @@ class Degradation:
         return self.noise > 0 or self.pause_prob > 0 or self.wrong_prob > 0
 
 
+# Simulated demonstrators of mixed quality, like robomimic's multi-human operators rated better / okay /
+# worse: the scripted expert with jitter (action noise), hesitations (pauses) and detours (reversed motion).
+# "expert" is the clean scripted expert. Frozen: the profiles were fixed by a stated rule (each succeeds
+# as a demonstrator; "worse" takes 1.5-2.5x the expert's steps) before any policy was trained on them, and
+# results name them; a changed profile is new data, so add a profile rather than edit one.
+OPERATORS: dict[str, Degradation] = {
+    "expert": Degradation(),
+    "better": Degradation(noise=0.05),
+    "okay": Degradation(noise=0.05, pause_prob=0.02, pause_steps=10, wrong_prob=0.005, wrong_steps=5),
+    "worse": Degradation(noise=0.1, pause_prob=0.04, pause_steps=15, wrong_prob=0.01, wrong_steps=5),
+}
+
+
+def parse_operators(spec: str) -> list[tuple[str, int]]:
+    """`"better:4,okay:3,worse:3"` -> [("better", 4), ("okay", 3), ("worse", 3)]: episodes per profile,
+    in collection order."""
+    groups: list[tuple[str, int]] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, count = part.partition(":")
+        if name not in OPERATORS or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(
+                f"--operators {spec!r}: write PROFILE:EPISODES pairs, e.g. better:4,okay:3,worse:3, with "
+                f"profiles from {list(OPERATORS)} and at least one episode each."
+            )
+        if name in dict(groups):
+            raise ValueError(f"--operators {spec!r} names {name!r} twice.")
+        groups.append((name, int(count)))
+    if not groups:
+        raise ValueError("--operators is empty: e.g. better:4,okay:3,worse:3.")
+    return groups
+
+
 class ExpertActor(Actor):
     """MetaWorld's scripted expert with an optional `Degradation`; random draws are seeded per episode, so
     an episode is reproducible from its env seed whatever env slot runs it."""
@@ -79,10 +111,19 @@ class ExpertActor(Actor):
         self.seed = seed
         self._rng: dict[int, np.random.Generator] = {}
         self._segment: dict[int, tuple[str, int]] = {}  # slot -> (kind, steps left)
+        self._proposed: dict[int, int] = {}  # slot -> actions proposed in its episode so far
+        self._degraded: dict[int, dict[str, list[int]]] = {}  # slot -> kind -> indices of those actions
 
     def start_episode(self, slot: int, seed: int) -> None:
         self._rng[slot] = np.random.default_rng([self.seed, seed, 1])
         self._segment.pop(slot, None)
+        self._proposed[slot] = 0
+        self._degraded[slot] = {"pause": [], "wrong": []}
+
+    def degraded_actions(self, slot: int) -> dict[str, list[int]]:
+        """Which of the actions proposed for `slot` since its episode started were pauses and which
+        wrong-direction (detour) steps, by proposal index: ground truth for checking advantage labels."""
+        return {kind: list(steps) for kind, steps in self._degraded[slot].items()}
 
     def interrupt(self, slot: int) -> None:
         self._segment.pop(slot, None)
@@ -93,6 +134,7 @@ class ExpertActor(Actor):
     def _degrade(self, slot: int, expert: np.ndarray) -> np.ndarray:
         d, rng = self.degradation, self._rng[slot]
         action = expert.astype(np.float32).copy()
+        step, self._proposed[slot] = self._proposed[slot], self._proposed[slot] + 1
         if not d.active:
             return action
         kind, left = self._segment.get(slot, (None, 0))
@@ -108,6 +150,8 @@ class ExpertActor(Actor):
         elif kind == "wrong":
             action[:3] = -action[:3]
         self._segment[slot] = (kind, max(left - 1, 0))
+        if kind is not None:
+            self._degraded[slot][kind].append(step)
         if d.noise > 0:
             action = action + rng.normal(0.0, d.noise, size=action.shape).astype(np.float32)
         return np.clip(action, -1.0, 1.0)

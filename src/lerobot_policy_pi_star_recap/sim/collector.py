@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..dataset_writing import RewardScheme, episode_columns
 from ..schema import DATA_TYPE
-from .actors import Actor
+from .actors import OPERATORS, Actor, ExpertActor
 from .config import MetaWorldRecapEnvConfig
 from .pool import EnvPool, EnvStep
 from .tasks import task_descriptions
@@ -91,6 +91,12 @@ class EpisodeRecord:
     length: int
     expert_frames: int
     takeovers: int
+    # the operator profile (sim.actors.OPERATORS) that demonstrated (demo) or corrected (intervention); None
+    # where no operator acted (auto) or the actions came from outside the simulator
+    operator: str | None = None
+    # demo mode with a degraded profile: the frames whose action was a pause / a wrong-direction (detour) step
+    pause_frames: list[int] = field(default_factory=list)
+    detour_frames: list[int] = field(default_factory=list)
 
 
 def observation_frame(observation: dict[str, Any], env_config: MetaWorldRecapEnvConfig) -> dict[str, Any]:
@@ -117,7 +123,11 @@ class Collector:
         reward_scheme: RewardScheme,
         intervention: InterventionRule | None = None,
         seed: int = 0,
+        operator: str | None = "expert",
     ):
+        """`operator` names the profile of sim.actors.OPERATORS whose actions the records credit: the actor's
+        in demo mode, the takeovers' in intervention mode (the expert then acts as that operator); None for
+        demonstrations that follow no profile (e.g. `collect --noise`), whose takeovers are the clean expert's."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: choose one of {list(MODES)}.")
         if (mode == "intervention") != (intervention is not None):
@@ -129,6 +139,10 @@ class Collector:
         self.reward_scheme = reward_scheme.resolved(env_config.episode_length)
         self.seed = seed
         self.task = task_descriptions()[env_config.task]
+        self.operator = operator
+        # The clean expert's takeovers execute its actions unchanged (as collections before profiles did).
+        profile = OPERATORS[operator or "expert"]
+        self.corrector = ExpertActor(profile, seed) if mode == "intervention" and profile.active else None
 
     def run(
         self, pool: EnvPool, dataset, episodes: int, max_attempts: int | None = None
@@ -166,7 +180,7 @@ class Collector:
                     self._record(episode, executed[slot], result)
                     if not (result.terminated or result.truncated):
                         continue
-                    record, frames = self._finish(episode, result.success)
+                    record, frames = self._finish(slot, episode, result.success)
                     del running[slot]
                     if successes_only and not record.success:
                         discarded.append(record)
@@ -201,6 +215,8 @@ class Collector:
             rng = np.random.default_rng([self.seed, seeds[slot], 2])
             running[slot] = _Episode(seeds[slot], rng, step.observation, step.expert_action)
             self.actor.start_episode(slot, seeds[slot])
+            if self.corrector is not None:
+                self.corrector.start_episode(slot, seeds[slot])
 
     def _act(self, running: dict[int, _Episode]) -> dict[int, np.ndarray]:
         """The executed action of every running env; marks which came from the expert."""
@@ -213,7 +229,7 @@ class Collector:
             if actor_slots
             else {}
         )
-        executed = {}
+        executed, corrected = {}, []
         for slot, episode in running.items():
             if episode.expert_left == 0 and not self._triggered(episode, proposals[slot]):
                 executed[slot] = proposals[slot]
@@ -223,6 +239,9 @@ class Collector:
                 episode.takeovers += 1
                 episode.expert_left = self.rule.handback_steps or -1
                 self.actor.interrupt(slot)
+                if self.corrector is not None:
+                    self.corrector.interrupt(slot)
+            corrected.append(slot)
             executed[slot] = episode.expert_action
             episode.expert_flags.append(True)
             if episode.expert_left > 0:
@@ -230,6 +249,13 @@ class Collector:
                 if episode.expert_left == 0:  # hand back: the actor replans from the next state
                     self.actor.interrupt(slot)
                     episode.best_progress, episode.since_progress = -np.inf, 0
+        if corrected and self.corrector is not None:  # the expert's actions as the operator executes them
+            executed.update(
+                self.corrector.propose(
+                    {s: running[s].observation for s in corrected},
+                    {s: running[s].expert_action for s in corrected},
+                )
+            )
         return executed
 
     def _triggered(self, episode: _Episode, proposal: np.ndarray) -> bool:
@@ -257,7 +283,9 @@ class Collector:
                 episode.since_progress += 1
         episode.observation, episode.expert_action = result.observation, result.expert_action
 
-    def _finish(self, episode: _Episode, success: bool) -> tuple[EpisodeRecord, list[dict[str, Any]]]:
+    def _finish(
+        self, slot: int, episode: _Episode, success: bool
+    ) -> tuple[EpisodeRecord, list[dict[str, Any]]]:
         """The episode's record and its frames with the RECAP columns filled in."""
         mask = np.asarray(episode.expert_flags, dtype=bool)
         if self.mode == "intervention":
@@ -269,9 +297,19 @@ class Collector:
             frame.update({key: np.array([values[t]]) for key, values in columns.items()})
             frame[DATA_TYPE.name] = data_type  # string features take a plain str
             frame["task"] = self.task
+        operator = None if data_type == "auto" else self.operator
         record = EpisodeRecord(
-            episode.seed, data_type, success, len(episode.frames), int(mask.sum()), episode.takeovers
+            episode.seed,
+            data_type,
+            success,
+            len(episode.frames),
+            int(mask.sum()),
+            episode.takeovers,
+            operator,
         )
+        if self.mode == "demo" and isinstance(self.actor, ExpertActor):  # the actor acted on every frame
+            degraded = self.actor.degraded_actions(slot)
+            record.pause_frames, record.detour_frames = degraded["pause"], degraded["wrong"]
         return record, episode.frames
 
     @staticmethod

@@ -18,6 +18,9 @@ from .tasks import ACTION_DIM, STATE_DIMS, check_env_options, parse_cameras
 ENV_TYPE = "metaworld_recap"
 
 
+METAWORLD_FPS = 80  # MetaWorld's control rate: robot time of an episode = steps / 80 s
+
+
 @EnvConfig.register_subclass(ENV_TYPE)
 @dataclass
 class MetaWorldRecapEnvConfig(EnvConfig):
@@ -29,7 +32,7 @@ class MetaWorldRecapEnvConfig(EnvConfig):
     """
 
     task: str | None = "push-v3"
-    fps: int = 80
+    fps: int = METAWORLD_FPS
     episode_length: int = 200
     image_size: int = 96
     cameras: str = "corner2"  # comma separated; "" for state-only observations
