@@ -8,6 +8,15 @@ triggered a takeover and the tails of failed episodes should not.
 
     python benchmarks/label_quality.py outputs/demo/data/mixed1_labelled --folds 2 \\
         --output benchmarks/results/label_quality_push-v3.json
+
+With `--operators-from DEMOS` (a collection made with `collect --operators`, which the labelled dataset
+copies) it reports the labels as `value-label` wrote them against the operators' ground truth instead: the
+share of positive frames and the mean advantage per operator profile, on paused and detour frames against
+the other frames (a user's data would call them hesitations and detours), and per cross-fitting fold.
+
+    python benchmarks/label_quality.py outputs/mixed_quality/pick-place-v3/data_seed0/data/demos_labelled \\
+        --operators-from outputs/mixed_quality/pick-place-v3/data_seed0/data/demos \\
+        --output benchmarks/results/mixed_quality/pick-place-v3/data_seed0/label_quality.json
 """
 
 from __future__ import annotations
@@ -111,6 +120,67 @@ def report(columns, table: RecapTable, positive: np.ndarray, advantage: np.ndarr
     return out
 
 
+def written_labels(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(episode index, advantage, indicator > 0.5) per frame as `value-label` wrote them, in index order."""
+    files = sorted((root / "data").glob("**/*.parquet"))
+    table = pq.ParquetDataset(files).read(
+        columns=["index", "episode_index", "advantage", "advantage_indicator"]
+    )
+    table = table.sort_by("index")
+
+    def flat(name: str) -> np.ndarray:
+        column = table.column(name).combine_chunks()
+        if str(column.type).startswith(("list", "fixed_size_list")):
+            column = column.flatten()
+        return np.asarray(column.to_numpy(), dtype=np.float64)
+
+    episode = np.asarray(table.column("episode_index").to_numpy())
+    return episode, flat("advantage"), flat("advantage_indicator") > 0.5
+
+
+def operator_report(labelled: Path, demos: Path, folds: int) -> dict:
+    """Written labels against the operators' ground truth: per profile, on paused / detour frames and the
+    other frames of the same episodes, per fold."""
+    from lerobot_policy_pi_star_recap.dataset_writing import episode_records
+
+    records = episode_records(demos)
+    if records is None:
+        raise SystemExit(f"error: {demos} has no meta/recap_collect.json (collect --operators writes it).")
+    episode, advantage, positive = written_labels(labelled)
+    if len(records) != len(np.unique(episode)):
+        raise SystemExit(f"error: {labelled} has {len(np.unique(episode))} episodes, {demos} {len(records)}.")
+    operator = np.empty(len(episode), dtype=object)
+    paused = np.zeros(len(episode), dtype=bool)
+    detour = np.zeros(len(episode), dtype=bool)
+    for e, record in enumerate(records):
+        rows = np.flatnonzero(episode == e)
+        operator[rows] = record.get("operator")
+        paused[rows[record.get("pause_frames", [])]] = True
+        detour[rows[record.get("detour_frames", [])]] = True
+
+    def share(selection: np.ndarray) -> dict:
+        return {
+            "frames": int(selection.sum()),
+            "positive": float(positive[selection].mean()) if selection.any() else None,
+            "mean_advantage": float(advantage[selection].mean()) if selection.any() else None,
+        }
+
+    out = {"positive_fraction": float(positive.mean())}
+    for name in dict.fromkeys(r.get("operator") for r in records):
+        mine = operator == name
+        out[f"{name} operator"] = share(mine)
+        if (mine & (paused | detour)).any():
+            out[f"{name}: paused frames"] = share(mine & paused)
+            out[f"{name}: detour frames"] = share(mine & detour)
+            out[f"{name}: other frames"] = share(mine & ~paused & ~detour)
+    out["all paused frames"] = share(paused)
+    out["all detour frames"] = share(detour)
+    out["frames neither paused nor detour"] = share(~paused & ~detour)
+    for fold in range(folds):
+        out[f"frames valued by fold {fold}"] = share(episode % folds == fold)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,7 +190,27 @@ def main() -> None:
     parser.add_argument("--n-step", type=int, default=50)
     parser.add_argument("--positive-fraction", type=float, default=0.3)
     parser.add_argument("--output", type=Path, default=None, help="write the report as JSON here")
+    parser.add_argument(
+        "--operators-from",
+        type=Path,
+        default=None,
+        help="the `collect --operators` dataset the labelled one copies: report the written labels per profile",
+    )
     args = parser.parse_args()
+    if args.operators_from is not None:
+        result = operator_report(args.root, args.operators_from, args.folds)
+        print("| frames | count | positive | mean advantage |\n|---|---|---|---|")
+        for key, entry in result.items():
+            if isinstance(entry, dict) and entry["frames"]:
+                print(
+                    f"| {key} | {entry['frames']} | {entry['positive']:.0%} | {entry['mean_advantage']:+.3f} |"
+                )
+        print(f"positive fraction: {result['positive_fraction']:.0%}")
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            report = {"dataset": str(args.root), "demos": str(args.operators_from), "labels": result}
+            args.output.write_text(json.dumps(report, indent=2))
+        return
 
     columns = read_recap_columns(args.root)
     index, value = value_column(args.root)

@@ -36,7 +36,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def load_benchmark(name: str) -> ModuleType:
-    """A script of benchmarks/ (not a package) imported as a module, so its helpers can be tested."""
+    """A script of benchmarks/ (not a package) imported as a module, so its helpers can be tested; the
+    folder joins sys.path as it does when the script runs, so scripts can import each other."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"{name}_bench", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
