@@ -9,7 +9,6 @@ precomputed here per frame, so a training step is a gather.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +32,6 @@ from .schema import (
     SUCCESS,
     TASK,
     TRUNCATED,
-)
-
-HOW_TO_ANNOTATE = (
-    "Add the RECAP fields with `pi-star-recap annotate --src <dataset> --dst <new dataset> ...` "
-    "(see `pi-star-recap annotate --help`)"
 )
 
 
@@ -152,32 +146,11 @@ def read_recap_columns(root: str | Path) -> RecapColumns:
 
 
 def validate_columns(columns: RecapColumns, where: str, need_rewards: bool) -> None:
-    """Reject data that would silently train wrong: missing rewards, NaNs, `done` before an episode ends."""
-    if need_rewards and columns.reward is None:
-        raise RecapDataError(
-            f"{where}: no reward column (looked for {list(REWARD.columns)}); the RECAP critics need rewards. "
-            f"{HOW_TO_ANNOTATE}, or train plain behaviour cloning with "
-            "--policy.use_advantage_weighting=false --policy.use_advantage_conditioning=false."
-        )
-    for name in ("reward", "intervention", "advantage", "indicator"):
-        values = getattr(columns, name)
-        if values is not None and not np.isfinite(values).all():
-            bad = columns.index[~np.isfinite(values)]
-            raise RecapDataError(
-                f"{where}: {name} is NaN or infinite at {len(bad)} frames (first global indices "
-                f"{bad[:5].tolist()}); fix or drop those frames (e.g. re-run `pi-star-recap annotate`)."
-            )
-    if len(np.unique(columns.index)) != len(columns.index):
-        raise RecapDataError(f"{where}: duplicate frame indices; the dataset's `index` column is corrupt.")
-    if columns.done is not None:
-        last_of_episode = np.r_[columns.episode_index[1:] != columns.episode_index[:-1], True]
-        early = columns.done & ~last_of_episode
-        if early.any():
-            episodes = np.unique(columns.episode_index[early])[:5].tolist()
-            raise RecapDataError(
-                f"{where}: done=True before the last frame of episodes {episodes}; `done` marks episode "
-                "termination and may only be set on an episode's final frame."
-            )
+    """Reject data that would silently train wrong (the errors of `dataset_checks.column_problems`:
+    missing rewards, NaNs, `done` before an episode ends, contradictory types and masks, ...)."""
+    from .dataset_checks import DatasetReport, column_problems
+
+    DatasetReport(where, column_problems(columns, need_rewards)).raise_errors()
 
 
 def episode_is_terminal(
@@ -219,10 +192,6 @@ class RecapTable:
         self.has_rewards = columns.reward is not None
         self.has_success = columns.success is not None
         self.has_advantage = columns.advantage is not None or columns.indicator is not None
-        if columns.done is None and self.has_rewards:
-            logging.warning(
-                f"{where}: no done column; every episode is treated as ending in a terminal state."
-            )
 
         n = len(columns.index)
         offset = int(columns.index.min())
@@ -268,8 +237,6 @@ class RecapTable:
 
         starts = np.flatnonzero(np.r_[True, columns.episode_index[1:] != columns.episode_index[:-1]])
         ends = np.r_[starts[1:], n]
-        if len(np.unique(columns.episode_index)) != len(starts):
-            raise RecapDataError(f"{where}: the frames of an episode are not contiguous in `index`.")
         self.episode_lengths = ends - starts
         self.max_abs_return = 0.0
         self.min_return, self.max_return = 0.0, 0.0
@@ -311,7 +278,12 @@ class RecapTable:
 
     @classmethod
     def from_dataset_root(cls, root: str | Path, **kwargs) -> RecapTable:
-        return cls(read_recap_columns(root), where=str(root), **kwargs)
+        """The table of a local dataset once `dataset_checks` passed it: its errors refuse the dataset,
+        its warnings and notes are logged once."""
+        from .dataset_checks import check_dataset
+
+        report = check_dataset(root, kwargs.get("need_rewards", True), kwargs.get("timeouts_truncate", True))
+        return cls(report.enforce(), where=str(root), **kwargs)
 
     @property
     def return_scale(self) -> float:

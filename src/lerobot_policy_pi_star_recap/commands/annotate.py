@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dataset_checks import DatasetReport, column_problems, nonfinite_problem
 from ..dataset_writing import DatasetToolError
-from ..schema import DATA_TYPES, INTERVENTION_MASK, RECAP_FEATURES, SUCCESS
+from ..schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, RECAP_FEATURES, REWARD, SUCCESS
 from .common import HelpFormatter, add_option, report_errors
 
 COMPARISONS = {
@@ -176,6 +177,7 @@ def _read_text(path: Path, flag: str) -> str:
 class SourceFrames:
     """Per-frame metadata of the source in data-file row order (the order LeRobot's tools rewrite in)."""
 
+    index: np.ndarray  # global frame index
     episode: np.ndarray
     frame: np.ndarray
     timestamp: np.ndarray
@@ -196,26 +198,20 @@ def read_source(root: Path, features: dict, wanted: list[str]) -> SourceFrames:
         raise DatasetToolError(f"{root} has no data/*/*.parquet files; is it a complete LeRobot v3 dataset?")
     numeric = [name for name in features if _numeric(features, name)]  # timestamps included
     parts: dict[str, list[np.ndarray]] = {
-        name: [] for name in ("episode_index", "frame_index", "timestamp", *wanted)
+        name: [] for name in ("index", "episode_index", "frame_index", "timestamp", *wanted)
     }
     for path in files:
         table = pq.read_table(path, columns=sorted(set(numeric) | set(parts)))
-        episodes = table.column("episode_index").to_numpy()
-        frames = table.column("frame_index").to_numpy()
+        where = [table.column(name).to_numpy() for name in ("index", "episode_index", "frame_index")]
         for name in numeric:
-            values = _as_array(table.column(name))
-            bad = ~np.isfinite(values.astype(np.float64)).reshape(len(values), -1).all(axis=1)
-            if bad.any():
-                first = int(np.flatnonzero(bad)[0])
-                raise DatasetToolError(
-                    f"{root}: column {name!r} has NaN or infinite values in {int(bad.sum())} frames (first: "
-                    f"episode {episodes[first]}, frame {frames[first]}); fix them or drop those episodes "
-                    "(lerobot-edit-dataset --operation.type=delete_episodes) before annotating."
-                )
+            problem = nonfinite_problem(name, _as_array(table.column(name)), *where)
+            if problem:
+                raise DatasetToolError(f"{root}: {problem.message}")
         for name in parts:
             parts[name].append(_as_array(table.column(name)))
     data = {name: np.concatenate(chunks) for name, chunks in parts.items()}
     return SourceFrames(
+        index=data.pop("index").astype(np.int64),
         episode=data.pop("episode_index").astype(np.int64),
         frame=data.pop("frame_index").astype(np.int64),
         timestamp=data.pop("timestamp").astype(np.float64),
@@ -323,7 +319,7 @@ def _number(text: str) -> float:
 
 
 def episode_types(
-    args: argparse.Namespace, flags: np.ndarray | None, rows: dict[int, np.ndarray], flag_column: str | None
+    args: argparse.Namespace, flags: np.ndarray | None, rows: dict[int, np.ndarray]
 ) -> dict[int, str]:
     if args.types_from_intervention:
         if flags is None:
@@ -334,11 +330,6 @@ def episode_types(
         return {e: "intervention" if flags[idx].any() else args.other_type for e, idx in rows.items()}
     mapping = read_type_mapping(args)
     if mapping is None:
-        if flags is not None and args.type is None:
-            logging.warning(
-                f"all episodes typed 'demo' although the dataset has intervention flags ({flag_column}); "
-                "pass --types-from-intervention to type them by who acted."
-            )
         return dict.fromkeys(rows, args.type or "demo")
     check_episode_ids(list(mapping), set(rows), "the type mapping")
     missing = sorted(set(rows) - set(mapping))
@@ -348,6 +339,26 @@ def episode_types(
             "map every episode (ranges like 0-49=demo help)."
         )
     return mapping
+
+
+def check_labels(src: Path, frames: SourceFrames, rows: dict[int, np.ndarray], new: dict) -> None:
+    """The training-time checks on the labels about to be written, before anything is: a contradiction
+    (e.g. intervention flags on episodes typed demo) is refused here, not at training."""
+    from ..recap_data import RecapColumns, encode_data_types
+
+    order = np.concatenate(list(rows.values()))
+    labels = {name: values[order] for name, values in new.items()}
+    columns = RecapColumns(
+        index=frames.index[order],
+        episode_index=frames.episode[order],
+        task_index=np.zeros(len(order), dtype=np.int64),
+        data_type=encode_data_types(labels[DATA_TYPE.name], str(src)),
+        reward=labels[REWARD.name].astype(np.float64),
+        done=labels[DONE.name].astype(bool),
+        intervention=labels[INTERVENTION_MASK.name].astype(np.float64),
+        success=labels[SUCCESS.name].astype(bool),
+    )
+    DatasetReport(str(src), column_problems(columns)).enforce()
 
 
 # --- The command ------------------------------------------------------------------------------------
@@ -385,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
             np.asarray(frames.columns[flag_column], dtype=np.float64).reshape(len(frames.episode), -1)[:, 0]
             > 0.5
         )
-    types = episode_types(args, flags, rows, flag_column)
+    types = episode_types(args, flags, rows)
     successes = episode_successes(args, kind, success_column, frames, rows)
     scheme = RewardScheme(args.step_reward, args.success_reward, args.c_fail).resolved(
         max(len(idx) for idx in rows.values())
@@ -396,20 +407,13 @@ def run(args: argparse.Namespace) -> int:
         name: np.empty(n, dtype=object if spec["dtype"] == "string" else spec["dtype"])
         for name, spec in RECAP_FEATURES.items()
     }
-    unflagged = []
     for episode, idx in rows.items():
         mask = flags[idx] if flags is not None else np.full(len(idx), types[episode] == "intervention")
-        if types[episode] == "intervention" and not mask.any():
-            unflagged.append(episode)
         for name, values in episode_columns(
             len(idx), successes[episode], types[episode], mask, scheme
         ).items():
             new[name][idx] = values
-    if unflagged:
-        logging.warning(
-            f"episodes {unflagged[:10]} are typed 'intervention' but no frame has an intervention flag "
-            f"({flag_column}); their frames count as autonomous."
-        )
+    check_labels(src, frames, rows, new)
 
     source = LeRobotDataset(f"local/{src.name}", root=src)
     replaced = [name for name in RECAP_FEATURES if name in features]

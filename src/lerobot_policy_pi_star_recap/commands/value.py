@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import HelpFormatter, UsageError, add_option, die_with_parent, report_errors
+from .common import (
+    HelpFormatter,
+    UsageError,
+    add_option,
+    check_local_or_hub,
+    die_with_parent,
+    report_errors,
+)
 
 FOLD_POLL_SECONDS = 0.5  # how often `value-train --jobs` checks its running folds
 VALUE_TRAIN_FLAGS = [
@@ -119,6 +126,7 @@ def run_value_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--folds must be >= 1, got {args.folds}.")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}.")
+    _check_training_data(extra)
     if args.folds == 1:
         return _call([*command, *extra])
     output_dir = Path(_option(extra, "--output_dir"))
@@ -200,14 +208,40 @@ def _call_all(commands: list[list[str]], output_dir: Path, jobs: int) -> int:
             process.wait()
 
 
-def _option(extra: list[str], name: str) -> str:
+def _check_training_data(extra: list[str]) -> None:
+    """Run the dataset checks lerobot-train will run, here: a refusal is then one error line (exit 2),
+    not a traceback from inside lerobot-train (once per fold). Datasets not on disk yet (a hub download)
+    are checked by lerobot-train itself."""
+    from ..dataset_checks import check_dataset
+    from ..dataset_writing import check_dataset_root
+
+    root = _optional(extra, "--dataset.root")
+    if root is None:
+        from lerobot.utils.constants import HF_LEROBOT_HOME
+
+        repo_id = _optional(extra, "--dataset.repo_id")
+        cached = HF_LEROBOT_HOME / repo_id if repo_id else None
+        if cached is None or not (cached / "meta" / "info.json").is_file():
+            return
+        root = cached
+    root = Path(root).expanduser()
+    check_dataset_root(root, "--dataset.root")
+    check_dataset(root).enforce()  # value training needs rewards
+
+
+def _optional(extra: list[str], name: str) -> str | None:
     values = [a.split("=", 1)[1] for a in extra if a.startswith(name + "=")]
-    if not values:
+    return values[-1] if values else None
+
+
+def _option(extra: list[str], name: str) -> str:
+    value = _optional(extra, name)
+    if value is None:
         raise UsageError(
             f"--folds needs {name}=... (folds are written to <output_dir>/fold<k> and "
             "split the episodes of a local dataset: --dataset.root, or --dataset.episodes=[...])."
         )
-    return values[-1]
+    return value
 
 
 def _dataset_episodes(extra: list[str]) -> list[int]:
@@ -230,6 +264,7 @@ def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets.dataset_tools import add_features
 
     from ..advantage import advantage_n_step, frames_before_takeovers
+    from ..dataset_checks import check_dataset
     from ..dataset_writing import atomic_output_dir, check_dataset_root, check_output_dir
     from ..predictions import label_indicators
     from ..schema import ADVANTAGE, DATA_TYPES, INDICATOR, VALUE
@@ -239,6 +274,9 @@ def run_value_label(args: argparse.Namespace) -> int:
     src = Path(args.input).expanduser()
     check_dataset_root(src, "--input")
     check_output_dir(args.output, args.overwrite, sources=[src])  # before the value functions run
+    for path in args.value_paths:
+        check_local_or_hub(path, "--value.path")
+    check_dataset(src).enforce()
     source = LeRobotDataset(_repo_id(src), root=src)
     config, episodes, labellers = predict_out_of_sample(
         args.value_paths, source, args.batch_size, args.device
