@@ -208,14 +208,14 @@ def attach_synthetic_table(policy, chunk: int) -> None:
     """RECAP fields for the synthetic batches' frame indices (rewards of -1, three data types)."""
     from lerobot_policy_pi_star_recap.recap_data import RecapColumns, RecapTable
 
-    frames = 4096
+    frames = np.arange(4096)  # numpy, so this also works under a `torch.device("cuda")` context
     columns = RecapColumns(
-        index=torch.arange(frames).numpy(),
-        episode_index=(torch.arange(frames) // 256).numpy(),
-        task_index=torch.zeros(frames, dtype=torch.long).numpy(),
-        data_type=(torch.arange(frames) // 256 % 3).numpy(),
-        reward=-torch.ones(frames, dtype=torch.float64).numpy(),
-        done=(torch.arange(frames) % 256 == 255).numpy(),
+        index=frames,
+        episode_index=frames // 256,
+        task_index=np.zeros(len(frames), dtype=np.int64),
+        data_type=frames // 256 % 3,
+        reward=-np.ones(len(frames), dtype=np.float64),
+        done=frames % 256 == 255,
         intervention=None,
         success=None,
     )
