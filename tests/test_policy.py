@@ -32,8 +32,13 @@ def test_forward_logs_the_spec_metrics_and_prediction_shapes():
     batch = make_batch(policy.config, index=[0, 12, 25, 35])
     loss, metrics = policy(batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
-    for name in ("policy_loss", "q_loss", "v_loss", "advantage_mean", "advantage_std", "positive_fraction"):
-        assert isinstance(metrics[name], float), name
+    names = ("policy_loss", "q_loss", "v_loss", "advantage_mean", "advantage_std", "positive_fraction")
+    for name in names:  # between log steps: this batch's means, left on the device
+        assert isinstance(metrics[name], torch.Tensor) and metrics[name].dim() == 0, name
+    policy.monitor.log_freq = 1  # a log step: the window's means, read back once, as floats
+    _, logged = policy(batch)
+    for name in names:
+        assert isinstance(logged[name], float), name
     chunk = policy.predict_action_chunk(observation(batch))
     assert chunk.shape == (4, policy.config.chunk_size, ACTION_DIM)
     policy.reset()

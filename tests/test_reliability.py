@@ -2,7 +2,7 @@
 non-finite detection, and clear errors for bad data or checkpoints."""
 
 import json
-import math
+import logging
 import shutil
 from pathlib import Path
 
@@ -124,19 +124,44 @@ def _poisoned_policy(**overrides):
     return policy, batch
 
 
-def test_nonfinite_loss_stops_with_the_metric_named():
-    policy, batch = _poisoned_policy()
-    with pytest.raises(FloatingPointError, match="non-finite.*policy_loss"):
-        policy(batch)
-
-
-def test_nonfinite_loss_can_skip_the_batch():
-    policy, batch = _poisoned_policy(on_nonfinite="skip")
+def _train_step(policy, optimizer, batch) -> torch.Tensor:
     loss, _ = policy(batch)
+    optimizer.zero_grad()
     loss.backward()
-    grads = [p.grad for p in policy.parameters() if p.grad is not None]
-    assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
-    assert math.isfinite(loss.item())
+    optimizer.step()
+    policy.update()
+    return loss
+
+
+def test_nonfinite_loss_stops_at_the_next_log_step_with_the_metric_named():
+    """Steps read nothing back from the device: the window is checked when it is read, on log steps."""
+    policy, batch = _poisoned_policy()
+    policy.monitor.log_freq = 2
+    optimizer = torch.optim.Adam(policy.get_optim_params())
+    _train_step(policy, optimizer, batch)  # step 1: no log step, no read
+    good = make_batch(policy.config, [1, 13])
+    with pytest.raises(FloatingPointError, match=r"non-finite \['policy_loss'.* training steps 1 to 2"):
+        policy(good)  # step 2, a log step
+
+
+def test_nonfinite_batch_can_be_skipped(caplog):
+    """on_nonfinite=skip: the bad batch's loss reads 0, its optimizer step gets a zero gradient (no weight
+    moves), and the next log step warns about both."""
+    policy, batch = _poisoned_policy(on_nonfinite="skip")
+    policy.monitor.log_freq = 1
+    optimizer = torch.optim.Adam(policy.get_optim_params())
+    before = [p.detach().clone() for p in policy.parameters()]
+    with caplog.at_level(logging.WARNING):
+        loss = _train_step(policy, optimizer, batch)
+        assert "non-finite ['policy_loss'" in caplog.text and "on_nonfinite=skip" in caplog.text
+        assert loss.item() == 0.0
+        grads = [p.grad for p in policy.parameters() if p.grad is not None]
+        assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
+        assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters(), strict=True))
+        caplog.clear()
+        _train_step(policy, optimizer, make_batch(policy.config, [1, 13]))
+    assert "a non-finite gradient in 1 optimizer step(s) before step 2" in caplog.text
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
 
 
 def test_episodes_shorter_than_the_chunk_train():

@@ -50,7 +50,6 @@ def test_tensorboard_has_the_readme_metrics(stage1):
     tags = set(events.Tags()["scalars"])
     for name in (
         *README_METRICS,
-        "grad_norm",
         "lr/policy",
         "lr/q",
         "lr/v",

@@ -23,6 +23,7 @@ from transformers import (
     AutoTokenizer,
     PreTrainedTokenizerFast,
 )
+from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
 TINY = "tiny"
 SIGLIP_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -328,11 +329,35 @@ class VLMBackbone(nn.Module):
         inputs = torch.cat([e.to(text.dtype) for e in embeds], dim=1)
         mask = torch.cat(masks, dim=1)
         positions = (mask.long().cumsum(1) - 1).clamp_min(0) if self.positions_from_mask else None
-        # is_causal: a batch without padding gets no mask from transformers, and a language model configured
-        # for bidirectional attention (PaliGemma's Gemma) would then attend both ways, while a padded batch
-        # gets transformers' causal mask: without it one frame would encode differently depending on its
-        # batch's padding. Causal is what every checkpoint so far trained with (prompts were padded).
         hidden = self.language_model(
-            inputs_embeds=inputs, attention_mask=mask.long(), position_ids=positions, is_causal=True
+            inputs_embeds=inputs,
+            attention_mask=attention_masks(self.language_model.config, inputs, mask),
+            position_ids=positions,
         ).last_hidden_state  # (B, L, D)
         return Prefix(hidden, mask)
+
+
+def _no_further_condition(batch_idx: Tensor, head_idx: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+    return q_idx >= 0
+
+
+def attention_masks(config, inputs: Tensor, mask: Tensor) -> Tensor | dict[str, Tensor]:
+    """The causal, padding-aware masks a language model builds for itself, built here for every batch.
+
+    Given a 2D mask, transformers first asks the device whether the batch has any padding
+    (`padding_mask.all()`, a host sync in every pass) and, without padding, passes no mask at all, so the
+    attention falls back to each layer's own default, which some VLMs' language models set to
+    bidirectional. An extra (always true) mask condition is transformers' documented way to have the
+    mask built unconditionally: one frame encodes the same, causally, whatever its batch's padding. A
+    model with sliding-window layers (Gemma 3) gets its per-layer-type mapping, as it would build it."""
+    kwargs = dict(
+        config=config,
+        inputs_embeds=inputs,
+        attention_mask=mask,
+        past_key_values=None,
+        and_mask_function=_no_further_condition,
+    )
+    full = create_causal_mask(**kwargs)
+    if "sliding_attention" not in (getattr(config, "layer_types", None) or ()):
+        return full
+    return {"full_attention": full, "sliding_attention": create_sliding_window_causal_mask(**kwargs)}

@@ -52,19 +52,23 @@ class AdvantageConditioner(nn.Module):
         batch_stats = distributed_mean(
             torch.stack([advantage.mean(), advantage.var(unbiased=False), quantile])
         )
-        momentum = 1.0 if self.advantage_updates.item() == 0 else self.config.advantage_stats_momentum
+        # The first batch sets the statistics; chosen on the device, so the step reads nothing back.
+        momentum = torch.where(self.advantage_updates == 0, 1.0, self.config.advantage_stats_momentum)
         self.advantage_updates += 1
         for buffer, value in zip(
             (self.advantage_mean, self.advantage_var, self.indicator_threshold), batch_stats, strict=True
         ):
-            buffer.lerp_(value.to(buffer.dtype), momentum)
+            buffer.lerp_(value.to(buffer.dtype), momentum.to(buffer.dtype))
 
     def condition_value(self, advantage: Tensor, targets: dict[str, Tensor]) -> Tensor:
         """The binary indicator (paper) or the standardised, clamped advantage (IQL)."""
         if self.binary:
-            if self.config.advantage_source == "dataset" and not torch.isnan(targets["indicator"]).any():
-                return targets["indicator"]
-            return advantage_indicator(advantage, self.indicator_threshold, targets["intervention"])
+            computed = advantage_indicator(advantage, self.indicator_threshold, targets["intervention"])
+            if self.config.advantage_source != "dataset":
+                return computed
+            # The dataset's own indicator where it has that column (NaN where it has none).
+            indicator = targets["indicator"]
+            return torch.where(torch.isnan(indicator), computed, indicator)
         clip = self.config.advantage_clip
         standardised = self.standardise(advantage).clamp(-clip, clip)
         # The paper's rule for human corrections, in continuous form: a corrected frame is labelled with at

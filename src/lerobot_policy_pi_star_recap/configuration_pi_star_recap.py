@@ -345,12 +345,14 @@ class PiStarRECAPConfig(PreTrainedConfig):
     scheduler_decay_steps: int = 30_000
     scheduler_decay_factor: float = 0.1
     dtype: str = "float32"  # "bfloat16" runs training under autocast (lerobot-train reads this field)
-    on_nonfinite: str = "raise"  # "raise" or "skip": what a non-finite loss does
+    # What a non-finite metric or gradient does, found at the next log step (the step reads nothing back):
+    # "raise" stops training there; "skip" zeroes the bad batches' gradients on the device and warns.
+    on_nonfinite: str = "raise"
     # torch.compile the backbone and the action expert. Measured on a 2-core CPU (tiny size, after ~20 s of
     # compiling): one action chunk 0.4-0.65x the eager time, a training step 0.75-0.8x; see BENCHMARKS.md.
     compile_model: bool = False
     compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead, max-autotune, ...
-    tensorboard_dir: str | None = None  # None: <lerobot-train output_dir>/tensorboard
+    tensorboard_dir: str | None = None  # None: <lerobot-train --output_dir>/tensorboard
 
     # Fine-tuning a checkpoint on another dataset (lerobot-train --policy.path=...): normalise with the
     # statistics the checkpoint was trained with, so stage 2 starts acting exactly like stage 1. LeRobot

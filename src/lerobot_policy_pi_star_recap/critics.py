@@ -113,10 +113,10 @@ class DatasetAdvantage(Critic):
     """The paper's staged workflow: advantages come from the columns `value-label` wrote."""
 
     def forward(self, batch: CriticBatch) -> CriticOutput:
+        """The indicator where the dataset has one, else its advantage (NaN marks an absent column: the
+        table refuses non-finite labels, and the policy a dataset with neither column)."""
         indicator, advantage = batch.targets["indicator"], batch.targets["advantage"]
-        source = indicator if not torch.isnan(indicator).any() else advantage
-        if torch.isnan(source).any():
-            raise RecapDataError("some frames have no advantage label; re-run `pi-star-recap value-label`.")
+        source = torch.where(torch.isnan(indicator), advantage, indicator)
         return CriticOutput(batch.features.new_zeros(batch.features.shape[0]), source)
 
 

@@ -8,7 +8,6 @@ builds parameter groups and freezing; `PiStarRECAP` computes (see its module for
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 from collections import deque
@@ -164,7 +163,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         if dataset_meta is not None and getattr(dataset_meta, "root", None) is not None:
             check_dataset_matches(config, dataset_meta)
             self.attach_dataset(RecapTable.from_dataset_root(dataset_meta.root, **self._table_kwargs()))
-        self.monitor = TrainingMonitor(config)
+        self.monitor = TrainingMonitor(config, self.parameters)
         self._apply_freezing()
         if config.compile_model:
             # In place (nn.Module.compile), so parameter names and checkpoints stay the eager model's.
@@ -196,13 +195,14 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             )
         self.recap_table = table
         model = self.model
-        if table.has_rewards and not model.num_updates.item():
+        if table.has_rewards and not model.updates:
             # A fresh policy takes its return normalisation and value support from its first dataset.
             if config.return_normalizer is None:
                 model.return_scale.fill_(table.return_scale)
             low = -1.0 if table.min_return < 0 else 0.0
             high = 1.0 if table.max_return > 0 else 0.0
             model.value_support.copy_(torch.tensor([low, high if high > low else low + 1.0]))
+            model.read_buffers()
         logging.info(f"pi_star_recap: RECAP data {table.summary()}")
 
     def _recap_targets(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -281,17 +281,19 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         actions, action_pad = self._actions(batch)
         per_sample, stats = self.model(current, following, actions, action_pad, targets)
         loss = per_sample.mean() if reduction == "mean" else per_sample
-        logged = self.monitor.record(stats, targets["data_type"], loss)  # raises on non-finite by default
-        if not math.isfinite(logged["loss"]):
-            # on_nonfinite=skip: a loss with exactly zero gradient, so the bad batch changes nothing
-            # but the optimizer's momentum.
-            loss = torch.zeros_like(loss) + sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
-        return loss, logged
+        if not self.training:  # e.g. lerobot-train's eval batches: not part of the training window
+            return loss, self.monitor.batch_means(stats, targets["data_type"], loss)
+        # This batch's metrics as device tensors; floats (the window's means) on log steps only.
+        metrics, finite = self.monitor.record(stats, targets["data_type"], loss, step=self.model.updates + 1)
+        if self.config.on_nonfinite == "skip":
+            # A bad batch's loss reads 0; its gradient is zeroed at the optimizer step (see the monitor).
+            loss = torch.where(finite, loss, torch.zeros_like(loss))
+        return loss, metrics
 
     def update(self) -> None:
-        """Called by lerobot-train after each optimizer step: move the target Q networks, log, count."""
+        """Called by lerobot-train after each optimizer step: move the target Q networks, count, log."""
         self.model.after_step()
-        self.monitor.after_update(self, int(self.model.num_updates.item()))
+        self.monitor.after_update(self.model.updates)
 
     def get_optim_params(self) -> list[dict]:
         """Parameter groups so that q_lr, v_lr, policy_lr and the condition's rate are real learning rates

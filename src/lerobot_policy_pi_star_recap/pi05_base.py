@@ -102,33 +102,37 @@ def pi05_config(config: PiStarRECAPConfig) -> PI05Config:
     )
 
 
-class AdvantagePI05(modeling_pi05.PI05Pytorch):
-    """Stock PI05Pytorch whose expert's adaRMS conditioning (time) gets `condition` added: with a zero
-    condition every output is bit-identical to stock pi05's."""
+class ConditionedPI05:
+    """Stock pi05 as its own `denoise_step` and `forward` see it, with `condition` (B, expert width) added
+    to the expert's adaRMS conditioning (pi05's time MLP output): with a zero condition every output is
+    bit-identical to stock pi05's.
 
-    def __init__(self, config: PI05Config):
-        super().__init__(config)
-        self.condition: Tensor | None = None  # (B, expert width), set for one call by `conditioned`
+    Stock pi05 computes that conditioning inside `embed_suffix`, which its `denoise_step` and `forward`
+    call with (actions, time) only: LeRobot leaves no argument through which a condition could reach it.
+    Rather than a copy of those two stock methods, or state set on the shared model for one call, the stock
+    methods run on this per-call view of the model: every attribute is the model's, except
+    `embed_suffix`, which adds the condition it was built with."""
+
+    denoise_step = modeling_pi05.PI05Pytorch.denoise_step
+    forward = modeling_pi05.PI05Pytorch.forward
+
+    def __init__(self, pi05: modeling_pi05.PI05Pytorch, condition: Tensor):
+        self.pi05 = pi05
+        self.condition = condition
+
+    def __getattr__(self, name: str):
+        return getattr(self.pi05, name)
 
     def embed_suffix(self, noisy_actions: Tensor, timestep: Tensor):
-        action_emb, pad_masks, att_masks, adarms_cond = super().embed_suffix(noisy_actions, timestep)
-        if self.condition is not None:
-            adarms_cond = adarms_cond + self.condition.to(adarms_cond.dtype)
-        return action_emb, pad_masks, att_masks, adarms_cond
-
-    @contextmanager
-    def conditioned(self, condition: Tensor) -> Iterator[None]:
-        self.condition = condition
-        try:
-            yield
-        finally:
-            self.condition = None
+        action_emb, pad_masks, att_masks, adarms_cond = self.pi05.embed_suffix(noisy_actions, timestep)
+        return action_emb, pad_masks, att_masks, adarms_cond + self.condition.to(adarms_cond.dtype)
 
 
 @dataclass
 class Pi05Cache:
     """What the pi05 expert needs besides the prefix's hidden states."""
 
+    pi05: modeling_pi05.PI05Pytorch  # the stock model whose expert continues this prefix
     past_key_values: object | None  # the VLM's per-layer keys / values; None under gradient checkpointing
     images: list[Tensor]  # pi05's inputs, for its joint forward pass when there is no cache
     image_masks: list[Tensor]
@@ -143,7 +147,7 @@ class Pi05Backbone(nn.Module):
         super().__init__()
         self.pi05_config = pi05_config(config)
         with pi05_sizes(config.pi05_size):
-            self.pi05 = AdvantagePI05(self.pi05_config)
+            self.pi05 = modeling_pi05.PI05Pytorch(self.pi05_config)
         vlm_with_expert = self.pi05.paligemma_with_expert
         # Stock pi05 switches to eager attention on its first sample; set it once so that training and
         # inference (in any order) run the same attention code.
@@ -194,7 +198,7 @@ class Pi05Backbone(nn.Module):
         there); hidden states (B, L, W_vlm), pad mask (B, L) and the keys / values the expert attends to."""
         images = [self.pixels(image) for image in images]
         token_mask = token_mask.bool()
-        cache = Pi05Cache(None, images, image_masks, tokens, token_mask)
+        cache = Pi05Cache(self.pi05, None, images, image_masks, tokens, token_mask)
         embeds, pad_masks, att_masks = self.pi05.embed_prefix(images, image_masks, tokens, token_mask)
         language = self.pi05.paligemma_with_expert.paligemma.model.language_model
         if self.training and language.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16:
@@ -215,20 +219,16 @@ class Pi05Backbone(nn.Module):
 
 
 class Pi05Flow(nn.Module):
-    """Flow matching with pi05's expert, on plain tensors (the expert's weights live in the backbone)."""
+    """Flow matching with pi05's expert, on plain tensors. The expert's weights live in the backbone (saved
+    once, under `backbone.`): each prefix brings the model that continues it (`Pi05Cache.pi05`)."""
 
     def __init__(self, config: PiStarRECAPConfig, backbone: Pi05Backbone, action_dim: int):
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        self._backbone = [backbone]  # held, not registered: its weights are saved once, under backbone.
         self.noise_dim = backbone.pi05_config.max_action_dim  # pi05 flows over 32-d padded actions
         self.condition_width = backbone.expert_width
         self.noise_dtype: torch.dtype | None = torch.float32  # pi05 keeps noise and time in float32
-
-    @property
-    def pi05(self) -> AdvantagePI05:
-        return self._backbone[0].pi05
 
     def sample_noise(
         self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None = None
@@ -242,16 +242,16 @@ class Pi05Flow(nn.Module):
         """Squared velocity error per action, (B, H), over the real (unpadded) action dims."""
         actions = pad_vector(actions, self.noise_dim)
         cache: Pi05Cache = prefix.cache
-        with self.pi05.conditioned(condition.float()):
-            if cache.past_key_values is None:  # gradient checkpointing: stock pi05's joint pass
-                error = self.pi05.forward(
-                    cache.images, cache.image_masks, cache.tokens, cache.token_mask, actions, noise, time
-                )
-            else:
-                t = time[:, None, None]
-                x_t = t * noise + (1 - t) * actions
-                v_t = self.pi05.denoise_step(prefix.mask, cache.past_key_values, x_t, time)
-                error = (v_t.float() - (noise - actions).float()).square()
+        pi05 = ConditionedPI05(cache.pi05, condition.float())
+        if cache.past_key_values is None:  # gradient checkpointing: stock pi05's joint pass
+            error = pi05.forward(
+                cache.images, cache.image_masks, cache.tokens, cache.token_mask, actions, noise, time
+            )
+        else:
+            t = time[:, None, None]
+            x_t = t * noise + (1 - t) * actions
+            v_t = pi05.denoise_step(prefix.mask, cache.past_key_values, x_t, time)
+            error = (v_t.float() - (noise - actions).float()).square()
         return error[..., : self.action_dim].mean(-1)
 
     def sample(
@@ -262,8 +262,8 @@ class Pi05Flow(nn.Module):
         beta = self.config.cfg_beta
 
         def velocity(x_t: Tensor, time: Tensor, condition: Tensor) -> Tensor:
-            with self.pi05.conditioned(condition.float()):
-                return self.pi05.denoise_step(prefix.mask, cache.past_key_values, x_t, time)
+            pi05 = ConditionedPI05(cache.pi05, condition.float())
+            return pi05.denoise_step(prefix.mask, cache.past_key_values, x_t, time)
 
         def guided(x_t: Tensor, time: Tensor) -> Tensor:
             if unconditional is None or beta == 1.0:

@@ -275,6 +275,7 @@ class RecapTable:
             self.max_abs_return = max(self.max_abs_return, float(np.abs(mc).max()))
         self.num_tasks = int(columns.task_index.max()) + 1
         self._tensors: dict[str, torch.Tensor] = {}
+        self._indices_checked = False
 
     @classmethod
     def from_dataset_root(cls, root: str | Path, **kwargs) -> RecapTable:
@@ -298,18 +299,15 @@ class RecapTable:
         return tensor
 
     def lookup(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-frame targets for a batch of global frame indices."""
-        device = index.device
+        """Per-frame targets for a batch of global frame indices: a gather on the batch's device.
+
+        Only the first lookup checks that the indices are frames of this table (`check_indices`, one read
+        back to the host): the batches of a run all come from the dataset the table was built from, and a
+        check on every batch would make every training step wait for the GPU."""
+        if not self._indices_checked:
+            self.check_indices(index)
+            self._indices_checked = True
         position = index.long() - self.offset
-        if (
-            position.min() < 0
-            or position.max() >= len(self.valid)
-            or not self._tensor("valid", device)[position].all()
-        ):
-            raise RecapDataError(
-                f"frame indices {index.min().item()}..{index.max().item()} are not in the RECAP table of "
-                f"{self.where}; the policy was built for another dataset."
-            )
         names = (
             "data_type",
             "intervention",
@@ -325,7 +323,17 @@ class RecapTable:
             "advantage",
             "indicator",
         )
-        return {name: self._tensor(name, device)[position] for name in names}
+        return {name: self._tensor(name, index.device)[position] for name in names}
+
+    def check_indices(self, index: torch.Tensor) -> None:
+        """Raise unless every index is a frame of this table (reads the indices back to the host)."""
+        position = index.detach().cpu().long().numpy() - self.offset
+        inside = (position >= 0) & (position < len(self.valid))
+        if not (inside.all() and self.valid[position[inside]].all()):
+            raise RecapDataError(
+                f"frame indices {position.min() + self.offset}..{position.max() + self.offset} are not in the "
+                f"RECAP table of {self.where}; the policy was built for another dataset."
+            )
 
     def summary(self) -> dict[str, float | int]:
         """Counts per data type and success rate, for logs."""

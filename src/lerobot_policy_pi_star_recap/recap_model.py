@@ -73,6 +73,11 @@ def build_base(
     return backbone, FlowMatching(config, action_dim, backbone.hidden_size)
 
 
+def _read_loaded_buffers(model: PiStarRECAP, incompatible_keys: object) -> None:
+    """load_state_dict post-hook: the host copies follow the buffers just loaded."""
+    model.read_buffers()
+
+
 class PiStarRECAP(nn.Module):
     def __init__(self, config: PiStarRECAPConfig, state_dim: int, action_dim: int, load_vlm_weights: bool):
         super().__init__()
@@ -93,6 +98,17 @@ class PiStarRECAP(nn.Module):
         # The run's seed (lerobot-train seeds torch before building the policy): a fine-tune of a checkpoint
         # draws new noise for every --seed, while a resumed run (same seed) draws the same noise again.
         self.run_seed = torch.initial_seed()
+        self.read_buffers()
+        self.register_load_state_dict_post_hook(_read_loaded_buffers)  # checkpoints, resume
+
+    def read_buffers(self) -> None:
+        """Host copies of the buffers a training step needs as Python numbers (the generator seed's parts,
+        the value support), read here, when they are set or loaded, instead of in every step: each read
+        would make the step wait for the GPU. `after_step` keeps the update count in step with its buffer."""
+        self.updates = int(self.num_updates)
+        self.noise_seed_value = int(self.noise_seed)
+        low, high = self.value_support.tolist()
+        self.support_bounds = (low, high)
 
     # --- Shared by training and inference --------------------------------------------------------
     def encode(self, observation: Observation) -> Prefix:
@@ -111,10 +127,6 @@ class PiStarRECAP(nn.Module):
         if state is not None:
             parts.append(state.float())
         return torch.cat(parts, -1)
-
-    def support(self) -> tuple[float, float]:
-        low, high = self.value_support.tolist()
-        return low, high
 
     # --- Training --------------------------------------------------------------------------------
     def forward(
@@ -157,7 +169,7 @@ class PiStarRECAP(nn.Module):
             chunk=actions.masked_fill(action_pad[..., None], 0.0).flatten(1).float(),
             targets=targets,
             scale=self.return_scale,
-            support=self.support(),
+            support=self.support_bounds,
         )
 
     def policy_loss(
@@ -199,13 +211,14 @@ class PiStarRECAP(nn.Module):
 
     def training_generator(self, device: torch.device) -> torch.Generator:
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        seed = training_seed(int(self.noise_seed), int(self.num_updates), rank, self.run_seed)
+        seed = training_seed(self.noise_seed_value, self.updates, rank, self.run_seed)
         return torch.Generator(device=device).manual_seed(seed)
 
     def after_step(self) -> None:
         """After each optimizer step: the critic's own update (e.g. target networks), then count."""
         self.critic.after_step(self.config)
         self.num_updates += 1
+        self.updates += 1
 
     # --- Inference -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -223,4 +236,4 @@ class PiStarRECAP(nn.Module):
     def values(self, observation: Observation, chunk: Tensor | None) -> dict[str, Tensor]:
         """Critic outputs in return units (value; min Q of `chunk` for IQL)."""
         features = self.critic_features(self.encode(observation), observation.state)
-        return self.critic.predict(features, chunk, self.return_scale, self.support())
+        return self.critic.predict(features, chunk, self.return_scale, self.support_bounds)
