@@ -221,7 +221,7 @@ def run_draw(draw: Draw, arms: list[str], seeds: list[int], lanes: int) -> None:
 def read_cells(results: Path, plan: DemoPlan) -> list[dict]:
     """Every committed cell under <results>/<task>/data_seed<k>/, refused if made with another plan."""
     cells = []
-    for path in sorted(results.glob("*/data_seed*/*.json")):
+    for path in sorted(results.glob("*/data_seed*/*_seed[0-9]*.json")):  # not label_quality.json
         cell = json.loads(path.read_text())
         if cell["plan"] != asdict(plan):
             raise SystemExit(
