@@ -100,6 +100,7 @@ from lerobot_policy_pi_star_recap.commands.demo import (
     eval_summary,
 )
 from lerobot_policy_pi_star_recap.configuration_pi_star_recap import TOKENIZER_PADDINGS
+from lerobot_policy_pi_star_recap.dataset_writing import COLLECT_PROVENANCE
 from lerobot_policy_pi_star_recap.paired import (
     clustered_difference,
     paired_difference,
@@ -283,7 +284,7 @@ class TaskBench:
         if _dataset_done(path, self.budget.plan.camera_storage):
             # Stage 1 and the experience are built on the demos, so checking them covers all reused data.
             # `collect` writes recap_collect.json; collections from before --successes-only kept failures.
-            provenance = path / "meta" / "recap_collect.json"
+            provenance = path / "meta" / COLLECT_PROVENANCE
             if provenance.is_file():
                 kept = json.loads(provenance.read_text())["arguments"].get("successes_only", False)
                 if kept != self.budget.plan.successful_demos:

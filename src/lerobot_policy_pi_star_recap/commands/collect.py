@@ -206,7 +206,13 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.envs.utils import env_to_policy_features
 
-    from ..dataset_writing import RewardScheme, atomic_output_dir, check_output_dir, print_summary
+    from ..dataset_writing import (
+        COLLECT_PROVENANCE,
+        RewardScheme,
+        atomic_output_dir,
+        check_output_dir,
+        print_summary,
+    )
     from ..schema import RECAP_FEATURES
     from ..sim.actors import OPERATORS, ExpertActor, PolicyActor
     from ..sim.collector import Collector, InterventionRule
@@ -309,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
             "episodes": [asdict(r) for r in records],
             "discarded_failures": [asdict(r) for r in discarded],  # --successes-only
         }
-        (root / "meta" / "recap_collect.json").write_text(json.dumps(provenance, indent=2))
+        (root / "meta" / COLLECT_PROVENANCE).write_text(json.dumps(provenance, indent=2))
 
     frames = sum(r.length for r in records)
     skipped = f"; {len(discarded)} failed episodes discarded (--successes-only)" if discarded else ""
