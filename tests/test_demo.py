@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_tool
+from conftest import BIN, WORKERS, run_tool
 from PIL import Image
 
 
@@ -35,7 +35,7 @@ def _kill_demo_mid_training(out: Path, cwd: Path, seed: int = 0) -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 300 * WORKERS
         while not (out / "logs" / "train_stage1.log").is_file():
             assert process.poll() is None and time.monotonic() < deadline, "the demo never reached stage 1"
             time.sleep(0.05)
@@ -55,6 +55,7 @@ def _kill_demo_mid_training(out: Path, cwd: Path, seed: int = 0) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo_runs")  # each demo run uses both cores: never two at once
 def test_a_killed_demo_leaves_no_orphan_and_no_results(tmp_path, capsys):
     """kill -9 of the demo mid stage 1: no child keeps writing into --output, and no results.json."""
     out = tmp_path / "demo"
@@ -77,6 +78,7 @@ def test_an_existing_output_needs_overwrite(tmp_path, finished):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo_runs")
 def test_quick_demo_runs_end_to_end(tmp_path):
     """Every stage through the real lerobot-train / lerobot-eval, and the report: tables, paired
     comparisons, eval_info, plots, checkpoints, cross-fitted labels and held-out value plots."""
