@@ -8,7 +8,7 @@ demo: setup
 	MUJOCO_GL=egl .venv/bin/pi-star-recap demo --output outputs/demo --overwrite
 
 test: setup
-	MUJOCO_GL=egl .venv/bin/python -m pytest -q
+	MUJOCO_GL=egl .venv/bin/python -m pytest -q -n 2 --dist loadgroup
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks

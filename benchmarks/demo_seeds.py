@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 from efficacy import LEGACY_PLAN, data_seed_folder  # benchmarks/ is the script's folder
 
-from lerobot_policy_pi_star_recap.commands.demo import NULL_CONTROL
 from lerobot_policy_pi_star_recap.dataset_writing import write_text_atomic
+from lerobot_policy_pi_star_recap.loop.recap import NULL_CONTROL
 from lerobot_policy_pi_star_recap.paired import clustered_difference, wilson_interval
 from lerobot_policy_pi_star_recap.plots import plot_bars
 

@@ -38,9 +38,9 @@ def collect_demos(root: Path, *extra: str) -> Path:
 
 
 def demo_policy_config(padding: str):
-    """The demo's policy (commands/demo.py POLICY_FLAGS) with the given prompt padding."""
+    """The demo's policy (loop/flags.py POLICY_FLAGS) with the given prompt padding."""
     from lerobot_policy_pi_star_recap import PiStarRECAPConfig
-    from lerobot_policy_pi_star_recap.commands.demo import CHUNK_SIZE, N_ACTION_STEPS
+    from lerobot_policy_pi_star_recap.loop.flags import CHUNK_SIZE, N_ACTION_STEPS
 
     return PiStarRECAPConfig(
         vlm_model_name="tiny",
@@ -103,7 +103,7 @@ def sample_seconds(png: Path, video: Path, samples: int) -> dict[str, float]:
     video frames with it; the same samples in each."""
     from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 
-    from lerobot_policy_pi_star_recap.commands.demo import CHUNK_SIZE
+    from lerobot_policy_pi_star_recap.loop.flags import CHUNK_SIZE
 
     meta = LeRobotDatasetMetadata("local/demos", root=png)
     chunk = {"action": [i / meta.fps for i in range(CHUNK_SIZE)]}

@@ -85,22 +85,32 @@ from pathlib import Path
 
 import numpy as np
 
-from lerobot_policy_pi_star_recap.commands.demo import (
+from lerobot_policy_pi_star_recap.configuration_pi_star_recap import TOKENIZER_PADDINGS
+from lerobot_policy_pi_star_recap.dataset_writing import COLLECT_PROVENANCE
+from lerobot_policy_pi_star_recap.loop import steps
+from lerobot_policy_pi_star_recap.loop.arms import (
+    FINE_TUNING_ARMS,
+    STOCK_ARMS,
+    Arm,
+    default_arms,
+    episode_selection,
+    successful_episodes,
+)
+from lerobot_policy_pi_star_recap.loop.flags import guidance
+from lerobot_policy_pi_star_recap.loop.lanes import Lanes
+from lerobot_policy_pi_star_recap.loop.plan import (
     CAMERA_STORAGES,
     CORRECTION_TRIGGERS,
     DEMO_ENV_SEEDS,
-    LABELLED_RECAP_FLAGS,
     QUICK,
-    RECAP_FLAGS,
     STAGE1_METHODS,
-    Demo,
     DemoPlan,
-    episode_steps,
-    episode_successes,
-    eval_summary,
+    Workspace,
+    check_plan,
 )
-from lerobot_policy_pi_star_recap.configuration_pi_star_recap import TOKENIZER_PADDINGS
-from lerobot_policy_pi_star_recap.dataset_writing import COLLECT_PROVENANCE
+from lerobot_policy_pi_star_recap.loop.recap import stage1 as train_stage1
+from lerobot_policy_pi_star_recap.loop.recap import stage1_demos
+from lerobot_policy_pi_star_recap.loop.report import cell_record, write_cell
 from lerobot_policy_pi_star_recap.paired import (
     clustered_difference,
     paired_difference,
@@ -109,82 +119,14 @@ from lerobot_policy_pi_star_recap.paired import (
 )
 from lerobot_policy_pi_star_recap.sim.config import METAWORLD_FPS
 
-NO_ADVANTAGE = ("--policy.use_advantage_weighting=false", "--policy.use_advantage_conditioning=false")
-METHODS: dict[str, tuple[str, ...]] = {
-    "null_control": NO_ADVANTAGE,
-    "bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1"),
-    "filtered_bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1", "--policy.success_only=true"),
-    # the third of the episodes with the highest return (D4RL's "10% BC"; `--dataset.episodes` at run time)
-    "return_filtered_bc": (*NO_ADVANTAGE, "--policy.intervention_weight=1"),
-    # autonomous frames (also the policy's own frames in corrected episodes) get no loss
-    "dagger": (*NO_ADVANTAGE, "--policy.intervention_weight=1", "--policy.auto_weight=0"),
-    "awr": ("--policy.use_advantage_weighting=true", "--policy.use_advantage_conditioning=false"),
-    "recap_iql": RECAP_FLAGS,
-    "recap_paper": LABELLED_RECAP_FLAGS,
-}
-# Probes of one hypothesis (states far outside stage 1's normalisation hurt fine-tuning): the same arms
-# with normalised states clamped to +-5 stds.
-STATE_CLIP = "--policy.state_clip=5"
-METHODS["dagger_state_clip"] = (*METHODS["dagger"], STATE_CLIP)
-METHODS["recap_paper_state_clip"] = (*METHODS["recap_paper"], STATE_CLIP)
-# Another (stage 2's budget is diluted: the demos are 10% of the mixed frames): demo frames weighted 9x,
-# so demos and collected experience carry equal shares of the loss.
-DEMO_WEIGHT = "--policy.demo_weight=9"
-for _method in ("bc", "filtered_bc", "recap_paper"):
-    METHODS[f"{_method}_demo_weight"] = (*METHODS[_method], DEMO_WEIGHT)
-# And another (the expert's corrections teach the wrong thing: DAgger is the worst arm): the same arms
-# with the expert-controlled frames out of the policy loss (the policy's own frames stay).
-NO_EXPERT = "--policy.intervention_weight=0"
-METHODS["filtered_bc_no_expert"] = (*METHODS["filtered_bc"], NO_EXPERT)
-METHODS["recap_paper_no_expert"] = (*METHODS["recap_paper"], NO_EXPERT)
-# And another (is it the labels or the conditioning?): RECAP conditioned on the episode's outcome.
-METHODS["recap_outcome"] = METHODS["recap_paper"]
-# And another (does the I=1 policy copy the failures it is only shown as negatives?): negatives out of the loss.
-for _method in ("recap_paper", "recap_outcome"):
-    METHODS[f"{_method}_negative_weight0"] = (*METHODS[_method], "--policy.negative_weight=0")
-# And another (guidance needs a reference): negatives out of the I=1 branch only, the unconditional branch
-# still behaviour-clones all data, so cfg_beta > 1 pushes the I=1 policy away from BC.
-METHODS["recap_paper_negative_weight0_guided"] = (
-    *METHODS["recap_paper_negative_weight0"],
-    "--policy.unconditional_negative_weight=1",
-)
-OUTCOME_LABELLED = {"recap_outcome", "recap_outcome_negative_weight0"}
-RETURN_FILTERED = {"return_filtered_bc"}  # trained on the top third of the episodes by return
-# Iterated arms (does the gain compound, as the paper's iterations assume?): the arm's own iteration-1
-# policy (fine-tuning seed k) collects a second round on iteration 2's env seeds, which joins the first
-# round's experience, and the arm trains again from stage 1 on all of it, like the paper's iterations.
-ITERATED = {"recap_paper_iter2": "recap_paper", "filtered_bc_iter2": "filtered_bc", "bc_iter2": "bc"}
-METHODS.update({name: METHODS[base] for name, base in ITERATED.items()})
-PROBES = {
-    *ITERATED,
-    *OUTCOME_LABELLED,
-    "recap_paper_negative_weight0",
-    "recap_paper_negative_weight0_guided",
-    "filtered_bc_no_expert",
-    "recap_paper_no_expert",
-    "dagger_state_clip",
-    "recap_paper_state_clip",
-    *(f"{m}_demo_weight" for m in ("bc", "filtered_bc", "recap_paper")),
-}
-LABELLED = {
-    "recap_paper",
-    "recap_paper_state_clip",
-    "recap_paper_demo_weight",
-    "recap_paper_no_expert",
-    "recap_paper_negative_weight0",
-    "recap_paper_negative_weight0_guided",
-    "recap_paper_iter2",
-}  # trained on the cross-fitted labelled copy of the mixed dataset
-ON_DEMOS = {"null_control"}  # trained on the demos alone
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
-GUIDANCE = {
-    "recap_paper": (1.0, 1.5, 2.5),
-    "recap_paper_demo_weight": (1.0, 1.5),
-    "recap_paper_negative_weight0_guided": (1.0, 1.5, 2.5),
-    "recap_paper_iter2": (1.0, 1.5, 2.5),
-}
 TASKS = ("push-v3", "button-press-v3", "sweep-into-v3")
-STOCK_METHODS = ("null_control", "bc", "filtered_bc", "recap_prompt")  # --base-policy smolvla
+
+
+def recorded_flags(method: str) -> list[str]:
+    """The flags a cell records for its method (a guided cell's `_beta<b>` aside): the native arm's."""
+    arm = FINE_TUNING_ARMS.get(method.split("_beta")[0])
+    return list(arm.flags) if arm else []
 
 
 @dataclass(frozen=True)
@@ -221,24 +163,14 @@ class TaskBench:
     reusing whatever is finished."""
 
     def __init__(self, task: str, budget: Budget, root: Path, results: Path, data_seed: int = 0):
-        fields = asdict(budget.plan)
         root, results = (
             root / task / data_seed_folder(data_seed),
             results / task / data_seed_folder(data_seed),
         )
-        args = argparse.Namespace(
-            task=task,
-            output=str(root),
-            seed=data_seed,  # the demos, stage 1, the collection and the labels (`Demo` derives each)
-            quick=False,
-            advantage_estimator="iql",
-            null_control=True,
-            base_policy=budget.base_policy,
-            base_path=None,
-            iterations=1,  # one round of experience, like the demo's default
-            **fields,
-        )
-        self.demo = Demo(args)
+        check_plan(budget.plan, iterations=1)  # one round of experience, like the demo's default
+        # the data seed seeds the demos, stage 1, the collection and the labels (the workspace derives each)
+        self.ws = Workspace(task, root, budget.plan, data_seed, budget.base_policy)
+        self.lanes = Lanes(self.ws.logs)
         self.task, self.budget, self.root, self.results = task, budget, root, results
         self.data_seed = data_seed
 
@@ -256,12 +188,12 @@ class TaskBench:
             stage1 = self.checkpoint_dir("stage1")
         else:  # behaviour cloning, or RECAP as the paper pre-trains (the plan's stage1)
             shutil.rmtree(self.root / "stage1", ignore_errors=True)
-            stage1 = self.demo.stage1(self.demos())
+            stage1, _ = train_stage1(self.ws, self.lanes, self.demos())
         mixed = self.root / "data" / "mixed1"
         if not _dataset_done(mixed, plan.camera_storage):
             for name in ("rollouts1", "corrections1", "mixed1"):
                 shutil.rmtree(self.root / "data" / name, ignore_errors=True)
-            self.demo.gather(1, stage1, [self.demos()])
+            steps.gather(self.ws, self.lanes, 1, stage1, [self.demos()])
         return stage1, mixed
 
     def labelled(self, mixed: Path) -> Path:
@@ -270,7 +202,7 @@ class TaskBench:
         if _dataset_done(path, self.budget.plan.camera_storage):
             return path
         shutil.rmtree(self.root / f"value_{mixed.name}", ignore_errors=True)
-        return self.demo.label_advantages(mixed.name, mixed)
+        return steps.label_advantages(self.ws, self.lanes, mixed.name, mixed).path
 
     def outcome_labelled(self, mixed: Path) -> Path:
         """The labelled mixed dataset with outcome indicators (`recap_outcome`)."""
@@ -294,17 +226,21 @@ class TaskBench:
                     )
             return path
         shutil.rmtree(path, ignore_errors=True)
-        return self.demo.collect("demos", "demo", self.budget.plan.demos, self.demo.env_seed(DEMO_ENV_SEEDS))
+        seed = self.ws.env_seed(DEMO_ENV_SEEDS)
+        return steps.collect(self.ws, self.lanes, "demos", "demo", self.budget.plan.demos, seed)
 
-    def checkpoint(self, name: str, dataset: Path, steps: int, init: Path | None, *train_args) -> Path:
-        """`Demo.train`, unless a finished checkpoint is there already."""
+    def checkpoint(
+        self, name: str, dataset: Path, init: Path, flags: tuple[str, ...] = (), seed: int | None = None
+    ) -> Path:
+        """`steps.train` with the plan's fine-tuning steps, unless a finished checkpoint is there already."""
         if self.trained(name):
             return self.checkpoint_dir(name)
         shutil.rmtree(self.root / name, ignore_errors=True)
-        return self.demo.train(name, dataset, steps, init, *train_args)
+        steps_ = self.budget.plan.stage2_steps
+        return steps.train(self.ws, self.lanes, name, dataset, steps_, init, flags, seed)
 
     def checkpoint_dir(self, name: str) -> Path:
-        return self.root / name / "checkpoints" / "last" / "pretrained_model"
+        return self.ws.checkpoint(name)
 
     def trained(self, name: str) -> bool:
         """Whether run `name` finished training (its weights are saved last)."""
@@ -314,7 +250,7 @@ class TaskBench:
         """One lerobot-eval run, kept as <results>/<task>/<name>.json with its per-episode successes."""
         result = self.results / f"{name}.json"
         if not result.is_file():
-            info = self.demo.evaluate(name, checkpoint, tuple(flags))
+            info = steps.evaluate(self.ws, self.lanes, name, checkpoint, tuple(flags))
             cell = {
                 "task": self.task,
                 "method": method,
@@ -322,15 +258,10 @@ class TaskBench:
                 "data_seed": self.data_seed,
                 "base_policy": self.budget.base_policy,
                 "plan": asdict(self.budget.plan),
-                "flags": list(METHODS.get(method.split("_beta")[0], ())) + list(flags),
-                **eval_summary(info),
-                "successes": episode_successes(info),
-                "steps": episode_steps(info),
+                "flags": recorded_flags(method) + list(flags),
+                **cell_record(info),
             }
-            result.parent.mkdir(parents=True, exist_ok=True)
-            staging = result.with_suffix(".tmp")
-            staging.write_text(json.dumps(cell, indent=1))
-            staging.replace(result)
+            write_cell(result, cell)
 
     def run(self, methods: list[str]) -> None:
         """Every missing cell of this task, building data only when one is missing."""
@@ -343,36 +274,35 @@ class TaskBench:
 
         if not self.cached("stage1"):
             self.evaluate("stage1", built()[0], "stage1", 0)
+        arms = FINE_TUNING_ARMS if self.budget.base_policy == "native" else STOCK_ARMS
         for method in methods:
+            arm = arms[method]
             for seed in self.budget.seeds:
-                name = f"{method}_seed{seed}"
-                betas = GUIDANCE.get(method, (None,))
-                cells = [name if b is None else f"{method}_beta{b}_seed{seed}" for b in betas]
-                if all(self.cached(c) for c in cells):
+                cells = arm.cells(seed)
+                if all(self.cached(cell) for _, cell in cells):
                     continue
                 print(f"\n##### {self.task} / {method} / seed {seed}", flush=True)
                 stage1, mixed = built()
+                name = f"{method}_seed{seed}"
                 if self.budget.base_policy != "native":
-                    checkpoint = self.stock_arm(method, name, stage1, mixed, seed)
-                    if not self.cached(name):
-                        self.evaluate(name, checkpoint, method, seed)
-                    continue
-                data = self.second_round(ITERATED[method], seed) if method in ITERATED else mixed
-                if method in LABELLED:
-                    data = self.labelled(data)
-                elif method in OUTCOME_LABELLED:
-                    data = self.outcome_labelled(data)
-                elif method in ON_DEMOS:
-                    data = self.demo.stage1_demos()
-                steps, flags = self.budget.plan.stage2_steps, METHODS[method]
-                if method in RETURN_FILTERED:
-                    flags = (*flags, f"--dataset.episodes=[{','.join(map(str, top_return_episodes(data)))}]")
-                checkpoint = self.checkpoint(name, data, steps, stage1, flags, seed)
-                for beta, cell in zip(betas, cells, strict=True):
-                    label = method if beta is None else f"{method}_beta{beta}"
-                    flags = () if beta is None else (f"--policy.cfg_beta={beta}",)
+                    checkpoint = self.stock_arm(arm, name, stage1, mixed, seed)
+                else:
+                    checkpoint = self.native_arm(arm, name, stage1, mixed, seed)
+                for beta, cell in cells:
                     if not self.cached(cell):
-                        self.evaluate(cell, checkpoint, label, seed, flags)
+                        self.evaluate(cell, checkpoint, arm.label(beta), seed, guidance(beta))
+
+    def native_arm(self, arm: Arm, name: str, stage1: Path, mixed: Path, seed: int) -> Path:
+        """One arm of pi_star_recap fine-tuned from stage 1 on the data and with the flags it names."""
+        data = self.second_round(arm.iterates, seed) if arm.iterates else mixed
+        if arm.data == "labelled":
+            data = self.labelled(data)
+        elif arm.data == "outcome":
+            data = self.outcome_labelled(data)
+        elif arm.data == "demos":
+            data = stage1_demos(self.ws)
+        flags = (*arm.flags, *episode_selection(arm, data))
+        return self.checkpoint(name, data, stage1, flags, seed)
 
     def second_round(self, base: str, seed: int) -> Path:
         """An iterated arm's data: the first round's mixed experience plus the rollouts and corrections of
@@ -391,27 +321,22 @@ class TaskBench:
             for name in (f"rollouts2{tag}", f"corrections2{tag}", mixed.name):
                 shutil.rmtree(data / name, ignore_errors=True)
             first_round = [self.demos(), data / "rollouts1", data / "corrections1"]
-            self.demo.gather(2, self.checkpoint_dir(first), first_round, tag)
+            steps.gather(self.ws, self.lanes, 2, self.checkpoint_dir(first), first_round, tag)
         return mixed
 
-    def stock_arm(self, method: str, name: str, stage1: Path, mixed: Path, seed: int) -> Path:
-        """One arm of a stock VLA fine-tuned from stage 1 by stock lerobot-train, data chosen by `method`."""
-        steps, flags, data = self.budget.plan.stage2_steps, (), mixed
-        if method == "null_control":
-            data = self.demos()
-        elif method == "filtered_bc":
-            flags = (f"--dataset.episodes=[{','.join(map(str, successful_episodes(mixed)))}]",)
-        elif method == "recap_prompt":
+    def stock_arm(self, arm: Arm, name: str, stage1: Path, mixed: Path, seed: int) -> Path:
+        """One arm of a stock VLA fine-tuned from stage 1 by stock lerobot-train, data chosen by the arm."""
+        if arm.data == "tagged":
             tagged = self.root / "data" / f"{mixed.name}_tagged"
             if not _dataset_done(tagged, self.budget.plan.camera_storage):
-                tagged = self.demo.tag_prompts(self.labelled(mixed))
+                tagged = steps.tag_prompts(self.ws, self.lanes, self.labelled(mixed))
             path = self.checkpoint_dir(name)
             if not self.trained(name):
-                self.demo.tag_checkpoint(
-                    self.checkpoint(f"{name}_untagged", tagged, steps, stage1, (), seed), name
-                )
+                untagged = self.checkpoint(f"{name}_untagged", tagged, stage1, (), seed)
+                steps.tag_checkpoint(self.ws, self.lanes, untagged, name)
             return path
-        return self.checkpoint(name, data, steps, stage1, flags, seed)
+        data = self.demos() if arm.data == "demos" else mixed
+        return self.checkpoint(name, data, stage1, episode_selection(arm, data), seed)
 
     def cached(self, name: str) -> dict | None:
         """A finished cell, or None when it is not there yet."""
@@ -449,34 +374,6 @@ def all_cells(results: Path, budget: Budget) -> list[dict]:
             )
         cells.append({**cell, "data_seed": data_seed})
     return cells
-
-
-def successful_episodes(root: Path) -> list[int]:
-    """Episode indices of `root` whose success flag is set on some frame."""
-    from lerobot_policy_pi_star_recap.recap_data import read_recap_columns
-
-    columns = read_recap_columns(root)
-    if columns.success is None:
-        raise SystemExit(
-            f"{root} has no success column ('next.success'): filtered BC cannot choose episodes."
-        )
-    episodes = sorted({int(e) for e in columns.episode_index[np.asarray(columns.success, dtype=bool)]})
-    if not episodes:
-        raise SystemExit(f"{root} has no successful episode: filtered BC has nothing to train on.")
-    return episodes
-
-
-def top_return_episodes(root: Path, share: float = 1 / 3) -> list[int]:
-    """The episodes of `root` with the highest return (sum of rewards), `share` of them (at least one),
-    ties to the lower episode index: what a user can select with the reward column alone (D4RL's "10% BC";
-    with the paper's rewards, the fastest successes)."""
-    from lerobot_policy_pi_star_recap.recap_data import read_recap_columns
-
-    columns = read_recap_columns(root)
-    episodes = np.unique(columns.episode_index)
-    returns = {int(e): float(columns.reward[columns.episode_index == e].sum()) for e in episodes}
-    ranked = sorted(returns, key=lambda e: (-returns[e], e))
-    return sorted(ranked[: max(1, round(share * len(ranked)))])
 
 
 def outcome_indicator_copy(labelled: Path, output: Path) -> Path:
@@ -532,7 +429,7 @@ def same_round(baseline: str, method: str) -> str:
     a baseline that has one (RECAP's second round against filtered BC's second round, each having collected
     its own), and an iterated baseline its own first round."""
     iterated = f"{baseline}_iter2"
-    if "_iter2" in method and iterated in ITERATED and not method.startswith(iterated):
+    if "_iter2" in method and iterated in FINE_TUNING_ARMS and not method.startswith(iterated):
         return iterated
     return baseline
 
@@ -649,7 +546,7 @@ def format_draws(rows: list[dict]) -> str:
 def vs(baseline: str) -> str:
     """A baseline's column title, saying which iteration an iterated arm meets (`same_round`)."""
     return f"vs {baseline}" + (
-        "; an iterated arm: the same iteration" if f"{baseline}_iter2" in ITERATED else ""
+        "; an iterated arm: the same iteration" if f"{baseline}_iter2" in FINE_TUNING_ARMS else ""
     )
 
 
@@ -735,7 +632,9 @@ def main() -> None:
     )
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--base-policy", choices=("native", "smolvla"), default="native")
-    parser.add_argument("--methods", nargs="+", default=None, choices=[*METHODS, "recap_prompt"])
+    parser.add_argument(
+        "--methods", nargs="+", default=None, choices=list({**FINE_TUNING_ARMS, **STOCK_ARMS})
+    )
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default 0 1 2)"
     )
@@ -793,14 +692,17 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="the demo's --quick sizes: a smoke test of the pipeline"
     )
+    parser.add_argument(
+        "--summary-only", action="store_true", help="tables from the committed cells, running nothing"
+    )
     parser.add_argument("--root", default="outputs/efficacy_demo", help="data and checkpoints (reused)")
     parser.add_argument(
         "--results", default="benchmarks/results/efficacy_demo", help="one JSON per cell (commit them)"
     )
     args = parser.parse_args()
-    allowed = list(METHODS) if args.base_policy == "native" else list(STOCK_METHODS)
-    default = [m for m in allowed if m not in PROBES]
-    args.methods = args.methods or default
+    arms = FINE_TUNING_ARMS if args.base_policy == "native" else STOCK_ARMS
+    allowed = list(arms)
+    args.methods = args.methods or default_arms(arms)
     if unknown := [m for m in args.methods if m not in allowed]:
         parser.error(f"--base-policy {args.base_policy} has no arm {unknown}; choose from {allowed}")
     plan_overrides = {
@@ -825,7 +727,7 @@ def main() -> None:
         tuple(args.data_seeds) if args.data_seeds else DEFAULT.data_seeds,
     )
     root, results = Path(args.root), Path(args.results)
-    for task in budget.tasks:
+    for task in budget.tasks if not args.summary_only else ():
         for data_seed in budget.data_seeds:
             TaskBench(task, budget, root, results, data_seed).run(args.methods)
     rows = all_cells(results, budget)
@@ -833,7 +735,7 @@ def main() -> None:
     table = f"{format_table(summary)}\n\nSuccess per draw of the data:\n\n{format_draws(rows)}"
     print("\n" + table)
     methods = sorted({r["method"].split("_beta")[0] for r in rows} - {"stage1"})
-    report = {"budget": asdict(budget), "methods": {m: list(METHODS.get(m, ())) for m in methods}}
+    report = {"budget": asdict(budget), "methods": {m: recorded_flags(m) for m in methods}}
     slim = [{k: v for k, v in r.items() if k not in ("successes", "steps")} for r in rows]
     (results / "efficacy.json").write_text(json.dumps({**report, "rows": slim, "summary": summary}, indent=2))
     (results / "efficacy.md").write_text(table + "\n")

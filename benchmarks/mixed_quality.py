@@ -35,25 +35,17 @@ import argparse
 import json
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-from efficacy import top_return_episodes
 
-from lerobot_policy_pi_star_recap.commands.demo import (
-    DEMO_ENV_SEEDS,
-    LABELLED_RECAP_FLAGS,
-    QUICK,
-    RECAP_FLAGS,
-    Demo,
-    DemoPlan,
-    episode_steps,
-    episode_successes,
-    eval_summary,
-)
-from lerobot_policy_pi_star_recap.dataset_writing import episode_records
+from lerobot_policy_pi_star_recap.loop import steps
+from lerobot_policy_pi_star_recap.loop.arms import FROM_SCRATCH_ARMS, default_arms, episode_selection
+from lerobot_policy_pi_star_recap.loop.flags import guidance
+from lerobot_policy_pi_star_recap.loop.lanes import Lanes
+from lerobot_policy_pi_star_recap.loop.plan import DEMO_ENV_SEEDS, QUICK, DemoPlan, Workspace, check_plan
+from lerobot_policy_pi_star_recap.loop.report import cell_record, write_cell
 from lerobot_policy_pi_star_recap.paired import (
     paired_difference,
     paired_throughput,
@@ -62,33 +54,7 @@ from lerobot_policy_pi_star_recap.paired import (
 )
 from lerobot_policy_pi_star_recap.sim.config import METAWORLD_FPS
 
-NO_ADVANTAGE = ("--policy.use_advantage_weighting=false", "--policy.use_advantage_conditioning=false")
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One way to train on the demos: its lerobot-train flags, which demos it sees, whether it reads the
-    cross-fitted full-return labels, and the guidance betas it is evaluated with (None: no guidance)."""
-
-    flags: tuple[str, ...]
-    episodes: str = "all"  # "all", "top_third_return" or "better_operator"
-    labelled: bool = False
-    betas: tuple[float | None, ...] = (None,)
-
-
-GUIDANCE = (1.0, 1.5, 2.5)
-ARMS: dict[str, Arm] = {
-    "bc": Arm(NO_ADVANTAGE),
-    "return_filtered_bc": Arm(NO_ADVANTAGE, episodes="top_third_return"),
-    "oracle_bc": Arm(NO_ADVANTAGE, episodes="better_operator"),
-    "recap_paper": Arm(LABELLED_RECAP_FLAGS, labelled=True, betas=GUIDANCE),
-    "awr": Arm(("--policy.use_advantage_weighting=true", "--policy.use_advantage_conditioning=false")),
-    "recap_iql": Arm(RECAP_FLAGS, betas=GUIDANCE),
-    "recap_paper_negative_weight0": Arm(
-        (*LABELLED_RECAP_FLAGS, "--policy.negative_weight=0"), labelled=True, betas=GUIDANCE
-    ),
-}
-PROBES = ("recap_paper_negative_weight0",)
+ARMS = FROM_SCRATCH_ARMS
 BASELINES = ("bc", "return_filtered_bc", "oracle_bc")
 # The first three tasks of operator_profiles.TASKS on which every operator profile meets its rule
 # (benchmarks/results/operator_profiles.md: sweep-into-v3, push-v3 and door-open-v3 do not); the pilot is the first.
@@ -97,38 +63,15 @@ TASKS = ("pick-place-v3", "button-press-v3", "drawer-open-v3")
 PLAN = replace(DemoPlan(), demos=30, operators="better:1,okay:1,worse:1")
 
 
-def operator_episodes(root: Path, operator: str) -> list[int]:
-    """The episodes of `root` that `operator` demonstrated (from the collection's records)."""
-    records = episode_records(root)
-    if records is None:
-        raise SystemExit(
-            f"{root} has no meta/recap_collect.json: which operator made which episode is unknown."
-        )
-    chosen = [i for i, r in enumerate(records) if r.get("operator") == operator]
-    if not chosen:
-        raise SystemExit(f"{root} has no episode of operator {operator!r}.")
-    return chosen
-
-
 class Draw:
     """One (task, data seed): its demos, and each arm trained on them and evaluated, reusing what is done."""
 
     def __init__(self, task: str, plan: DemoPlan, root: Path, results: Path, data_seed: int):
         self.root = root / task / f"data_seed{data_seed}"
         self.results = results / task / f"data_seed{data_seed}"
-        args = argparse.Namespace(
-            task=task,
-            output=str(self.root),
-            seed=data_seed,
-            quick=False,
-            advantage_estimator="mc_distributional",
-            null_control=False,
-            base_policy="native",
-            base_path=None,
-            iterations=1,
-            **asdict(plan),
-        )
-        self.demo = Demo(args)
+        check_plan(plan, iterations=1)
+        self.ws = Workspace(task, self.root, plan, data_seed)
+        self.lanes = Lanes(self.ws.logs)
         self.task, self.plan, self.data_seed = task, plan, data_seed
         self._build = threading.Lock()  # the demos and their labels are built once, by the first lane
 
@@ -137,7 +80,8 @@ class Draw:
         with self._build:
             if not (path / "meta" / "info.json").is_file():
                 shutil.rmtree(path, ignore_errors=True)
-                self.demo.collect("demos", "demo", self.plan.demos, self.demo.env_seed(DEMO_ENV_SEEDS))
+                seed = self.ws.env_seed(DEMO_ENV_SEEDS)
+                steps.collect(self.ws, self.lanes, "demos", "demo", self.plan.demos, seed)
         return path
 
     def labelled(self) -> Path:
@@ -146,37 +90,26 @@ class Draw:
         with self._build:
             if not (path / "meta" / "info.json").is_file():
                 shutil.rmtree(self.root / "value_demos", ignore_errors=True)
-                self.demo.label_advantages("demos", demos, full_return=True)
+                steps.label_advantages(self.ws, self.lanes, "demos", demos, full_return=True)
         return path
 
-    def cells(self, arm: str, seed: int) -> list[str]:
-        return [arm_cell(arm, beta, seed) for beta in ARMS[arm].betas]
-
     def done(self, arm: str, seed: int) -> bool:
-        return all((self.results / f"{cell}.json").is_file() for cell in self.cells(arm, seed))
+        return all((self.results / f"{cell}.json").is_file() for _, cell in ARMS[arm].cells(seed))
 
-    def run_arm(self, arm: str, seed: int) -> None:
-        spec = ARMS[arm]
-        data = self.labelled() if spec.labelled else self.demos()
-        flags = list(spec.flags)
-        if spec.episodes != "all":
-            chosen = (
-                top_return_episodes(data)
-                if spec.episodes == "top_third_return"
-                else operator_episodes(self.demos(), "better")
-            )
-            flags.append(f"--dataset.episodes=[{','.join(map(str, chosen))}]")
-        name = f"{arm}_seed{seed}"
-        checkpoint = self.root / name / "checkpoints" / "last" / "pretrained_model"
+    def run_arm(self, name: str, seed: int) -> None:
+        arm = ARMS[name]
+        data = self.labelled() if arm.data == "labelled" else self.demos()
+        flags = [*arm.flags, *episode_selection(arm, data, self.demos())]
+        run = f"{name}_seed{seed}"
+        checkpoint = self.ws.checkpoint(run)
         if not (checkpoint / "model.safetensors").is_file():
-            shutil.rmtree(self.root / name, ignore_errors=True)
-            self.demo.train(name, data, self.plan.stage1_steps, None, tuple(flags), seed)
-        for beta, cell in zip(spec.betas, self.cells(arm, seed), strict=True):
+            shutil.rmtree(self.root / run, ignore_errors=True)
+            steps.train(self.ws, self.lanes, run, data, self.plan.stage1_steps, None, tuple(flags), seed)
+        for beta, cell in arm.cells(seed):
             if (self.results / f"{cell}.json").is_file():
                 continue
-            guidance = () if beta is None else (f"--policy.cfg_beta={beta}",)
-            info = self.demo.evaluate(cell, checkpoint, guidance)
-            self.write_cell(cell, arm, beta, seed, flags + list(guidance), info)
+            info = steps.evaluate(self.ws, self.lanes, cell, checkpoint, guidance(beta))
+            self.write_cell(cell, name, beta, seed, flags + list(guidance(beta)), info)
 
     def write_cell(self, cell: str, arm: str, beta: float | None, seed: int, flags: list[str], info: dict):
         record = {
@@ -187,35 +120,16 @@ class Draw:
             "data_seed": self.data_seed,
             "plan": asdict(self.plan),
             "flags": flags,
-            **eval_summary(info),
-            "successes": episode_successes(info),
-            "steps": episode_steps(info),
+            **cell_record(info),
         }
-        self.results.mkdir(parents=True, exist_ok=True)
-        staging = self.results / f"{cell}.tmp"
-        staging.write_text(json.dumps(record, indent=1))
-        staging.replace(self.results / f"{cell}.json")
-
-
-def arm_cell(arm: str, beta: float | None, seed: int) -> str:
-    return f"{arm}_seed{seed}" if beta is None else f"{arm}_beta{beta}_seed{seed}"
+        write_cell(self.results / f"{cell}.json", record)
 
 
 def run_draw(draw: Draw, arms: list[str], seeds: list[int], lanes: int) -> None:
     """Every missing cell of `draw`, `lanes` arms at a time (each training on one compute thread)."""
     work = [(arm, seed) for arm in arms for seed in seeds if not draw.done(arm, seed)]
-    if not work:
-        return
-    draw.demo.step_threads = 1 if lanes > 1 else None
-    with ThreadPoolExecutor(max_workers=lanes) as pool:
-        futures = [
-            pool.submit(draw.demo.in_lane, draw.run_arm, arm, seed, quiet=i % lanes > 0)
-            for i, (arm, seed) in enumerate(work)
-        ]
-        for future in futures:
-            future.exception()
-    if draw.demo.failure is not None:
-        raise draw.demo.failure
+    if work:
+        draw.lanes.run_all([lambda a=arm, s=seed: draw.run_arm(a, s) for arm, seed in work], lanes)
 
 
 def read_cells(results: Path, plan: DemoPlan) -> list[dict]:
@@ -320,7 +234,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--data-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=[a for a in ARMS if a not in PROBES])
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=default_arms(ARMS))
     parser.add_argument("--lanes", type=int, choices=(1, 2), default=2, help="arms trained at once")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the pipeline")
     parser.add_argument("--summary-only", action="store_true", help="tables from the committed cells")

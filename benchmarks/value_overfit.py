@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lerobot_policy_pi_star_recap.commands.demo import POLICY_FLAGS
+from lerobot_policy_pi_star_recap.loop.flags import POLICY_FLAGS
 
 BIN = Path(sys.executable).parent
 METRICS = {

@@ -18,6 +18,9 @@ import pytest
 from synthetic import TINY_CLI
 
 BIN = Path(sys.executable).parent
+# Under pytest-xdist (`make test`: -n 2) each worker's subprocesses get a share of the cores: a subprocess
+# limit set for the machine alone is scaled by the number of workers.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 TINY_POLICY = ["--policy.type=pi_star_recap", *TINY_CLI]  # the policy tests' tiny settings
 
 
@@ -32,10 +35,16 @@ def run_tool(
     name: str, *args: str | Path, cwd: Path | None = None, timeout: int = 600, returncode: int = 0
 ) -> subprocess.CompletedProcess:
     """A console script of this venv (lerobot-train, lerobot-eval, pi-star-recap, accelerate, python) in a
-    subprocess, offline; fails the test unless it exits with `returncode`."""
+    subprocess, offline; fails the test unless it exits with `returncode`. `timeout` is for the machine
+    alone (scaled by the xdist workers sharing it)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(
-        [str(BIN / name), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [str(BIN / name), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout * WORKERS,
     )
     assert result.returncode == returncode, (
         f"{name} exited with {result.returncode}, expected {returncode}:\n"
@@ -139,6 +148,16 @@ def collect_args(output: Path, mode: str, task: str, episodes: int, *extra: str)
         "--image-size=32",
         *extra,
     ]
+
+
+# Session fixtures are built once per xdist worker: the tests that use them share one worker (loadgroup).
+SHARED_FIXTURES = ("collected_demo", "tiny_checkpoint")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SHARED_FIXTURES):
+            item.add_marker(pytest.mark.xdist_group("collected_demo"))
 
 
 @pytest.fixture(scope="session")

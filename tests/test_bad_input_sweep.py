@@ -20,7 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from conftest import BIN, collect_args, make_source, run_cli
+from conftest import BIN, WORKERS, collect_args, make_source, run_cli
 
 from lerobot_policy_pi_star_recap import PiStarRECAPConfig
 from lerobot_policy_pi_star_recap.cli import build_parser, subcommand_parsers
@@ -257,7 +257,7 @@ def test_collect_killed_with_kill_9_leaves_no_target_and_the_rerun_completes(tmp
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([str(BIN / "pi-star-recap"), *argv], env=env)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 300 * WORKERS
         while not list(tmp_path.glob(".push.tmp-*")):
             assert process.poll() is None and time.monotonic() < deadline, "collect ended before staging"
             time.sleep(0.02)

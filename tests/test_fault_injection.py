@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, make_source, read_frames, run_cli
+from conftest import BIN, WORKERS, make_source, read_frames, run_cli
 from synthetic import TINY_CLI, make_dataset
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def _kill_while_writing(
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen([str(BIN / "pi-star-recap"), *map(str, argv)], env=env)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 120 * WORKERS
         while not _staging(target) and process.poll() is None:
             assert time.monotonic() < deadline, "no staging folder within 120 s"
             time.sleep(0.005)
@@ -183,7 +183,7 @@ def test_lerobot_train_killed_while_saving_leaves_only_loadable_checkpoints(tmp_
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen([str(BIN / "lerobot-train"), *argv], cwd=tmp_path, env=env)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 180 * WORKERS
         saves = out / "checkpoints"
         # Kill in a save after the first, so a complete one exists; a save missed by the polling falls
         # back to a kill between saves after the fifth.

@@ -3,15 +3,15 @@ the paper's RECAP pre-training as stage 1."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 from conftest import collect_args, read_frames, run_cli
 
-from lerobot_policy_pi_star_recap.commands.demo import eval_summary, operator_counts
 from lerobot_policy_pi_star_recap.dataset_writing import episode_records
+from lerobot_policy_pi_star_recap.loop.plan import operator_counts
+from lerobot_policy_pi_star_recap.loop.report import eval_summary
 from lerobot_policy_pi_star_recap.paired import paired_throughput, speed_summary, throughput
 from lerobot_policy_pi_star_recap.sim.actors import parse_operators
 
@@ -140,23 +140,17 @@ def test_stage1_recap_trains_values_and_the_conditioned_policy_on_the_demos_alon
     """`--stage1 recap`: cross-fitted value functions on the demos, full-return labels, then a policy
     trained from scratch with advantage conditioning on the labelled demos; the null control fine-tunes on
     the same labelled demos (its config reads the labels)."""
-    from dataclasses import fields
-
     from synthetic import make_dataset
+    from test_loop import RecordingLanes, workspace
 
-    from lerobot_policy_pi_star_recap.commands.demo import Demo, DemoPlan
+    from lerobot_policy_pi_star_recap.loop import recap
+    from lerobot_policy_pi_star_recap.loop.plan import DemoSettings, resolve_plan
 
-    overrides = {f.name: None for f in fields(DemoPlan)} | {"iterations": 1, "stage1": "recap"}
-    args = argparse.Namespace(
-        quick=True, output=str(tmp_path / "demo"), task="push-v3", seed=0, null_control=True, **overrides
-    )
-    args.base_policy, args.advantage_estimator = "native", "mc_distributional"
-    demo = Demo(args)
-    commands: dict[str, list[str]] = {}
-    demo.run_step = lambda name, command, **kwargs: commands.__setitem__(name, command)
-    demo.evaluate = lambda name, checkpoint, flags=(): {}
+    ws = workspace(tmp_path, resolve_plan(True, {"stage1": "recap"}))
+    lanes = RecordingLanes(ws.logs)
+    commands = lanes.commands
     demos = make_dataset(tmp_path / "demo" / "data" / "demos", ["demo"] * 4)
-    stage1 = demo.stage1(demos)
+    stage1, written = recap.stage1(ws, lanes, demos)
     assert list(commands) == ["train_value_demos", "label_demos", "train_stage1"]
     assert f"--dataset.root={demos}" in commands["train_value_demos"]
     assert "--full-return" in commands["label_demos"]
@@ -166,5 +160,6 @@ def test_stage1_recap_trains_values_and_the_conditioned_policy_on_the_demos_alon
     assert "--policy.use_advantage_conditioning=true" in train
     assert "--policy.advantage_source=dataset" in train
     assert "--policy.use_advantage_conditioning=false" not in train
-    demo.controls(demos, stage1)
+    assert written.path == labelled
+    recap.controls(DemoSettings(ws), lanes, stage1)
     assert f"--dataset.root={labelled}" in commands["train_null_control"]

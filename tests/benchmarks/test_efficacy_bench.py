@@ -16,16 +16,6 @@ def efficacy():
     return load_benchmark("efficacy")
 
 
-def test_filtered_bc_keeps_the_successful_episodes(efficacy, tmp_path):
-    root = make_dataset(
-        tmp_path / "mixed", ["demo", "auto", "auto", "intervention"], successes=[True, False, True, False]
-    )
-    assert efficacy.successful_episodes(root) == [0, 2]
-    failed = make_dataset(tmp_path / "failed", ["auto", "auto"], successes=[False, False])
-    with pytest.raises(SystemExit, match="no successful episode"):
-        efficacy.successful_episodes(failed)
-
-
 def test_a_cell_from_another_plan_is_refused(efficacy, tmp_path):
     budget = efficacy.Budget(("push-v3",), (0,), efficacy.QUICK)
     bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
@@ -55,8 +45,6 @@ def test_a_cell_from_before_a_plan_field_existed_has_its_default(efficacy, tmp_p
     """Cells committed before `correction_trigger`, `tokenizer_padding`, `camera_storage` and
     `successful_demos` joined the plan were made with stall corrections, prompts padded to 48 tokens, PNG
     frames and the scripted expert's failed demo attempts kept."""
-    assert (efficacy.QUICK.correction_trigger, efficacy.QUICK.camera_storage) == ("disagreement", "video")
-    assert efficacy.QUICK.successful_demos
     older = {k: v for k, v in asdict(efficacy.QUICK).items() if k not in efficacy.LEGACY_PLAN}
     then = replace(
         efficacy.QUICK,
@@ -250,12 +238,12 @@ def test_a_data_seed_has_its_own_folders_and_seeds_the_loop(efficacy, tmp_path):
     bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results", data_seed=1)
     assert bench.root == tmp_path / "root" / "push-v3" / "data_seed1"
     assert bench.results == tmp_path / "results" / "push-v3" / "data_seed1"
-    assert bench.demo.args.seed == 1  # demos, stage 1, collection and labels all derive from it
+    assert bench.ws.seed == 1  # demos, stage 1, collection and labels all derive from it
     seed0 = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
-    assert seed0.root == tmp_path / "root" / "push-v3" and seed0.demo.args.seed == 0  # the grid's old cells
+    assert seed0.root == tmp_path / "root" / "push-v3" and seed0.ws.seed == 0  # the grid's old cells
     make_dataset(bench.root / "data" / "demos", ["demo", "demo"])
     assert bench.demos() == bench.root / "data" / "demos"  # reused from its own folder, not seed 0's
-    assert bench.demo.env_seed(0) != seed0.demo.env_seed(0)  # demos from its own env seeds (test_demo.py)
+    assert bench.ws.env_seed(0) != seed0.ws.env_seed(0)  # demos from its own env seeds (test_loop.py)
 
 
 def test_outcome_labels_mark_successful_episodes_and_expert_frames(efficacy, tmp_path):
@@ -291,24 +279,6 @@ def test_outcome_labels_mark_successful_episodes_and_expert_frames(efficacy, tmp
     assert labelled.hf_dataset[5]["data_type"] == source_labels.hf_dataset[5]["data_type"]
 
 
-def test_negative_weight_probes_are_their_arm_with_the_negatives_out_of_the_loss(efficacy):
-    for base in ("recap_paper", "recap_outcome"):
-        probe = f"{base}_negative_weight0"
-        assert efficacy.METHODS[probe] == (*efficacy.METHODS[base], "--policy.negative_weight=0")
-        assert probe in efficacy.PROBES
-    # each trains on its arm's labels: the value-based copy, or the outcome copy
-    assert "recap_paper_negative_weight0" in efficacy.LABELLED
-    assert "recap_outcome_negative_weight0" in efficacy.OUTCOME_LABELLED
-    # the guided probe keeps the negatives in the unconditional branch and is evaluated with guidance
-    guided = "recap_paper_negative_weight0_guided"
-    assert efficacy.METHODS[guided] == (
-        *efficacy.METHODS["recap_paper_negative_weight0"],
-        "--policy.unconditional_negative_weight=1",
-    )
-    assert guided in efficacy.LABELLED and guided in efficacy.PROBES
-    assert efficacy.GUIDANCE[guided] == efficacy.GUIDANCE["recap_paper"]
-
-
 def test_cells_of_a_lost_stage1_are_not_paired_with_a_retrained_one(efficacy, tmp_path):
     """The committed cells of a draw whose stage-1 checkpoint is gone from --root refuse a new stage 1
     instead of mixing two stage 1s in one paired comparison; with the checkpoint there, it is reused."""
@@ -325,18 +295,9 @@ def test_cells_of_a_lost_stage1_are_not_paired_with_a_retrained_one(efficacy, tm
     assert bench.experience() == (checkpoint, mixed)
 
 
-def test_an_iterated_arm_collects_its_second_round_with_its_own_first_policy(efficacy, tmp_path):
+def test_an_iterated_arm_collects_its_second_round_with_its_own_first_policy(efficacy, tmp_path, monkeypatch):
     """recap_paper_iter2 / filtered_bc_iter2: round 2 is collected by the arm's own iteration-1 checkpoint
     on iteration 2's env seeds, merged with the first round's data, and reused once it is built."""
-    assert efficacy.METHODS["recap_paper_iter2"] == efficacy.METHODS["recap_paper"]
-    assert efficacy.METHODS["filtered_bc_iter2"] == efficacy.METHODS["filtered_bc"]
-    assert "recap_paper_iter2" in efficacy.LABELLED and "filtered_bc_iter2" not in efficacy.LABELLED
-    assert efficacy.METHODS["bc_iter2"] == efficacy.METHODS["bc"]
-    assert {
-        "recap_paper_iter2",
-        "filtered_bc_iter2",
-        "bc_iter2",
-    } <= efficacy.PROBES  # not in the default grid
     budget = efficacy.Budget(("push-v3",), (0,), replace(efficacy.QUICK, camera_storage="png"))
     bench = efficacy.TaskBench("push-v3", budget, tmp_path / "root", tmp_path / "results")
     with pytest.raises(SystemExit, match="put recap_paper before recap_paper_iter2"):
@@ -348,11 +309,11 @@ def test_an_iterated_arm_collects_its_second_round_with_its_own_first_policy(eff
     make_dataset(data / "demos", ["demo", "demo"])
     calls = []
 
-    def gather(iteration, policy, experience, tag=""):
+    def gather(ws, lanes, iteration, policy, experience, tag=""):
         calls.append((iteration, policy, experience, tag))
         return make_dataset(data / f"mixed{iteration}{tag}", ["auto", "intervention"])
 
-    bench.demo.gather = gather
+    monkeypatch.setattr(efficacy.steps, "gather", gather)
     mixed = bench.second_round("recap_paper", 0)
     assert mixed == data / "mixed2_recap_paper_seed0"
     assert calls == [

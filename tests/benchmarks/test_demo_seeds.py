@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "benchmarks" / "demo_seeds.py"
 COMMITTED = ROOT / "benchmarks" / "results" / "demo_sweep-into-v3_results.json"
 
