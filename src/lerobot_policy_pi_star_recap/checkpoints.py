@@ -99,10 +99,8 @@ def load_for_fine_tuning(checkpoint: str | Path, root: str | Path, device: str =
 
 def load_recap_policy(path: str | Path, device: str | None = None):
     """A pi_star_recap checkpoint with its processors (offline evaluation and labelling need its critics)."""
-    from .modeling_pi_star_recap import PiStarRECAPPolicy
-
     policy, preprocessor, postprocessor = load_policy(path, device)
-    if not isinstance(policy, PiStarRECAPPolicy):
+    if policy.config.type != "pi_star_recap":
         raise CheckpointError(
             f"{path} holds a '{policy.config.type}' policy; this command needs pi_star_recap."
         )

@@ -28,7 +28,7 @@ from .advantage import (
     nstep_advantage,
 )
 from .configuration_pi_star_recap import PiStarRECAPConfig
-from .recap_data import RecapDataError
+from .errors import RecapDataError
 
 
 class EnsembleLinear(nn.Module):

@@ -23,7 +23,7 @@ from .backbone import Prefix, VLMBackbone
 from .conditioning import AdvantageConditioner
 from .configuration_pi_star_recap import PiStarRECAPConfig
 from .critics import CriticBatch, make_critic
-from .recap_data import RecapDataError
+from .errors import RecapDataError
 from .schema import AUTO, INTERVENTION
 
 # Large primes that mix (noise seed, update, rank, run seed) into one generator seed.
