@@ -39,7 +39,13 @@ def package_imports() -> dict[str, set[str]]:
                     stem = node.module.split(".")[1:]
                 else:
                     continue
-                targets = [".".join(stem + [alias.name]) for alias in node.names] + [".".join(stem)]
+                # `from .a import b`: module a.b if there is one, else a (the module defining name b)
+                targets = [
+                    ".".join(stem + [alias.name])
+                    if ".".join(stem + [alias.name]) in modules
+                    else ".".join(stem)
+                    for alias in node.names
+                ]
             elif isinstance(node, ast.Import):
                 targets = [a.name.split(".", 1)[1] for a in node.names if a.name.startswith(NAME + ".")]
             found |= {t for t in targets if t in modules and t != name}
