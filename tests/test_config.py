@@ -200,6 +200,8 @@ def test_an_iql_preset_given_over_a_checkpoint_takes_effect(tmp_path):
     values the preset filled, so the command line's preset fills them; explicit values stay explicit."""
     from lerobot.configs import PreTrainedConfig
 
+    (tmp_path / "balanced").mkdir()
+    (tmp_path / "explicit").mkdir()
     tiny_config()._save_pretrained(tmp_path / "balanced")
     tuned = PreTrainedConfig.from_pretrained(
         tmp_path / "balanced", cli_overrides=["--iql_preset=conservative"]
