@@ -195,6 +195,25 @@ def test_a_checkpoint_fine_tuned_with_another_mode_follows_it(tmp_path):
     assert fine_tune(tiny_config(mode="bc", use_advantage_weighting=True), "recap").use_advantage_weighting
 
 
+def test_an_iql_preset_given_over_a_checkpoint_takes_effect(tmp_path):
+    """`--policy.path=<ckpt> --policy.iql_preset=conservative`: the checkpoint saved its preset, not the
+    values the preset filled, so the command line's preset fills them; explicit values stay explicit."""
+    from lerobot.configs import PreTrainedConfig
+
+    (tmp_path / "balanced").mkdir()
+    (tmp_path / "explicit").mkdir()
+    tiny_config()._save_pretrained(tmp_path / "balanced")
+    tuned = PreTrainedConfig.from_pretrained(
+        tmp_path / "balanced", cli_overrides=["--iql_preset=conservative"]
+    )
+    assert (tuned.iql_expectile, tuned.iql_temperature) == IQL_PRESETS["conservative"]
+    tiny_config(iql_temperature=0.9)._save_pretrained(tmp_path / "explicit")
+    tuned = PreTrainedConfig.from_pretrained(
+        tmp_path / "explicit", cli_overrides=["--iql_preset=conservative"]
+    )
+    assert (tuned.iql_expectile, tuned.iql_temperature) == (IQL_PRESETS["conservative"][0], 0.9)
+
+
 def test_validation_tables_name_real_fields_and_reject_bad_values():
     from dataclasses import fields
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from . import flow
 from .backbone import Prefix
 
 
@@ -150,20 +151,11 @@ class AdvantageEmbedding(nn.Module):
         return torch.where(keep[:, None], embedded, self.null.expand_as(embedded))
 
 
-def sample_flow_time(config, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
-    """t ~ Beta(alpha, 1) by inverse CDF (t = u^(1/alpha); pi0: more weight on noisy times), kept in
-    [time_min, 1]; the same for every base."""
-    t_min = config.flow_time_min
-    u = torch.rand(batch_size, device=device, generator=generator)
-    return u.pow(1 / config.flow_time_alpha) * (1 - t_min) + t_min
-
-
 class FlowMatching(nn.Module):
     """Flow matching on action chunks, on plain tensors.
 
-    Training: x_t = t * noise + (1 - t) * actions, and the expert's velocity v_t regresses
-    u_t = noise - actions. Sampling integrates v from t = 1 (noise) to t = 0 (actions) with Euler steps,
-    optionally with classifier-free guidance v_u + beta (v_c - v_u).
+    The formulas (interpolation, target, guidance, Euler steps) are `flow`'s; this class binds them to
+    the expert and its prefix cache.
     """
 
     def __init__(self, config, action_dim: int, prefix_dim: int):
@@ -188,29 +180,45 @@ class FlowMatching(nn.Module):
         return torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
 
     def sample_time(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
-        return sample_flow_time(self.config, batch_size, device, generator)
+        return flow.sample_time(
+            batch_size, self.config.flow_time_alpha, self.config.flow_time_min, device, generator
+        )
 
     def loss(self, prefix: Prefix, actions: Tensor, condition: Tensor, noise: Tensor, time: Tensor) -> Tensor:
         """Squared velocity error per action, (B, H): mean over action dims of (v_t - u_t)^2."""
-        t = time[:, None, None]
-        x_t = t * noise + (1 - t) * actions
-        u_t = noise - actions
         prefix_kv, attention_mask = self.expert.prefix_cache(prefix.hidden, prefix.mask)
-        v_t = self.expert(x_t, time, condition, prefix_kv, attention_mask)
-        return (v_t.float() - u_t.float()).square().mean(-1)
+        v_t = self.expert(flow.interpolate(noise, actions, time), time, condition, prefix_kv, attention_mask)
+        return flow.velocity_error(v_t, noise, actions).mean(-1)
 
     def sample(
         self, prefix: Prefix, noise: Tensor, conditional: Tensor, unconditional: Tensor | None
     ) -> Tensor:
         """Actions (B, H, A) from noise with `num_inference_steps` Euler steps; the prefix is encoded once."""
         prefix_kv, attention_mask = self.expert.prefix_cache(prefix.hidden, prefix.mask)
-        steps = self.config.num_inference_steps
-        x_t = noise
-        for step in range(steps):
-            time = torch.full((x_t.shape[0],), 1.0 - step / steps, device=x_t.device)
-            v_t = self.guided_velocity(x_t, time, conditional, unconditional, prefix_kv, attention_mask)
-            x_t = x_t - v_t / steps
-        return x_t
+        beta, steps = self.config.cfg_beta, self.config.num_inference_steps
+        velocity = self.velocity(prefix_kv, attention_mask, self.guides(unconditional))
+        return flow.integrate(velocity, noise, conditional, unconditional, beta, steps, batched=True)
+
+    def guides(self, unconditional: Tensor | None) -> bool:
+        """Whether sampling needs both the conditional and the unconditional velocity."""
+        return unconditional is not None and self.config.cfg_beta not in (0.0, 1.0)
+
+    def velocity(
+        self, prefix_kv: list[tuple[Tensor, Tensor]], attention_mask: Tensor, guided: bool
+    ) -> flow.Velocity:
+        """The expert over one prefix cache; with `guided`, a doubled batch (both guidance velocities in one
+        pass) runs over the cache repeated once, built here rather than at every Euler step."""
+        batch_size = attention_mask.shape[0]
+        if guided:
+            doubled_kv = [(torch.cat([k, k]), torch.cat([v, v])) for k, v in prefix_kv]
+            doubled_mask = torch.cat([attention_mask, attention_mask])
+
+        def velocity(x_t: Tensor, time: Tensor, condition: Tensor) -> Tensor:
+            if x_t.shape[0] == batch_size:
+                return self.expert(x_t, time, condition, prefix_kv, attention_mask)
+            return self.expert(x_t, time, condition, doubled_kv, doubled_mask)
+
+        return velocity
 
     def guided_velocity(
         self,
@@ -221,20 +229,7 @@ class FlowMatching(nn.Module):
         prefix_kv: list[tuple[Tensor, Tensor]],
         attention_mask: Tensor,
     ) -> Tensor:
-        """v_u + beta (v_c - v_u); beta = 1 is plain conditional sampling, beta = 0 unconditional."""
+        """v_u + beta (v_c - v_u) at one time; beta = 1 is plain conditional sampling, beta = 0 unconditional."""
+        velocity = self.velocity(prefix_kv, attention_mask, self.guides(unconditional))
         beta = self.config.cfg_beta
-        if unconditional is None or beta == 1.0:
-            return self.expert(x_t, time, conditional, prefix_kv, attention_mask)
-        if beta == 0.0:
-            return self.expert(x_t, time, unconditional, prefix_kv, attention_mask)
-        # Both velocities in one batched pass over the shared prefix cache.
-        doubled_kv = [(torch.cat([k, k]), torch.cat([v, v])) for k, v in prefix_kv]
-        both = self.expert(
-            torch.cat([x_t, x_t]),
-            torch.cat([time, time]),
-            torch.cat([conditional, unconditional]),
-            doubled_kv,
-            torch.cat([attention_mask, attention_mask]),
-        )
-        v_conditional, v_unconditional = both.chunk(2)
-        return v_unconditional + beta * (v_conditional - v_unconditional)
+        return flow.guided_velocity(velocity, x_t, time, conditional, unconditional, beta, batched=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -37,6 +38,33 @@ class Prefix:
     hidden: Tensor  # (B, L, D) hidden states over [image tokens, task tokens, (state token)]
     mask: Tensor  # (B, L) which positions are real
     cache: object | None = None  # a base's own per-layer keys / values (pi05), reused by its expert
+
+
+class Backbone(Protocol):
+    """What the model needs of a base's encoder (`VLMBackbone`, `pi05_base.Pi05Backbone`)."""
+
+    hidden_size: int  # D of `Prefix.hidden`, the critics' feature width before the state
+
+    def __call__(
+        self,
+        images: list[Tensor],
+        image_masks: list[Tensor],
+        tokens: Tensor,
+        token_mask: Tensor,
+        state: Tensor | None,
+    ) -> Prefix: ...
+
+    @property
+    def vision_modules(self) -> list[nn.Module]:
+        """What `freeze_vision_encoder` freezes."""
+
+    @property
+    def vlm_modules(self) -> list[nn.Module]:
+        """What `freeze_vlm` freezes."""
+
+    @property
+    def encoder_modules(self) -> list[nn.Module]:
+        """What `train_expert_only` freezes."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+from torch import Tensor, nn
 
 
 class CheckpointError(ValueError):
@@ -30,6 +33,49 @@ def checkpoint_weights(
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} does not exist: {path} is not a {what} directory.")
     return weights
+
+
+def load_weights_strictly(
+    module: nn.Module,
+    weights: Path,
+    mismatch: str,
+    rename: Callable[[dict[str, Tensor]], dict[str, Tensor]] = dict,
+    may_lack: Callable[[str], bool] = lambda name: False,
+    fresh: tuple[str, ...] = (),
+) -> dict[str, Tensor]:
+    """Every tensor of `module` from the safetensors file `weights`, or an error naming what differs (no
+    silent random init): `rename` maps the file's names to the module's, `may_lack` names tensors the file
+    may leave out, and tensors under the `fresh` prefixes may be missing or extra. Tied tensors (e.g. a
+    VLM's embedding and output layer) are saved once, under one of their names. Returns what was loaded."""
+    from safetensors.torch import load_file
+
+    try:
+        saved = load_file(str(weights), device="cpu")
+    except Exception as e:  # safetensors raises several error types for damaged files
+        raise RuntimeError(
+            f"{weights} is truncated or corrupted ({e}); use another checkpoint (e.g. an earlier step)."
+        ) from e
+    saved = rename(saved)
+    own = module.state_dict()
+    loaded_storage = {own[k].data_ptr() for k in saved if k in own}
+    missing = [
+        k
+        for k in own
+        if k not in saved
+        and own[k].data_ptr() not in loaded_storage
+        and not may_lack(k)
+        and not k.startswith(fresh)
+    ]
+    unexpected = [k for k in saved if k not in own and not k.startswith(fresh)]
+    resized = [
+        k for k, v in saved.items() if k in own and own[k].shape != v.shape and not k.startswith(fresh)
+    ]
+    if missing or unexpected or resized:
+        raise RuntimeError(
+            f"{weights} {mismatch}: missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes {resized[:5]}."
+        )
+    module.load_state_dict(saved, strict=False)
+    return saved
 
 
 def load_policy(path: str | Path, device: str | None = None):
@@ -99,10 +145,8 @@ def load_for_fine_tuning(checkpoint: str | Path, root: str | Path, device: str =
 
 def load_recap_policy(path: str | Path, device: str | None = None):
     """A pi_star_recap checkpoint with its processors (offline evaluation and labelling need its critics)."""
-    from .modeling_pi_star_recap import PiStarRECAPPolicy
-
     policy, preprocessor, postprocessor = load_policy(path, device)
-    if not isinstance(policy, PiStarRECAPPolicy):
+    if policy.config.type != "pi_star_recap":
         raise CheckpointError(
             f"{path} holds a '{policy.config.type}' policy; this command needs pi_star_recap."
         )

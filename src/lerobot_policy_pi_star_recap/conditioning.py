@@ -30,12 +30,10 @@ class AdvantageConditioner(nn.Module):
         """`width`: the size of the condition the action expert takes (its time-conditioning width)."""
         super().__init__()
         self.config = config
+        self.method = config.method
         self.width = width
-        self.embedding = AdvantageEmbedding(width) if config.use_advantage_conditioning else None
-        # The paper conditions on a binary indicator; the IQL path on the standardised advantage itself.
-        self.binary = (
-            config.advantage_estimator == "mc_distributional" or config.advantage_source == "dataset"
-        )
+        self.embedding = AdvantageEmbedding(width) if self.method.condition != "none" else None
+        self.binary = self.method.condition == "binary"
         self.register_buffer("advantage_mean", torch.tensor(0.0))
         self.register_buffer("advantage_var", torch.tensor(1.0))
         self.register_buffer("indicator_threshold", torch.tensor(0.0))
@@ -60,15 +58,12 @@ class AdvantageConditioner(nn.Module):
         ):
             buffer.lerp_(value.to(buffer.dtype), momentum.to(buffer.dtype))
 
-    def condition_value(self, advantage: Tensor, targets: dict[str, Tensor]) -> Tensor:
-        """The binary indicator (paper) or the standardised, clamped advantage (IQL)."""
+    def condition_value(self, advantage: Tensor, given: Tensor | None, targets: dict[str, Tensor]) -> Tensor:
+        """The binary indicator (paper) or the standardised, clamped advantage (IQL). `given`: the critic's
+        per-frame indicator (NaN where it has none), taken as is (`CriticOutput.indicator`)."""
         if self.binary:
             computed = advantage_indicator(advantage, self.indicator_threshold, targets["intervention"])
-            if self.config.advantage_source != "dataset":
-                return computed
-            # The dataset's own indicator where it has that column (NaN where it has none).
-            indicator = targets["indicator"]
-            return torch.where(torch.isnan(indicator), computed, indicator)
+            return computed if given is None else torch.where(torch.isnan(given), computed, given)
         clip = self.config.advantage_clip
         standardised = self.standardise(advantage).clamp(-clip, clip)
         # The paper's rule for human corrections, in continuous form: a corrected frame is labelled with at
@@ -79,23 +74,25 @@ class AdvantageConditioner(nn.Module):
     def forward(
         self,
         advantage: Tensor | None,
+        given: Tensor | None,
         targets: dict[str, Tensor],
         weights: Tensor,
         generator: torch.Generator,
         dtype: torch.dtype,
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """(condition (B, width), loss weights (B,), stats) for one training batch."""
-        config = self.config
+        """(condition (B, width), loss weights (B,), stats) for one training batch; `given` as in
+        `condition_value`."""
+        config, method = self.config, self.method
         batch_size = weights.shape[0]
         condition = torch.zeros(batch_size, self.width, device=weights.device, dtype=dtype)
         stats: dict[str, Tensor] = {}
-        if advantage is None or not config.uses_advantage:
+        if advantage is None or not method.uses_advantage:
             return condition, weights, stats
         advantage = advantage.float()
         if self.training:
             self.update_stats(advantage)
         stats["advantage"] = advantage
-        if config.use_advantage_weighting:
+        if method.weighting == "awr":
             # Standardised so the temperature means the same for any reward scale, and divided by the batch
             # mean so the weights reshape the loss without changing its overall size.
             awr = awr_weights(
@@ -105,7 +102,7 @@ class AdvantageConditioner(nn.Module):
             weights = weights * awr
             stats["awr_weight"] = awr
         if self.embedding is not None:
-            value = self.condition_value(advantage, targets)
+            value = self.condition_value(advantage, given, targets)
             keep = (
                 torch.rand(batch_size, device=weights.device, generator=generator)
                 >= config.conditioning_dropout

@@ -23,6 +23,8 @@ from lerobot.configs import NormalizationMode, PreTrainedConfig
 from lerobot.optim import AdamWConfig, LRSchedulerConfig, OptimizerConfig
 from torch.optim.lr_scheduler import LambdaLR
 
+from .method import Method
+
 # The IQL tuning table (README, "Hyperparameter tuning"): (expectile tau, temperature beta).
 IQL_PRESETS: dict[str, tuple[float, float]] = {
     "conservative": (0.8, 0.3),
@@ -380,19 +382,10 @@ class PiStarRECAPConfig(PreTrainedConfig):
             )
         # Remembered (not a field) so a checkpoint saves them unset: fine-tuning it with another --policy.mode
         # then follows that mode, while values given explicitly stay explicit.
-        self._filled_by_mode = [name for name in MODE_DEFAULTS if getattr(self, name) is None]
+        self._filled_by_preset: dict[str, object] = {}
         for name, value in {**MODE_DEFAULTS, **MODES[self.mode or "recap"]}.items():
             if getattr(self, name) is None:
-                setattr(self, name, value)
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        resolved = {name: getattr(self, name) for name in self._filled_by_mode}
-        try:
-            for name in resolved:
-                setattr(self, name, None)
-            super()._save_pretrained(save_directory)
-        finally:
-            for name, value in resolved.items():
+                self._filled_by_preset[name] = value
                 setattr(self, name, value)
 
     def _resolve_iql_preset(self) -> None:
@@ -400,11 +393,27 @@ class PiStarRECAPConfig(PreTrainedConfig):
             raise ValueError(
                 f"iql_preset={self.iql_preset!r} is unknown; use one of {sorted(IQL_PRESETS)} or None."
             )
-        preset_expectile, preset_temperature = IQL_PRESETS[self.iql_preset or "balanced"]
-        if self.iql_expectile is None:
-            self.iql_expectile = preset_expectile
-        if self.iql_temperature is None:
-            self.iql_temperature = preset_temperature
+        # Saved unset like the mode's fields, so `--policy.path=<ckpt> --policy.iql_preset=...` takes effect.
+        preset = dict(
+            zip(("iql_expectile", "iql_temperature"), IQL_PRESETS[self.iql_preset or "balanced"], strict=True)
+        )
+        for name, value in preset.items():
+            if getattr(self, name) is None:
+                self._filled_by_preset[name] = value
+                setattr(self, name, value)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Fields a preset (`mode`, `iql_preset`) filled are saved unset: the checkpoint records the preset,
+        and loading it (or fine-tuning it with another preset) resolves them again."""
+        # (a value changed since, e.g. by a script, is the caller's and is saved as such)
+        resolved = {n: v for n, v in self._filled_by_preset.items() if getattr(self, n) == v}
+        try:
+            for name in resolved:
+                setattr(self, name, None)
+            super()._save_pretrained(save_directory)
+        finally:
+            for name, value in resolved.items():
+                setattr(self, name, value)
 
     def _validate(self) -> None:
         for name, (accepted, optional) in scalar_field_types(type(self)).items():
@@ -433,21 +442,32 @@ class PiStarRECAPConfig(PreTrainedConfig):
 
     # --- What the critics and the policy need --------------------------------------------------
     @property
+    def method(self) -> Method:
+        """What this config trains (critic, condition, weighting), decided in one place."""
+        return Method.resolve(
+            self.advantage_estimator,
+            self.advantage_source,
+            self.use_advantage_weighting,
+            self.use_advantage_conditioning,
+            self.train_policy,
+        )
+
+    @property
     def uses_advantage(self) -> bool:
         """Whether the policy loss depends on an advantage (otherwise it is plain weighted BC)."""
-        return self.use_advantage_weighting or self.use_advantage_conditioning
+        return self.method.uses_advantage
 
     @property
     def trains_critics(self) -> bool:
         """Whether this run fits critics (for the policy's advantage, or as the value-only stage)."""
-        return not self.train_policy or (self.uses_advantage and self.advantage_source == "critic")
+        return self.method.trains_critics
 
     @property
     def bootstrap_horizon(self) -> int | None:
         """Steps ahead at which a second observation is needed to bootstrap the critics, if any."""
         if not self.trains_critics:
             return None
-        if self.advantage_estimator == "iql":
+        if self.method.critic == "iql":
             return self.chunk_size  # the Q target bootstraps from V(o_{t+H})
         # The distributional V learns from Monte-Carlo returns; only an N-step advantage needs o_{t+N}.
         if self.train_policy and self.advantage_horizon == "n_step":

@@ -28,7 +28,7 @@ from .advantage import (
     nstep_advantage,
 )
 from .configuration_pi_star_recap import PiStarRECAPConfig
-from .recap_data import RecapDataError
+from .errors import RecapDataError
 
 
 class EnsembleLinear(nn.Module):
@@ -80,6 +80,9 @@ class CriticBatch:
 class CriticOutput:
     loss: Tensor  # (B,) summed critic losses
     advantage: Tensor | None  # (B,) detached; None for plain behaviour cloning
+    # (B,) the 0/1 indicator the data gives each frame, NaN where it gives none (dataset labels only): the
+    # condition takes it as is, and computes one from the advantage elsewhere.
+    indicator: Tensor | None = None
     stats: dict[str, Tensor] = field(default_factory=dict)
 
 
@@ -117,7 +120,7 @@ class DatasetAdvantage(Critic):
         table refuses non-finite labels, and the policy a dataset with neither column)."""
         indicator, advantage = batch.targets["indicator"], batch.targets["advantage"]
         source = torch.where(torch.isnan(indicator), advantage, indicator)
-        return CriticOutput(batch.features.new_zeros(batch.features.shape[0]), source)
+        return CriticOutput(batch.features.new_zeros(batch.features.shape[0]), source, indicator)
 
 
 class IQLCritics(Critic):
@@ -156,7 +159,7 @@ class IQLCritics(Critic):
         value = self.value(batch.features)
         v_loss = asymmetric_l2_loss(target_q - value, self.expectile)
         stats = {"q_loss": q_loss, "v_loss": v_loss, "value": value.detach()}
-        return CriticOutput(q_loss + v_loss, (target_q - value).detach(), stats)
+        return CriticOutput(q_loss + v_loss, (target_q - value).detach(), stats=stats)
 
     @torch.no_grad()
     def predict(self, features, chunk, scale, support) -> dict[str, Tensor]:
@@ -213,7 +216,7 @@ class DistributionalValue(Critic):
             )
         else:
             advantage = targets["mc_return"] / scale - value
-        return CriticOutput(v_loss, advantage.detach(), {"v_loss": v_loss, "value": value})
+        return CriticOutput(v_loss, advantage.detach(), stats={"v_loss": v_loss, "value": value})
 
     @torch.no_grad()
     def predict(self, features, chunk, scale, support) -> dict[str, Tensor]:
@@ -224,11 +227,10 @@ class DistributionalValue(Critic):
 
 
 def make_critic(config: PiStarRECAPConfig, feature_dim: int, chunk_dim: int) -> Critic:
-    """The critic a config asks for (see the module docstring)."""
-    if config.trains_critics:
-        if config.advantage_estimator == "iql":
-            return IQLCritics(config, feature_dim, chunk_dim)
+    """The critic `config.method` names (see the module docstring)."""
+    kind = config.method.critic
+    if kind == "iql":
+        return IQLCritics(config, feature_dim, chunk_dim)
+    if kind == "distributional":
         return DistributionalValue(config, feature_dim)
-    if config.uses_advantage and config.advantage_source == "dataset":
-        return DatasetAdvantage()
-    return NoAdvantage()
+    return DatasetAdvantage() if kind == "dataset" else NoAdvantage()

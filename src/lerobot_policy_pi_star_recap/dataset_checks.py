@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .dataset_writing import EpisodeSummary, format_summary
-from .recap_data import RecapColumns, RecapDataError, episode_is_terminal, read_recap_columns
+from .errors import RecapDataError
+from .recap_columns import RecapColumns, episode_is_terminal, read_recap_columns
 from .schema import (
     ADVANTAGE,
     AUTO,

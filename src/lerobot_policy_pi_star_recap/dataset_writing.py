@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .recap_data import read_recap_columns
+from .recap_columns import read_recap_columns
 from .schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, REWARD, SUCCESS
 
 

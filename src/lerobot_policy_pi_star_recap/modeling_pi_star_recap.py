@@ -24,10 +24,9 @@ from lerobot.utils.constants import (
     OBS_LANGUAGE_TOKENS,
     OBS_STATE,
 )
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from .checkpoints import checkpoint_weights
+from .checkpoints import checkpoint_weights, load_weights_strictly
 from .configuration_pi_star_recap import PiStarRECAPConfig
 from .recap_data import RecapDataError, RecapTable
 from .recap_model import Observation, PiStarRECAP
@@ -69,12 +68,9 @@ def fresh_modules(saved: PiStarRECAPConfig, requested: PiStarRECAPConfig) -> tup
     """Modules a checkpoint cannot provide because the requested config adds (or changes) them, e.g. stage 2
     turning RECAP's critics and conditioning on over a behaviour-cloning stage 1."""
     fresh = []
-    if (saved.trains_critics, saved.advantage_estimator) != (
-        requested.trains_critics,
-        requested.advantage_estimator,
-    ):
+    if saved.method.critic != requested.method.critic:
         fresh.append("model.critic.")
-    if saved.use_advantage_conditioning != requested.use_advantage_conditioning:
+    if (saved.method.condition == "none") != (requested.method.condition == "none"):
         fresh.append("model.conditioner.embedding.")
     return tuple(fresh)
 
@@ -184,7 +180,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
     def attach_dataset(self, table: RecapTable) -> None:
         """Use `table` for the RECAP targets of training batches (looked up by the batch's `index`)."""
         config = self.config
-        if config.advantage_source == "dataset" and config.uses_advantage and not table.has_advantage:
+        if config.method.critic == "dataset" and not table.has_advantage:
             raise RecapDataError(
                 f"{table.where}: advantage_source='dataset' but the dataset has no 'advantage' / "
                 "'advantage_indicator' columns; label it first with `pi-star-recap value-label`."
@@ -415,21 +411,10 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
 
 def load_weights(policy: nn.Module, weights: Path, fresh: tuple[str, ...]) -> None:
     """Every tensor from `weights` (older key names upgraded), except those of `fresh` modules."""
-    try:
-        saved = {upgrade_key(k): v for k, v in load_file(str(weights), device="cpu").items()}
-    except Exception as e:  # safetensors raises several error types for damaged files
-        raise RuntimeError(
-            f"{weights} is truncated or corrupted ({e}); use another checkpoint (e.g. an earlier step)."
-        ) from e
-    missing, unexpected = policy.load_state_dict(saved, strict=False)
-    # Tied weights (e.g. a VLM's embedding and output layer) are saved once, under one of their names.
-    own = policy.state_dict()
-    loaded_storage = {own[k].data_ptr() for k in saved if k in own}
-    missing = [k for k in missing if own[k].data_ptr() not in loaded_storage]
-    missing_elsewhere = [k for k in missing if not k.startswith(fresh)]
-    unexpected_elsewhere = [k for k in unexpected if not k.startswith(fresh)]
-    if missing_elsewhere or unexpected_elsewhere:
-        raise RuntimeError(
-            f"{weights} does not match this pi_star_recap config: missing {missing_elsewhere[:5]}, unexpected "
-            f"{unexpected_elsewhere[:5]}. Was it saved with other options (backbone, expert size)?"
-        )
+    load_weights_strictly(
+        policy,
+        weights,
+        "does not match this pi_star_recap config (was it saved with other options: backbone, expert size?)",
+        rename=lambda saved: {upgrade_key(k): v for k, v in saved.items()},
+        fresh=fresh,
+    )

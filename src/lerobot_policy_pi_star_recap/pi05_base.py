@@ -23,7 +23,6 @@ from types import SimpleNamespace
 from unittest.mock import patch
 
 import torch
-from lerobot.policies.common.flow_matching import euler_integrate
 from lerobot.policies.common.vla_utils import (
     make_att_2d_masks,
     pad_vector,
@@ -34,8 +33,9 @@ from lerobot.policies.pi05 import modeling_pi05
 from lerobot.policies.pi05.configuration_pi05 import PI05Config
 from torch import Tensor, nn
 
-from .action_expert import sample_flow_time
+from . import flow
 from .backbone import Prefix
+from .checkpoints import checkpoint_weights, load_weights_strictly
 from .configuration_pi_star_recap import PiStarRECAPConfig
 
 # "tiny": both Gemmas 64 wide x 2 layers (8 heads: pi05's training attention hard-codes 8, modeling_pi05
@@ -236,7 +236,8 @@ class Pi05Flow(nn.Module):
         return torch.randn(shape, device=like.device, dtype=torch.float32, generator=generator)
 
     def sample_time(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
-        return sample_flow_time(self.config, batch_size, device, generator)  # pi05's own Beta(1.5, 1)
+        config = self.config  # the defaults are pi05's own Beta(1.5, 1)
+        return flow.sample_time(batch_size, config.flow_time_alpha, config.flow_time_min, device, generator)
 
     def loss(self, prefix: Prefix, actions: Tensor, condition: Tensor, noise: Tensor, time: Tensor) -> Tensor:
         """Squared velocity error per action, (B, H), over the real (unpadded) action dims."""
@@ -248,10 +249,9 @@ class Pi05Flow(nn.Module):
                 cache.images, cache.image_masks, cache.tokens, cache.token_mask, actions, noise, time
             )
         else:
-            t = time[:, None, None]
-            x_t = t * noise + (1 - t) * actions
+            x_t = flow.interpolate(noise, actions, time)
             v_t = pi05.denoise_step(prefix.mask, cache.past_key_values, x_t, time)
-            error = (v_t.float() - (noise - actions).float()).square()
+            error = flow.velocity_error(v_t, noise, actions)
         return error[..., : self.action_dim].mean(-1)
 
     def sample(
@@ -259,21 +259,21 @@ class Pi05Flow(nn.Module):
     ) -> Tensor:
         """Actions (B, H, A) from 32-d noise with pi05's Euler integration over the one prefix pass."""
         cache: Pi05Cache = prefix.cache
-        beta = self.config.cfg_beta
 
         def velocity(x_t: Tensor, time: Tensor, condition: Tensor) -> Tensor:
             pi05 = ConditionedPI05(cache.pi05, condition.float())
             return pi05.denoise_step(prefix.mask, cache.past_key_values, x_t, time)
 
-        def guided(x_t: Tensor, time: Tensor) -> Tensor:
-            if unconditional is None or beta == 1.0:
-                return velocity(x_t, time, conditional)
-            v_u = velocity(x_t, time, unconditional)
-            if beta == 0.0:
-                return v_u
-            return v_u + beta * (velocity(x_t, time, conditional) - v_u)
-
-        actions = euler_integrate(guided, noise, self.config.num_inference_steps)
+        config = self.config
+        actions = flow.integrate(
+            velocity,
+            noise,
+            conditional,
+            unconditional,
+            config.cfg_beta,
+            config.num_inference_steps,
+            batched=False,
+        )
         return actions[..., : self.action_dim]
 
 
@@ -281,30 +281,24 @@ def load_pi05_weights(pi05: modeling_pi05.PI05Pytorch, name_or_path: str | Path)
     """Every tensor of a pi05 checkpoint (local folder or hub repo with model.safetensors) into `pi05`,
     strictly: stock `PI05Policy.from_pretrained` prints a warning and returns a random (or partly loaded)
     model when the file is missing or keys differ; this raises, naming what is missing."""
-    from safetensors.torch import load_file
 
-    from .checkpoints import checkpoint_weights
+    def stock_names(saved: dict[str, Tensor]) -> dict[str, Tensor]:
+        """stock pi05's own key fixes (older openpi names, the adaRMS norms, a missing embed_tokens)"""
+        fixed = modeling_pi05.PI05Policy._fix_pytorch_state_dict_keys(
+            SimpleNamespace(model=pi05), saved, None
+        )
+        return {k.removeprefix("model."): v for k, v in fixed.items()}
 
     weights = checkpoint_weights(name_or_path, what="pi05 checkpoint")
-    try:
-        saved = load_file(str(weights), device="cpu")
-    except Exception as e:  # safetensors raises several error types for damaged files
-        raise RuntimeError(f"{weights} is truncated or corrupted ({e}).") from e
-    # stock pi05's own key fixes (older openpi names, the adaRMS norms, a missing embed_tokens)
-    fixed = modeling_pi05.PI05Policy._fix_pytorch_state_dict_keys(SimpleNamespace(model=pi05), saved, None)
-    fixed = {k.removeprefix("model."): v for k, v in fixed.items()}
-    own = pi05.state_dict()
-    resized = [k for k, v in fixed.items() if k in own and own[k].shape != v.shape]
-    # pi05 never decodes text: a checkpoint may leave out its (untrained) output heads
-    missing = [k for k in own if k not in fixed and not k.endswith("lm_head.weight")]
-    unexpected = [k for k in fixed if k not in own]
-    if missing or unexpected or resized:
-        raise RuntimeError(
-            f"{weights} does not fit a pi05 of this size: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, other shapes {resized[:5]}. Is it a pi05 checkpoint (e.g. "
-            "lerobot/pi05_base), and does --policy.pi05_size match it?"
-        )
-    pi05.load_state_dict(fixed, strict=False)
+    fixed = load_weights_strictly(
+        pi05,
+        weights,
+        "does not fit a pi05 of this size (is it a pi05 checkpoint, e.g. lerobot/pi05_base, and does "
+        "--policy.pi05_size match it?)",
+        rename=stock_names,
+        # pi05 never decodes text: a checkpoint may leave out its (untrained) output heads
+        may_lack=lambda name: name.endswith("lm_head.weight"),
+    )
     logging.warning(
         f"pi_star_recap: pi05 weights loaded from {weights} ({len(fixed)} tensors); the modules pi05 lacks "
         "start fresh: the advantage embedding (zero-initialised, so the policy acts as the checkpoint) "

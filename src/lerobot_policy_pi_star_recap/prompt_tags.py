@@ -155,7 +155,7 @@ def tag_dataset(source: Path, staged: Path, template: str, untagged_fraction: fl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .recap_data import read_recap_columns
+    from .recap_columns import read_recap_columns
 
     check_template(template)
     columns = read_recap_columns(source)

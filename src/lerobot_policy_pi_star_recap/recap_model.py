@@ -19,11 +19,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .action_expert import FlowMatching
-from .backbone import Prefix, VLMBackbone
+from .backbone import Backbone, Prefix, VLMBackbone
 from .conditioning import AdvantageConditioner
 from .configuration_pi_star_recap import PiStarRECAPConfig
-from .critics import CriticBatch, make_critic
-from .recap_data import RecapDataError
+from .critics import CriticBatch, CriticOutput, make_critic
+from .errors import RecapDataError
+from .flow import Flow
 from .schema import AUTO, INTERVENTION
 
 # Large primes that mix (noise seed, update, rank, run seed) into one generator seed.
@@ -53,7 +54,7 @@ def training_seed(noise_seed: int, update: int, rank: int, run_seed: int) -> int
 
 def build_base(
     config: PiStarRECAPConfig, state_dim: int, action_dim: int, load_vlm_weights: bool
-) -> tuple[nn.Module, nn.Module]:
+) -> tuple[Backbone, Flow]:
     """(backbone, flow) of `config.base_model`: this package's VLM backbone and action expert ("native"),
     or LeRobot's pi05, whose VLM and Gemma expert are one model (the flow drives the backbone's expert)."""
     if config.base_model == "pi05":
@@ -82,6 +83,7 @@ class PiStarRECAP(nn.Module):
     def __init__(self, config: PiStarRECAPConfig, state_dim: int, action_dim: int, load_vlm_weights: bool):
         super().__init__()
         self.config = config
+        self.method = config.method
         self.action_dim = action_dim
         self.backbone, self.flow = build_base(config, state_dim, action_dim, load_vlm_weights)
         self.conditioner = AdvantageConditioner(config, self.flow.condition_width)
@@ -141,9 +143,9 @@ class PiStarRECAP(nn.Module):
         prefix = self.encode(observation)
         features = self.critic_features(prefix, observation.state)
         critic = self.critic(self._critic_batch(features, following, actions, action_pad, targets))
-        if not self.config.train_policy:  # value-only stage
+        if not self.method.train_policy:  # value-only stage
             return critic.loss, critic.stats
-        policy_loss, stats = self.policy_loss(prefix, actions, action_pad, targets, critic.advantage)
+        policy_loss, stats = self.policy_loss(prefix, actions, action_pad, targets, critic)
         return policy_loss + critic.loss, {**critic.stats, **stats}
 
     def _critic_batch(
@@ -178,13 +180,13 @@ class PiStarRECAP(nn.Module):
         actions: Tensor,
         action_pad: Tensor,
         targets: dict[str, Tensor],
-        advantage: Tensor | None,
+        critic: CriticOutput,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Weighted flow-matching loss per sample, over the actions the frame's own controller executed."""
         generator = self.training_generator(actions.device)
         weights = self.data_type_weights(targets)
         condition, weights, stats = self.conditioner(
-            advantage, targets, weights, generator, prefix.hidden.dtype
+            critic.advantage, critic.indicator, targets, weights, generator, prefix.hidden.dtype
         )
         noise = self.flow.sample_noise((*actions.shape[:2], self.flow.noise_dim), actions, generator)
         time = self.flow.sample_time(actions.shape[0], actions.device, generator)

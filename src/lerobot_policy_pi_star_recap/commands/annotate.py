@@ -344,7 +344,7 @@ def episode_types(
 def check_labels(src: Path, frames: SourceFrames, rows: dict[int, np.ndarray], new: dict) -> None:
     """The training-time checks on the labels about to be written, before anything is: a contradiction
     (e.g. intervention flags on episodes typed demo) is refused here, not at training."""
-    from ..recap_data import RecapColumns, encode_data_types
+    from ..recap_columns import RecapColumns, encode_data_types
 
     order = np.concatenate(list(rows.values()))
     labels = {name: values[order] for name, values in new.items()}

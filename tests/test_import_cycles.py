@@ -1,0 +1,100 @@
+"""The package's modules import each other without cycles (module-level and function-level imports alike),
+and the model layer does not import the data layer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lerobot_policy_pi_star_recap
+
+PACKAGE = Path(lerobot_policy_pi_star_recap.__file__).parent
+NAME = PACKAGE.name
+# The tensor model: it sees RECAP targets as tensors and never reads a dataset.
+MODEL_LAYER = ("recap_model", "critics", "conditioning", "action_expert", "flow", "pi05_base", "backbone")
+DATA_LAYER = ("recap_data", "dataset_checks", "dataset_writing")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_imports() -> dict[str, set[str]]:
+    """module -> the package modules it imports anywhere in its body (relative or absolute)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        here = name.split(".") if name else []
+        base = here if is_package else here[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    anchor = base[: len(base) - (node.level - 1)]
+                    stem = anchor + (node.module.split(".") if node.module else [])
+                elif node.module and node.module.split(".")[0] == NAME:
+                    stem = node.module.split(".")[1:]
+                else:
+                    continue
+                # `from .a import b`: module a.b if there is one, else a (the module defining name b)
+                targets = [
+                    ".".join(stem + [alias.name])
+                    if ".".join(stem + [alias.name]) in modules
+                    else ".".join(stem)
+                    for alias in node.names
+                ]
+            elif isinstance(node, ast.Import):
+                targets = [a.name.split(".", 1)[1] for a in node.names if a.name.startswith(NAME + ".")]
+            found |= {t for t in targets if t in modules and t != name}
+        graph[name] = found
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles():
+    assert cycles(package_imports()) == []
+
+
+def test_model_layer_does_not_import_the_data_layer():
+    graph = package_imports()
+    assert {
+        m: sorted(graph[m] & set(DATA_LAYER)) for m in MODEL_LAYER if graph.get(m, set()) & set(DATA_LAYER)
+    } == {}
+
+
+if __name__ == "__main__":
+    print(cycles(package_imports()))
