@@ -87,6 +87,7 @@ def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
         conditioner = AdvantageConditioner(config, width=8).train()
         _, weights, _ = conditioner(
             torch.tensor([2.0, -1.0, 0.5, -3.0]),
+            indicator if source == "dataset" else None,  # the dataset critic's labels travel as given
             targets,
             torch.ones(4),
             torch.Generator().manual_seed(0),
@@ -111,7 +112,7 @@ def test_unconditional_negative_weight_applies_to_the_negatives_whose_condition_
     )
     conditioner = AdvantageConditioner(config, width=8).train()
     _, weights, _ = conditioner(
-        torch.zeros(8), targets, torch.ones(8), torch.Generator().manual_seed(0), torch.float32
+        torch.zeros(8), indicator, targets, torch.ones(8), torch.Generator().manual_seed(0), torch.float32
     )
     # the conditioner draws its keep mask first from the generator: the same draw, by hand
     dropped = torch.rand(8, generator=torch.Generator().manual_seed(0)) < 0.5
@@ -258,7 +259,7 @@ def test_critic_and_policy_gradients_stay_apart():
 
     policy.zero_grad(set_to_none=True)
     prefix, _, _ = encode()
-    per_sample, _ = model.policy_loss(prefix, actions, pad, targets, critic_out.advantage)
+    per_sample, _ = model.policy_loss(prefix, actions, pad, targets, critic_out)
     per_sample.mean().backward()
     assert all(p.grad is None for p in critic.parameters())
     assert model.backbone.state_proj.weight.grad is not None
@@ -395,7 +396,7 @@ def test_expert_corrected_frames_are_conditioned_on_at_least_the_inference_advan
         "intervention": torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0]),
         "indicator": torch.full((5,), float("nan")),
     }
-    value = conditioner.condition_value(advantage, targets)
+    value = conditioner.condition_value(advantage, None, targets)
     assert torch.allclose(value, torch.tensor([-2.0, 0.5, 3.0, 1.5, 1.5]))
 
 
