@@ -43,7 +43,7 @@ def test_the_summary_pairs_every_arm_with_each_baseline_on_success_and_throughpu
         _cell(mixed, "recap_paper", [False], [200], beta=2.5, data_seed=1),
     ]
     for c in cells:
-        name = mixed.arm_cell(c["arm"], c["beta"], c["seed"])
+        name = f"{mixed.ARMS[c['arm']].label(c['beta'])}_seed{c['seed']}"
         folder = tmp_path / c["task"] / f"data_seed{c['data_seed']}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.json").write_text(json.dumps(c))
