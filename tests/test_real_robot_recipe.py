@@ -20,6 +20,7 @@ Every other command runs for real (`pi-star-recap` in this process, `lerobot-tra
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -213,3 +214,5 @@ def test_recipe_runs_end_to_end(pi05_base, tmp_path, monkeypatch):
     assert (mixed.groupby("episode_index")["reward"].last().isin([0.0, -900.0])).all()
     stage2 = tmp_path / "outputs/cube_stage2_it1/checkpoints/last/pretrained_model"
     assert (stage2 / "model.safetensors").is_file()
+    config = json.loads((stage2 / "config.json").read_text())
+    assert config["base_model"] == "pi05" and config["mode"] == "paper"  # stage 1's base, paper mode
