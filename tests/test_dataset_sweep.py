@@ -26,7 +26,7 @@ import pytest
 from conftest import run_cli
 from synthetic import make_dataset
 
-from lerobot_policy_pi_star_recap.dataset_checks import LEVELS, check_dataset
+from lerobot_policy_pi_star_recap.data.checks import LEVELS, check_dataset
 from lerobot_policy_pi_star_recap.schema import DATA_TYPES, RECAP_FEATURES
 
 TYPES, SUCCESSES, LENGTH = ["demo", "auto", "intervention", "demo"], [True, False, True, True], 8

@@ -8,8 +8,8 @@ from conftest import run_tool
 from PIL import Image
 from synthetic import TINY_CLI, make_dataset
 
-from lerobot_policy_pi_star_recap.metrics import roc_auc, summarize
-from lerobot_policy_pi_star_recap.predictions import EpisodePredictions
+from lerobot_policy_pi_star_recap.evaluation.metrics import roc_auc, summarize
+from lerobot_policy_pi_star_recap.evaluation.predictions import EpisodePredictions
 
 
 def _episode(i, values, rewards, success, data_type, q=None, mse=None):
@@ -58,7 +58,7 @@ def test_a_checkpoint_of_another_policy_type_is_a_checkpoint_error(monkeypatch):
     """Library code raises a project error (printed by the command layer), never SystemExit."""
     from types import SimpleNamespace
 
-    from lerobot_policy_pi_star_recap import checkpoints
+    from lerobot_policy_pi_star_recap.model import weights as checkpoints
 
     other = SimpleNamespace(config=SimpleNamespace(type="act"))
     monkeypatch.setattr(checkpoints, "load_policy", lambda path, device=None: (other, None, None))

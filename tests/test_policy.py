@@ -15,7 +15,7 @@ from synthetic import (
 from torch import Tensor
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.recap_data import RecapDataError
+from lerobot_policy_pi_star_recap.errors import RecapDataError
 
 TYPES = ["demo", "auto", "intervention", "demo"]
 
@@ -73,7 +73,7 @@ def test_success_only_drops_failed_episodes():
 
 
 def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
-    from lerobot_policy_pi_star_recap.conditioning import AdvantageConditioner
+    from lerobot_policy_pi_star_recap.model.conditioning import AdvantageConditioner
 
     indicator = torch.tensor([1.0, 0.0, 1.0, 0.0])
     targets = {"indicator": indicator, "intervention": torch.zeros(4)}
@@ -99,7 +99,7 @@ def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
 
 
 def test_unconditional_negative_weight_applies_to_the_negatives_whose_condition_is_dropped():
-    from lerobot_policy_pi_star_recap.conditioning import AdvantageConditioner
+    from lerobot_policy_pi_star_recap.model.conditioning import AdvantageConditioner
 
     indicator = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     targets = {"indicator": indicator, "intervention": torch.zeros(8)}

@@ -5,13 +5,10 @@ import pytest
 import torch
 from synthetic import episode_columns, make_dataset
 
-from lerobot_policy_pi_star_recap.advantage import window_cuts, window_targets
-from lerobot_policy_pi_star_recap.recap_data import (
-    RecapColumns,
-    RecapDataError,
-    RecapTable,
-    read_recap_columns,
-)
+from lerobot_policy_pi_star_recap.data.columns import RecapColumns, read_recap_columns
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
+from lerobot_policy_pi_star_recap.errors import RecapDataError
+from lerobot_policy_pi_star_recap.rl.returns import window_cuts, window_targets
 
 
 def _targets(rewards, horizon, gamma, terminal, controller=None):
@@ -72,7 +69,7 @@ def test_unknown_data_type_is_rejected():
     columns = episode_columns(["demo"], length=4)
     columns.data_type = np.array(["demo", "demo", "teleop", "demo"])
     with pytest.raises(RecapDataError, match="teleop"):
-        from lerobot_policy_pi_star_recap.recap_data import encode_data_types
+        from lerobot_policy_pi_star_recap.data.columns import encode_data_types
 
         encode_data_types(columns.data_type, "test")
 

@@ -27,8 +27,8 @@ Module map, roughly in the order data flows:
 from .configuration_pi_star_recap import PiStarRECAPConfig
 from .modeling_pi_star_recap import PiStarRECAPPolicy
 from .processor_pi_star_recap import make_pi_star_recap_pre_post_processors
-from .prompt_tags import AdvantagePromptStep  # noqa: F401  registers the advantage prompt processor step
 from .sim.config import MetaWorldRecapEnvConfig  # noqa: F401  registers --env.type=metaworld_recap
+from .stock_vlas.prompt_tags import AdvantagePromptStep  # noqa: F401  registers the advantage prompt processor step
 
 __all__ = ["PiStarRECAPConfig", "PiStarRECAPPolicy", "make_pi_star_recap_pre_post_processors"]
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from lerobot.configs import NormalizationMode, PreTrainedConfig
 from lerobot.optim import AdamWConfig, LRSchedulerConfig, OptimizerConfig
 from torch.optim.lr_scheduler import LambdaLR
 
-from .method import Method
+from .rl.method import Method
 
 # The IQL tuning table (README, "Hyperparameter tuning"): (expectile tau, temperature beta).
 IQL_PRESETS: dict[str, tuple[float, float]] = {

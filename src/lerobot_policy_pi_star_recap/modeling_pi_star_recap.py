@@ -26,11 +26,12 @@ from lerobot.utils.constants import (
 )
 from torch import Tensor, nn
 
-from .checkpoints import checkpoint_weights, load_weights_strictly
 from .configuration_pi_star_recap import PiStarRECAPConfig
-from .recap_data import RecapDataError, RecapTable
-from .recap_model import Observation, PiStarRECAP
-from .training_monitor import TrainingMonitor
+from .data.recap_table import RecapTable
+from .errors import RecapDataError
+from .model.pi_star_recap import Observation, PiStarRECAP
+from .model.weights import checkpoint_weights, load_weights_strictly
+from .training.monitor import TrainingMonitor
 
 # Where checkpoints written before the adapter / model split kept their tensors (old prefix -> new).
 LEGACY_KEYS = (

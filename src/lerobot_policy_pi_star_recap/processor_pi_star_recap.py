@@ -25,8 +25,8 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
-from .backbone import load_tokenizer
 from .configuration_pi_star_recap import PiStarRECAPConfig
+from .model.backbone import load_tokenizer
 
 PREPROCESSOR_FILE = "policy_preprocessor.json"
 NORMALIZER_STEP = "normalizer_processor"

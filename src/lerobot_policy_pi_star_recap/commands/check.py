@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @report_errors("check")
 def run(args: argparse.Namespace) -> int:
-    from ..dataset_checks import check_dataset
-    from ..dataset_writing import check_dataset_root
+    from ..data.checks import check_dataset
+    from ..data.writing import check_dataset_root
 
     root = args.input.expanduser()
     check_dataset_root(root, "--input")

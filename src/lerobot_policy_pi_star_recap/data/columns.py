@@ -10,22 +10,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import RecapDataError
-from .schema import (
-    ADVANTAGE,
-    AUTO,
-    DATA_TYPE,
-    DATA_TYPES,
-    DEMO,
-    DONE,
-    INDICATOR,
-    INTERVENTION,
-    INTERVENTION_MASK,
-    REWARD,
-    SUCCESS,
-    TASK,
-    TRUNCATED,
-)
+from ..errors import RecapDataError
+from ..schema import ADVANTAGE, AUTO, DATA_TYPE, DATA_TYPES, DEMO, DONE, INDICATOR, INTERVENTION, INTERVENTION_MASK, REWARD, SUCCESS, TASK, TRUNCATED
 
 
 def encode_data_types(values: np.ndarray, where: str) -> np.ndarray:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .advantage import reverse_discounted_cumsum, window_cuts, window_targets
-from .dataset_checks import DatasetReport, check_dataset, column_problems
-from .errors import RecapDataError
-from .recap_columns import RecapColumns, encode_data_types, episode_is_terminal, read_recap_columns
-from .schema import DATA_TYPES, DEMO, INTERVENTION
+from ..rl.returns import reverse_discounted_cumsum, window_cuts, window_targets
+from .checks import DatasetReport, check_dataset, column_problems
+from ..errors import RecapDataError
+from .columns import RecapColumns, encode_data_types, episode_is_terminal, read_recap_columns
+from ..schema import DATA_TYPES, DEMO, INTERVENTION
 
 # Re-exported: where users and older code import them from.
 __all__ = [

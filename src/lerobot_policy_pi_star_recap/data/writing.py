@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .recap_columns import read_recap_columns
-from .schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, REWARD, SUCCESS
+from .columns import read_recap_columns
+from ..schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, REWARD, SUCCESS
 
 
 class DatasetToolError(ValueError):

@@ -11,9 +11,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..configuration_pi_star_recap import PiStarRECAPConfig
+from ..rl.advantage import advantage_indicator
+from ..rl.iql import awr_weights
 from .action_expert import AdvantageEmbedding
-from .advantage import advantage_indicator, awr_weights
-from .configuration_pi_star_recap import PiStarRECAPConfig
 
 
 def distributed_mean(x: Tensor) -> Tensor:

@@ -20,15 +20,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from .advantage import (
-    asymmetric_l2_loss,
-    chunked_q_target,
-    distributional_value_loss,
-    expected_value,
-    nstep_advantage,
-)
-from .configuration_pi_star_recap import PiStarRECAPConfig
-from .errors import RecapDataError
+from ..configuration_pi_star_recap import PiStarRECAPConfig
+from ..errors import RecapDataError
+from ..rl.advantage import nstep_advantage
+from ..rl.iql import asymmetric_l2_loss, chunked_q_target
+from ..rl.value_bins import distributional_value_loss, expected_value
 
 
 class EnsembleLinear(nn.Module):

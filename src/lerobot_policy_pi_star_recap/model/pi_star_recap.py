@@ -18,14 +18,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..configuration_pi_star_recap import PiStarRECAPConfig
+from ..errors import RecapDataError
+from ..schema import AUTO, INTERVENTION
 from .action_expert import FlowMatching
 from .backbone import Backbone, Prefix, VLMBackbone
 from .conditioning import AdvantageConditioner
-from .configuration_pi_star_recap import PiStarRECAPConfig
 from .critics import CriticBatch, CriticOutput, make_critic
-from .errors import RecapDataError
 from .flow import Flow
-from .schema import AUTO, INTERVENTION
 
 # Large primes that mix (noise seed, update, rank, run seed) into one generator seed.
 SEED_MIXERS = (1, 1_000_003, 7_919, 104_729)

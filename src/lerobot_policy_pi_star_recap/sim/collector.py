@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..dataset_writing import RewardScheme, episode_columns
+from ..data.writing import RewardScheme, episode_columns
 from ..schema import DATA_TYPE
 from .actors import OPERATORS, Actor, ExpertActor
 from .config import MetaWorldRecapEnvConfig
