@@ -170,7 +170,7 @@ def test_episodes_shorter_than_the_chunk_train():
     policy = PiStarRECAPPolicy(tiny_config(chunk_size=8, n_action_steps=8))
     table = attach_table(policy, episode_columns(["demo", "auto", "demo"], length=3))
     out = table.lookup(torch.arange(9))
-    assert out["chunk_discount"].max() == 0.0  # every chunk runs past its episode's end: no bootstrap
+    assert out.chunk_discount.max() == 0.0  # every chunk runs past its episode's end: no bootstrap
     batch = make_batch(policy.config, [0, 4, 8])
     batch["action_is_pad"][:, 3:] = True
     loss, _ = policy(batch)

@@ -9,6 +9,7 @@ precomputed here per frame, so a training step is a gather.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +18,9 @@ import torch
 from ..rl.returns import reverse_discounted_cumsum, window_cuts, window_targets
 from .checks import DatasetReport, check_dataset, column_problems
 from ..errors import RecapDataError
+from ..model.inputs import RecapTargets
 from .columns import RecapColumns, encode_data_types, episode_is_terminal, read_recap_columns
 from ..schema import DATA_TYPES, DEMO, INTERVENTION
-
-# Re-exported: where users and older code import them from.
-__all__ = [
-    "RecapColumns",
-    "RecapDataError",
-    "RecapTable",
-    "encode_data_types",
-    "episode_is_terminal",
-    "read_recap_columns",
-    "validate_columns",
-]
-
 
 def validate_columns(columns: RecapColumns, where: str, need_rewards: bool) -> None:
     """Reject data that would silently train wrong (the errors of `dataset_checks.column_problems`:
@@ -163,7 +153,7 @@ class RecapTable:
             self._tensors[name] = tensor
         return tensor
 
-    def lookup(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    def lookup(self, index: torch.Tensor) -> RecapTargets:
         """Per-frame targets for a batch of global frame indices: a gather on the batch's device.
 
         Only the first lookup checks that the indices are frames of this table (`check_indices`, one read
@@ -173,22 +163,9 @@ class RecapTable:
             self.check_indices(index)
             self._indices_checked = True
         position = index.long() - self.offset
-        names = (
-            "data_type",
-            "intervention",
-            "task_index",
-            "episode_index",
-            "success",
-            "chunk_reward",
-            "chunk_discount",
-            "mc_return",
-            "nstep_reward",
-            "nstep_bootstrap",
-            "segment_left",
-            "advantage",
-            "indicator",
+        return RecapTargets(
+            **{field.name: self._tensor(field.name, index.device)[position] for field in fields(RecapTargets)}
         )
-        return {name: self._tensor(name, index.device)[position] for name in names}
 
     def check_indices(self, index: torch.Tensor) -> None:
         """Raise unless every index is a frame of this table (reads the indices back to the host)."""
