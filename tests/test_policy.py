@@ -110,7 +110,12 @@ def test_unconditional_negative_weight_applies_to_the_negatives_whose_condition_
     )
     conditioner = AdvantageConditioner(config, width=8).train()
     _, weights, _ = conditioner(
-        torch.zeros(8), indicator, torch.zeros(8), torch.ones(8), torch.Generator().manual_seed(0), torch.float32
+        torch.zeros(8),
+        indicator,
+        torch.zeros(8),
+        torch.ones(8),
+        torch.Generator().manual_seed(0),
+        torch.float32,
     )
     # the conditioner draws its keep mask first from the generator: the same draw, by hand
     dropped = torch.rand(8, generator=torch.Generator().manual_seed(0)) < 0.5
