@@ -1,5 +1,5 @@
 """Generated sweep over dataset content: each fault a dataset written by another tool can have, with the
-outcome `dataset_checks` must give it (error, warning, note, or ok), plus `pi-star-recap check` on a
+outcome `data.checks` must give it (error, warning, note, or ok), plus `pi-star-recap check` on a
 representative few.
 
 Every case edits a copy of one tiny LeRobot dataset written with the RECAP fields (demo, auto,

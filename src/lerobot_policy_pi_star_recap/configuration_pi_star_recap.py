@@ -514,6 +514,6 @@ class PiStarRECAPConfig(PreTrainedConfig):
 
     @property
     def reward_delta_indices(self) -> None:
-        # Rewards are read from the dataset by frame index (see recap_data.RecapTable): the documented
+        # Rewards are read from the dataset by frame index (see data.recap_table.RecapTable): the documented
         # `reward` column is not one LeRobot windows, and whole-episode returns need more than a window.
         return None

@@ -2,7 +2,7 @@
 
 RECAP columns (data type, rewards, interventions) are not carried through this pipeline: LeRobot's
 batch conversion drops unknown columns, also when processors are reloaded from a checkpoint, so the
-policy looks them up by the global frame `index`, which the pipeline keeps (see recap_data.py).
+policy looks them up by the global frame `index`, which the pipeline keeps (see data/recap_table.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`pi-star-recap check`: what the policy will read from a dataset, and every problem in it, before a
 training run finds them one at a time (or trains on them without a word).
 
-It runs the checks training, `value-train`, `value-label` and `annotate` run (`dataset_checks`), over
+It runs the checks training, `value-train`, `value-label` and `annotate` run (`data.checks`), over
 the parquet columns and `meta/` only: no image or video is decoded.
 """
 

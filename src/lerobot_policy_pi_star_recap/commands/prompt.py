@@ -1,5 +1,5 @@
 """`pi-star-recap tag-prompts` and `tag-checkpoint`: RECAP for stock LeRobot VLAs (pi05, pi0, SmolVLA)
-through the task prompt, "<task>\\nAdvantage: positive|negative" (see prompt_tags.py).
+through the task prompt, "<task>\\nAdvantage: positive|negative" (see stock_vlas/prompt_tags.py).
 
     pi-star-recap value-label ... --output labelled          # indicators, as for pi_star_recap
     pi-star-recap tag-prompts --input labelled --output tagged

@@ -25,10 +25,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .writing import EpisodeSummary, format_summary
 from ..errors import RecapDataError
+from ..schema import (
+    ADVANTAGE,
+    AUTO,
+    DATA_TYPE,
+    DATA_TYPES,
+    DEMO,
+    DONE,
+    INDICATOR,
+    INTERVENTION,
+    INTERVENTION_MASK,
+    REWARD,
+    SUCCESS,
+    TASK,
+    TRUNCATED,
+)
 from .columns import RecapColumns, episode_is_terminal, read_recap_columns
-from ..schema import ADVANTAGE, AUTO, DATA_TYPE, DATA_TYPES, DEMO, DONE, INDICATOR, INTERVENTION, INTERVENTION_MASK, REWARD, SUCCESS, TASK, TRUNCATED
+from .writing import EpisodeSummary, format_summary
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 LEVELS = (ERROR, WARNING, NOTE)

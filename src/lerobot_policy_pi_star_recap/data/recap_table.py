@@ -15,15 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..rl.returns import reverse_discounted_cumsum, window_cuts, window_targets
-from .checks import DatasetReport, check_dataset, column_problems
 from ..errors import RecapDataError
 from ..model.inputs import RecapTargets
-from .columns import RecapColumns, encode_data_types, episode_is_terminal, read_recap_columns
+from ..rl.returns import reverse_discounted_cumsum, window_cuts, window_targets
 from ..schema import DATA_TYPES, DEMO, INTERVENTION
+from .checks import DatasetReport, check_dataset, column_problems
+from .columns import RecapColumns, episode_is_terminal
+
 
 def validate_columns(columns: RecapColumns, where: str, need_rewards: bool) -> None:
-    """Reject data that would silently train wrong (the errors of `dataset_checks.column_problems`:
+    """Reject data that would silently train wrong (the errors of `checks.column_problems`:
     missing rewards, NaNs, `done` before an episode ends, contradictory types and masks, ...)."""
     DatasetReport(where, column_problems(columns, need_rewards)).raise_errors()
 
@@ -136,7 +137,7 @@ class RecapTable:
 
     @classmethod
     def from_dataset_root(cls, root: str | Path, **kwargs) -> RecapTable:
-        """The table of a local dataset once `dataset_checks` passed it: its errors refuse the dataset,
+        """The table of a local dataset once `checks` passed it: its errors refuse the dataset,
         its warnings and notes are logged once."""
         report = check_dataset(root, kwargs.get("need_rewards", True), kwargs.get("timeouts_truncate", True))
         return cls(report.enforce(), where=str(root), **kwargs)
