@@ -58,12 +58,12 @@ def test_a_checkpoint_of_another_policy_type_is_a_checkpoint_error(monkeypatch):
     """Library code raises a project error (printed by the command layer), never SystemExit."""
     from types import SimpleNamespace
 
-    from lerobot_policy_pi_star_recap.model import weights as checkpoints
+    from lerobot_policy_pi_star_recap.evaluation import policy_loading
 
     other = SimpleNamespace(config=SimpleNamespace(type="act"))
-    monkeypatch.setattr(checkpoints, "load_policy", lambda path, device=None: (other, None, None))
-    with pytest.raises(checkpoints.CheckpointError, match="holds a 'act' policy; this command needs"):
-        checkpoints.load_recap_policy("outputs/act/pretrained_model")
+    monkeypatch.setattr(policy_loading, "load_policy", lambda path, device=None: (other, None, None))
+    with pytest.raises(policy_loading.CheckpointError, match="holds a 'act' policy; this command needs"):
+        policy_loading.load_recap_policy("outputs/act/pretrained_model")
 
 
 @pytest.mark.slow
