@@ -25,7 +25,7 @@ import torch
 from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 from tqdm import tqdm
 
-from lerobot_policy_pi_star_recap.checkpoints import load_recap_policy
+from lerobot_policy_pi_star_recap.evaluation.policy_loading import load_recap_policy
 
 
 def frame_groups(batch: dict) -> list[str]:

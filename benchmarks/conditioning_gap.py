@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
 
-from lerobot_policy_pi_star_recap.checkpoints import load_recap_policy
+from lerobot_policy_pi_star_recap.evaluation.policy_loading import load_recap_policy
 
 FLOW_TIMES = (0.9, 0.5, 0.1)
 

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 from efficacy import LEGACY_PLAN, data_seed_folder  # benchmarks/ is the script's folder
 
-from lerobot_policy_pi_star_recap.dataset_writing import write_text_atomic
+from lerobot_policy_pi_star_recap.data.writing import write_text_atomic
+from lerobot_policy_pi_star_recap.evaluation.plots import plot_bars
+from lerobot_policy_pi_star_recap.evaluation.success_stats import clustered_difference, wilson_interval
 from lerobot_policy_pi_star_recap.loop.recap import NULL_CONTROL
-from lerobot_policy_pi_star_recap.paired import clustered_difference, wilson_interval
-from lerobot_policy_pi_star_recap.plots import plot_bars
 
 # what a run's plan may differ in and still be the same experiment (the seed is in `seed`, not the plan)
 SAME_EXPERIMENT = ("task", "plan", "advantage_estimator", "base_policy", "base_path")

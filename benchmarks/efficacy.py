@@ -86,7 +86,13 @@ from pathlib import Path
 import numpy as np
 
 from lerobot_policy_pi_star_recap.configuration_pi_star_recap import TOKENIZER_PADDINGS
-from lerobot_policy_pi_star_recap.dataset_writing import COLLECT_PROVENANCE
+from lerobot_policy_pi_star_recap.data.writing import COLLECT_PROVENANCE
+from lerobot_policy_pi_star_recap.evaluation.success_stats import (
+    clustered_difference,
+    paired_difference,
+    paired_throughput,
+    wilson_interval,
+)
 from lerobot_policy_pi_star_recap.loop import steps
 from lerobot_policy_pi_star_recap.loop.arms import (
     FINE_TUNING_ARMS,
@@ -111,12 +117,6 @@ from lerobot_policy_pi_star_recap.loop.plan import (
 from lerobot_policy_pi_star_recap.loop.recap import stage1 as train_stage1
 from lerobot_policy_pi_star_recap.loop.recap import stage1_demos
 from lerobot_policy_pi_star_recap.loop.report import cell_record, write_cell
-from lerobot_policy_pi_star_recap.paired import (
-    clustered_difference,
-    paired_difference,
-    paired_throughput,
-    wilson_interval,
-)
 from lerobot_policy_pi_star_recap.sim.config import METAWORLD_FPS
 
 BASELINES = ("stage1", "null_control", "bc", "filtered_bc")
@@ -383,7 +383,7 @@ def outcome_indicator_copy(labelled: Path, output: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lerobot_policy_pi_star_recap.recap_data import read_recap_columns
+    from lerobot_policy_pi_star_recap.data.columns import read_recap_columns
 
     columns = read_recap_columns(labelled)
     if columns.intervention is None:

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from lerobot_policy_pi_star_recap.advantage import episode_advantage, frames_before_takeovers
-from lerobot_policy_pi_star_recap.predictions import label_indicators
-from lerobot_policy_pi_star_recap.recap_data import RecapTable, read_recap_columns
+from lerobot_policy_pi_star_recap.data.columns import read_recap_columns
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
+from lerobot_policy_pi_star_recap.evaluation.predictions import label_indicators
+from lerobot_policy_pi_star_recap.rl.advantage import episode_advantage, frames_before_takeovers
 
 # (name, failed episodes truncated, windows cut at takeovers, threshold per fold, frames negative before a
 # takeover); the first four are cumulative, the last row is the cut that was tried and is off by default.
@@ -141,7 +142,7 @@ def written_labels(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def operator_report(labelled: Path, demos: Path, folds: int) -> dict:
     """Written labels against the operators' ground truth: per profile, on paused / detour frames and the
     other frames of the same episodes, per fold."""
-    from lerobot_policy_pi_star_recap.dataset_writing import episode_records
+    from lerobot_policy_pi_star_recap.data.writing import episode_records
 
     records = episode_records(demos)
     if records is None:

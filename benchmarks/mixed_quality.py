@@ -40,18 +40,18 @@ from pathlib import Path
 
 import numpy as np
 
+from lerobot_policy_pi_star_recap.evaluation.success_stats import (
+    paired_difference,
+    paired_throughput,
+    speed_summary,
+    wilson_interval,
+)
 from lerobot_policy_pi_star_recap.loop import steps
 from lerobot_policy_pi_star_recap.loop.arms import FROM_SCRATCH_ARMS, default_arms, episode_selection
 from lerobot_policy_pi_star_recap.loop.flags import guidance
 from lerobot_policy_pi_star_recap.loop.lanes import Lanes
 from lerobot_policy_pi_star_recap.loop.plan import DEMO_ENV_SEEDS, QUICK, DemoPlan, Workspace, check_plan
 from lerobot_policy_pi_star_recap.loop.report import cell_record, write_cell
-from lerobot_policy_pi_star_recap.paired import (
-    paired_difference,
-    paired_throughput,
-    speed_summary,
-    wilson_interval,
-)
 from lerobot_policy_pi_star_recap.sim.config import METAWORLD_FPS
 
 ARMS = FROM_SCRATCH_ARMS

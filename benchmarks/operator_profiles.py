@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lerobot_policy_pi_star_recap.dataset_writing import episode_records
-from lerobot_policy_pi_star_recap.paired import wilson_interval
+from lerobot_policy_pi_star_recap.data.writing import episode_records
+from lerobot_policy_pi_star_recap.evaluation.success_stats import wilson_interval
 from lerobot_policy_pi_star_recap.sim.actors import OPERATORS
 
 MIN_SUCCESS = 0.9

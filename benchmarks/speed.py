@@ -206,7 +206,8 @@ def build_recap_on_pi05(size: Size, chunk: int, device: str, dtype: str, full_re
 
 def attach_synthetic_table(policy, chunk: int) -> None:
     """RECAP fields for the synthetic batches' frame indices (rewards of -1, three data types)."""
-    from lerobot_policy_pi_star_recap.recap_data import RecapColumns, RecapTable
+    from lerobot_policy_pi_star_recap.data.columns import RecapColumns
+    from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
 
     frames = np.arange(4096)  # numpy, so this also works under a `torch.device("cuda")` context
     columns = RecapColumns(

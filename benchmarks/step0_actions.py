@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lerobot_policy_pi_star_recap.checkpoints import load_for_fine_tuning, load_policy
+from lerobot_policy_pi_star_recap.evaluation.policy_loading import load_for_fine_tuning, load_policy
 from lerobot_policy_pi_star_recap.processor_pi_star_recap import checkpoint_normalization_stats
 
 

@@ -13,8 +13,9 @@ import torch
 from lerobot.configs import FeatureType, PolicyFeature
 
 from lerobot_policy_pi_star_recap import PiStarRECAPConfig
-from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
-from lerobot_policy_pi_star_recap.recap_data import RecapColumns, RecapTable
+from lerobot_policy_pi_star_recap.data.columns import RecapColumns
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
+from lerobot_policy_pi_star_recap.model.backbone import tiny_tokenizer
 
 IMAGE = "observation.images.cam"
 STATE = "observation.state"

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from lerobot_policy_pi_star_recap.advantage import (
+from lerobot_policy_pi_star_recap.rl.advantage import (
     advantage_indicator,
-    asymmetric_l2_loss,
-    awr_weights,
-    chunked_q_target,
+    nstep_advantage,
+    quantile_thresholds,
+)
+from lerobot_policy_pi_star_recap.rl.iql import asymmetric_l2_loss, awr_weights, chunked_q_target
+from lerobot_policy_pi_star_recap.rl.value_bins import (
     distributional_value_loss,
     expected_value,
     hl_gauss,
-    nstep_advantage,
-    quantile_thresholds,
     two_hot,
 )
 

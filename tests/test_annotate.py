@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import annotate, make_source, read_frames, run_cli, tree_hashes
 
-from lerobot_policy_pi_star_recap.recap_data import RecapTable
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
 
 BOOL = {"dtype": "bool", "shape": (1,), "names": None}
 FLOAT = {"dtype": "float32", "shape": (1,), "names": None}

@@ -5,7 +5,7 @@ import torch
 import transformers
 from tiny_vlms import FAMILY_BUILDERS, save_family, save_text_only
 
-from lerobot_policy_pi_star_recap.backbone import (
+from lerobot_policy_pi_star_recap.model.backbone import (
     BackboneLoadError,
     VLMBackbone,
     load_tokenizer,

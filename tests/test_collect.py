@@ -12,8 +12,8 @@ import torch
 from conftest import collect_args, read_frames, run_cli, run_tool
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from lerobot_policy_pi_star_recap.dataset_writing import RewardScheme
-from lerobot_policy_pi_star_recap.recap_data import RecapTable
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
+from lerobot_policy_pi_star_recap.data.writing import RewardScheme
 from lerobot_policy_pi_star_recap.sim.actors import Actor, Degradation, ExpertActor
 from lerobot_policy_pi_star_recap.sim.collector import Collector, InterventionRule
 from lerobot_policy_pi_star_recap.sim.config import MetaWorldRecapEnvConfig

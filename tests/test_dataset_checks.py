@@ -20,8 +20,9 @@ from conftest import TINY_POLICY, make_source, run_cli, run_tool
 from synthetic import episode_columns, make_dataset
 from test_dataset_sweep import assign_vector, drop, frames_of
 
-from lerobot_policy_pi_star_recap.dataset_checks import check_dataset, column_problems
-from lerobot_policy_pi_star_recap.recap_data import RecapDataError, RecapTable
+from lerobot_policy_pi_star_recap.data.checks import check_dataset, column_problems
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
+from lerobot_policy_pi_star_recap.errors import RecapDataError
 
 BOOL = {"dtype": "bool", "shape": (1,), "names": None}
 INF_ACTION = "'action' has NaN or infinite values in 1 frame: action is +inf at global indices [13]"

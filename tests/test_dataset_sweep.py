@@ -1,5 +1,5 @@
 """Generated sweep over dataset content: each fault a dataset written by another tool can have, with the
-outcome `dataset_checks` must give it (error, warning, note, or ok), plus `pi-star-recap check` on a
+outcome `data.checks` must give it (error, warning, note, or ok), plus `pi-star-recap check` on a
 representative few.
 
 Every case edits a copy of one tiny LeRobot dataset written with the RECAP fields (demo, auto,
@@ -26,7 +26,7 @@ import pytest
 from conftest import run_cli
 from synthetic import make_dataset
 
-from lerobot_policy_pi_star_recap.dataset_checks import LEVELS, check_dataset
+from lerobot_policy_pi_star_recap.data.checks import LEVELS, check_dataset
 from lerobot_policy_pi_star_recap.schema import DATA_TYPES, RECAP_FEATURES
 
 TYPES, SUCCESSES, LENGTH = ["demo", "auto", "intervention", "demo"], [True, False, True, True], 8

@@ -146,7 +146,7 @@ def test_demo_checks_the_task_before_creating_anything(tmp_path):
 def test_stock_base_policy_flags(tmp_path):
     """--base-policy smolvla builds stock SmolVLA tiny from the package's SmolVLM folder (written once);
     pi05 has no small offline form, so without --base-path it is refused with the fix."""
-    from lerobot_policy_pi_star_recap.stock_vla import policy_flags
+    from lerobot_policy_pi_star_recap.stock_vlas.base_policies import policy_flags
 
     flags = policy_flags("smolvla", tmp_path, image_size=96, state_dim=39, chunk_size=16, n_action_steps=8)
     assert flags[0] == "--policy.type=smolvla"

@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from synthetic import episode_columns, make_batch, observation, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.recap_data import RecapColumns, RecapTable
+from lerobot_policy_pi_star_recap.data.columns import RecapColumns
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
 
 GOLDEN = Path(__file__).parent / "golden" / "golden.json"
 # float32 kernels differ by ~1e-6 between CPUs (AVX2 vs AVX-512 reduction orders: 1.4e-6 measured on an

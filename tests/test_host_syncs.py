@@ -22,7 +22,7 @@ from synthetic import episode_columns, make_batch, tiny_config
 from test_pi05_base import TINY_BASE
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.recap_data import RecapTable
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
 
 MAX_SYNCS = 2  # the budget; the policy needs none
 READS = (

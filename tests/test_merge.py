@@ -7,7 +7,7 @@ import pytest
 from conftest import collect_args, make_source, read_frames, run_cli, tree_hashes
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from lerobot_policy_pi_star_recap.recap_data import RecapTable
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from conftest import run_tool
 from PIL import Image
 from synthetic import TINY_CLI, make_dataset
 
-from lerobot_policy_pi_star_recap.metrics import roc_auc, summarize
-from lerobot_policy_pi_star_recap.predictions import EpisodePredictions
+from lerobot_policy_pi_star_recap.evaluation.metrics import roc_auc, summarize
+from lerobot_policy_pi_star_recap.evaluation.predictions import EpisodePredictions
 
 
 def _episode(i, values, rewards, success, data_type, q=None, mse=None):
@@ -58,12 +58,12 @@ def test_a_checkpoint_of_another_policy_type_is_a_checkpoint_error(monkeypatch):
     """Library code raises a project error (printed by the command layer), never SystemExit."""
     from types import SimpleNamespace
 
-    from lerobot_policy_pi_star_recap import checkpoints
+    from lerobot_policy_pi_star_recap.evaluation import policy_loading
 
     other = SimpleNamespace(config=SimpleNamespace(type="act"))
-    monkeypatch.setattr(checkpoints, "load_policy", lambda path, device=None: (other, None, None))
-    with pytest.raises(checkpoints.CheckpointError, match="holds a 'act' policy; this command needs"):
-        checkpoints.load_recap_policy("outputs/act/pretrained_model")
+    monkeypatch.setattr(policy_loading, "load_policy", lambda path, device=None: (other, None, None))
+    with pytest.raises(policy_loading.CheckpointError, match="holds a 'act' policy; this command needs"):
+        policy_loading.load_recap_policy("outputs/act/pretrained_model")
 
 
 @pytest.mark.slow

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import collect_args, read_frames, run_cli
 
-from lerobot_policy_pi_star_recap.dataset_writing import episode_records
+from lerobot_policy_pi_star_recap.data.writing import episode_records
+from lerobot_policy_pi_star_recap.evaluation.success_stats import paired_throughput, speed_summary, throughput
 from lerobot_policy_pi_star_recap.loop.plan import operator_counts
 from lerobot_policy_pi_star_recap.loop.report import eval_summary
-from lerobot_policy_pi_star_recap.paired import paired_throughput, speed_summary, throughput
 from lerobot_policy_pi_star_recap.sim.actors import parse_operators
 
 FPS = 80

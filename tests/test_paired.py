@@ -5,7 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from lerobot_policy_pi_star_recap.paired import clustered_difference, paired_difference, wilson_interval
+from lerobot_policy_pi_star_recap.evaluation.success_stats import (
+    clustered_difference,
+    paired_difference,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_known_values():

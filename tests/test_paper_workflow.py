@@ -13,11 +13,11 @@ from conftest import run_tool
 from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.advantage import episode_advantage
-from lerobot_policy_pi_star_recap.checkpoints import load_recap_policy
 from lerobot_policy_pi_star_recap.commands.value import _call_all, fold_training_episodes
-from lerobot_policy_pi_star_recap.predictions import label_indicators, predict_episodes
-from lerobot_policy_pi_star_recap.recap_data import RecapDataError
+from lerobot_policy_pi_star_recap.errors import RecapDataError
+from lerobot_policy_pi_star_recap.evaluation.policy_loading import load_recap_policy
+from lerobot_policy_pi_star_recap.evaluation.predictions import label_indicators, predict_episodes
+from lerobot_policy_pi_star_recap.rl.advantage import episode_advantage
 
 
 def test_joint_paper_mode_trains_value_and_conditions_on_the_indicator():
@@ -250,7 +250,7 @@ def test_staged_value_train_label_then_policy(tmp_path):
 
 def test_dataset_source_without_labels_is_refused(tmp_path):
     root = make_dataset(tmp_path / "data", ["demo", "auto"], length=6)
-    from lerobot_policy_pi_star_recap.recap_data import RecapTable
+    from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
 
     policy = PiStarRECAPPolicy(tiny_config(advantage_source="dataset"))
     with pytest.raises(RecapDataError, match="value-label"):
@@ -258,7 +258,7 @@ def test_dataset_source_without_labels_is_refused(tmp_path):
 
 
 def test_frames_before_takeovers_are_forced_negative():
-    from lerobot_policy_pi_star_recap.advantage import frames_before_takeovers
+    from lerobot_policy_pi_star_recap.rl.advantage import frames_before_takeovers
 
     controller = np.array([0, 0, 0, 0, 1, 1, 0, 1, 0])
     assert frames_before_takeovers(controller, 2).tolist() == [0, 0, 1, 1, 0, 0, 1, 0, 0]

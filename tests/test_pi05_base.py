@@ -17,7 +17,7 @@ from synthetic import ACTION_DIM, IMAGE, STATE, attach_table, episode_columns, m
 from tiny_vlas import pi05_config, tiny_pi05
 
 from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.pi05_base import pi05_sizes
+from lerobot_policy_pi_star_recap.model.pi05_base import pi05_sizes
 
 # the package's tiny pi05 with the sizes of tests/tiny_vlas.py's stock one (PI05_SETTINGS)
 TINY_BASE = dict(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from lerobot_policy_pi_star_recap import plots
+from lerobot_policy_pi_star_recap.evaluation import plots
 
 
 def test_long_bar_title_fits_inside_the_figure(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from synthetic import (
 from torch import Tensor
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.recap_data import RecapDataError
+from lerobot_policy_pi_star_recap.errors import RecapDataError
 
 TYPES = ["demo", "auto", "intervention", "demo"]
 
@@ -73,10 +73,9 @@ def test_success_only_drops_failed_episodes():
 
 
 def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
-    from lerobot_policy_pi_star_recap.conditioning import AdvantageConditioner
+    from lerobot_policy_pi_star_recap.model.conditioning import AdvantageConditioner
 
     indicator = torch.tensor([1.0, 0.0, 1.0, 0.0])
-    targets = {"indicator": indicator, "intervention": torch.zeros(4)}
     for source, expected in (("dataset", [1.0, 0.25, 1.0, 0.25]), ("critic", [1.0, 1.0, 1.0, 1.0])):
         config = tiny_config(
             advantage_source=source,
@@ -88,7 +87,7 @@ def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
         _, weights, _ = conditioner(
             torch.tensor([2.0, -1.0, 0.5, -3.0]),
             indicator if source == "dataset" else None,  # the dataset critic's labels travel as given
-            targets,
+            torch.zeros(4),  # no expert frames
             torch.ones(4),
             torch.Generator().manual_seed(0),
             torch.float32,
@@ -99,10 +98,9 @@ def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
 
 
 def test_unconditional_negative_weight_applies_to_the_negatives_whose_condition_is_dropped():
-    from lerobot_policy_pi_star_recap.conditioning import AdvantageConditioner
+    from lerobot_policy_pi_star_recap.model.conditioning import AdvantageConditioner
 
     indicator = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-    targets = {"indicator": indicator, "intervention": torch.zeros(8)}
     config = tiny_config(
         advantage_source="dataset",
         negative_weight=0.0,
@@ -112,7 +110,12 @@ def test_unconditional_negative_weight_applies_to_the_negatives_whose_condition_
     )
     conditioner = AdvantageConditioner(config, width=8).train()
     _, weights, _ = conditioner(
-        torch.zeros(8), indicator, targets, torch.ones(8), torch.Generator().manual_seed(0), torch.float32
+        torch.zeros(8),
+        indicator,
+        torch.zeros(8),
+        torch.ones(8),
+        torch.Generator().manual_seed(0),
+        torch.float32,
     )
     # the conditioner draws its keep mask first from the generator: the same draw, by hand
     dropped = torch.rand(8, generator=torch.Generator().manual_seed(0)) < 0.5
@@ -421,7 +424,7 @@ def test_chunk_loss_stops_where_the_controller_changes():
     columns = episode_columns(TYPES, length=10, successes=[True, False, True, True])
     table = attach_table(policy, columns)
     # intervention episode 2 (frames 20-29): expert frames 25-29; frame 23's chunk (size 4) covers 23-26
-    assert table.lookup(torch.tensor([23]))["segment_left"].item() == 2
+    assert table.lookup(torch.tensor([23])).segment_left.item() == 2
     batch = make_batch(policy.config, [23, 3], seed=0)
     changed = {**batch, "action": batch["action"].clone()}
     changed["action"][0, 2:] += 5.0

@@ -19,9 +19,10 @@ from lerobot.processor import (
 from lerobot.processor.converters import create_transition
 from synthetic import STATE, make_dataset
 
-from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
-from lerobot_policy_pi_star_recap.dataset_writing import DatasetToolError
-from lerobot_policy_pi_star_recap.prompt_tags import (
+from lerobot_policy_pi_star_recap.data.columns import read_recap_columns
+from lerobot_policy_pi_star_recap.data.writing import DatasetToolError
+from lerobot_policy_pi_star_recap.model.backbone import tiny_tokenizer
+from lerobot_policy_pi_star_recap.stock_vlas.prompt_tags import (
     PROMPT_STEP,
     AdvantagePromptStep,
     check_template,
@@ -29,7 +30,6 @@ from lerobot_policy_pi_star_recap.prompt_tags import (
     tag_pattern,
     tagged,
 )
-from lerobot_policy_pi_star_recap.recap_data import read_recap_columns
 
 TASK = "push the block"
 TYPES = ["demo", "auto", "intervention", "auto"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import TINY_POLICY, annotate, make_source, read_frames, run_tool
 
-from lerobot_policy_pi_star_recap.recap_data import RecapTable
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
 
 BOOL = {"dtype": "bool", "shape": (1,), "names": None}
 FLOAT = {"dtype": "float32", "shape": (1,), "names": None}

@@ -5,13 +5,10 @@ import pytest
 import torch
 from synthetic import episode_columns, make_dataset
 
-from lerobot_policy_pi_star_recap.advantage import window_cuts, window_targets
-from lerobot_policy_pi_star_recap.recap_data import (
-    RecapColumns,
-    RecapDataError,
-    RecapTable,
-    read_recap_columns,
-)
+from lerobot_policy_pi_star_recap.data.columns import RecapColumns, read_recap_columns
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
+from lerobot_policy_pi_star_recap.errors import RecapDataError
+from lerobot_policy_pi_star_recap.rl.returns import window_cuts, window_targets
 
 
 def _targets(rewards, horizon, gamma, terminal, controller=None):
@@ -49,16 +46,16 @@ def test_table_targets_types_and_masks():
     columns = episode_columns(["demo", "intervention", "auto"], length=6, successes=[True, True, False])
     table = RecapTable(columns, chunk_size=2, discount=1.0, n_step=3)
     out = table.lookup(torch.arange(18))
-    assert out["data_type"].tolist() == [0] * 6 + [2] * 6 + [1] * 6
-    assert out["intervention"].tolist() == [0] * 6 + [0, 0, 0, 1, 1, 1] + [0] * 6
-    assert out["success"].tolist() == [1.0] * 12 + [0.0] * 6
+    assert out.data_type.tolist() == [0] * 6 + [2] * 6 + [1] * 6
+    assert out.intervention.tolist() == [0] * 6 + [0, 0, 0, 1, 1, 1] + [0] * 6
+    assert out.success.tolist() == [1.0] * 12 + [0.0] * 6
     # failure episode: rewards -1 x5 then -6; undiscounted Monte-Carlo returns
-    assert out["mc_return"][12:].tolist() == [-11.0, -10.0, -9.0, -8.0, -7.0, -6.0]
-    assert out["mc_return"][:6].tolist() == [-5.0, -4.0, -3.0, -2.0, -1.0, 0.0]
+    assert out.mc_return[12:].tolist() == [-11.0, -10.0, -9.0, -8.0, -7.0, -6.0]
+    assert out.mc_return[:6].tolist() == [-5.0, -4.0, -3.0, -2.0, -1.0, 0.0]
     # N=3 step sums without bootstrap in the last N frames
-    assert out["nstep_reward"][:6].tolist() == [-3.0, -3.0, -3.0, -2.0, -1.0, 0.0]
-    assert out["nstep_bootstrap"][:6].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
-    assert out["chunk_reward"][:6].tolist() == [-2.0, -2.0, -2.0, -2.0, -1.0, 0.0]
+    assert out.nstep_reward[:6].tolist() == [-3.0, -3.0, -3.0, -2.0, -1.0, 0.0]
+    assert out.nstep_bootstrap[:6].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert out.chunk_reward[:6].tolist() == [-2.0, -2.0, -2.0, -2.0, -1.0, 0.0]
     assert table.return_scale == 11.0
 
 
@@ -72,7 +69,7 @@ def test_unknown_data_type_is_rejected():
     columns = episode_columns(["demo"], length=4)
     columns.data_type = np.array(["demo", "demo", "teleop", "demo"])
     with pytest.raises(RecapDataError, match="teleop"):
-        from lerobot_policy_pi_star_recap.recap_data import encode_data_types
+        from lerobot_policy_pi_star_recap.data.columns import encode_data_types
 
         encode_data_types(columns.data_type, "test")
 
@@ -120,27 +117,27 @@ def test_failed_episodes_are_truncations_by_default():
     columns = episode_columns(["demo", "auto"], length=6, successes=[True, False])
     out = RecapTable(columns, chunk_size=2, discount=1.0, n_step=3).lookup(torch.arange(12))
     # success: terminal, no bootstrap in the last N frames
-    assert out["nstep_bootstrap"][:6].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert out.nstep_bootstrap[:6].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
     # failure (rewards -1 x5, then -6 on the last frame): windows stop at frame 5 and bootstrap V(o_5)
-    assert out["nstep_reward"][6:].tolist() == [-3.0, -3.0, -3.0, -2.0, -1.0, 0.0]
-    assert out["nstep_bootstrap"][6:].tolist() == [1.0] * 6
-    assert out["chunk_reward"][6:].tolist() == [-2.0, -2.0, -2.0, -2.0, -1.0, 0.0]
-    assert out["mc_return"][6:].tolist() == [-11.0, -10.0, -9.0, -8.0, -7.0, -6.0]  # value target unchanged
+    assert out.nstep_reward[6:].tolist() == [-3.0, -3.0, -3.0, -2.0, -1.0, 0.0]
+    assert out.nstep_bootstrap[6:].tolist() == [1.0] * 6
+    assert out.chunk_reward[6:].tolist() == [-2.0, -2.0, -2.0, -2.0, -1.0, 0.0]
+    assert out.mc_return[6:].tolist() == [-11.0, -10.0, -9.0, -8.0, -7.0, -6.0]  # value target unchanged
     terminal = RecapTable(columns, chunk_size=2, discount=1.0, n_step=3, timeouts_truncate=False)
     out = terminal.lookup(torch.arange(12))
-    assert out["nstep_reward"][6:].tolist() == [-3.0, -3.0, -3.0, -8.0, -7.0, -6.0]
-    assert out["nstep_bootstrap"][6:].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert out.nstep_reward[6:].tolist() == [-3.0, -3.0, -3.0, -8.0, -7.0, -6.0]
+    assert out.nstep_bootstrap[6:].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
 
 
 def test_truncated_column_marks_truncations():
     columns = episode_columns(["demo"], length=4, successes=[True])
     columns.truncated = np.array([False, False, False, True])
     out = RecapTable(columns, chunk_size=2, discount=1.0, n_step=2).lookup(torch.arange(4))
-    assert out["nstep_bootstrap"].tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert out.nstep_bootstrap.tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
 def test_segment_left_counts_frames_until_the_controller_changes():
     columns = episode_columns(["intervention"], length=6, successes=[True])
     columns.intervention = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
     out = RecapTable(columns, chunk_size=3, discount=1.0, n_step=2).lookup(torch.arange(6))
-    assert out["segment_left"].tolist() == [2, 1, 2, 1, 2, 1]
+    assert out.segment_left.tolist() == [2, 1, 2, 1, 2, 1]

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from synthetic import TINY_CLI, attach_table, episode_columns, make_batch, make_dataset, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.recap_data import RecapDataError, RecapTable
+from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
+from lerobot_policy_pi_star_recap.errors import RecapDataError
 
 
 def train_args(root: Path, out: Path, steps: int, save_freq: int) -> list[str]:
@@ -169,7 +170,7 @@ def test_episodes_shorter_than_the_chunk_train():
     policy = PiStarRECAPPolicy(tiny_config(chunk_size=8, n_action_steps=8))
     table = attach_table(policy, episode_columns(["demo", "auto", "demo"], length=3))
     out = table.lookup(torch.arange(9))
-    assert out["chunk_discount"].max() == 0.0  # every chunk runs past its episode's end: no bootstrap
+    assert out.chunk_discount.max() == 0.0  # every chunk runs past its episode's end: no bootstrap
     batch = make_batch(policy.config, [0, 4, 8])
     batch["action_is_pad"][:, 3:] = True
     loss, _ = policy(batch)
@@ -213,7 +214,7 @@ def test_checkpoint_of_another_policy_type_is_refused(tmp_path):
 
 
 def test_empty_dataset_is_refused(tmp_path):
-    from lerobot_policy_pi_star_recap.recap_data import RecapColumns
+    from lerobot_policy_pi_star_recap.data.columns import RecapColumns
 
     empty = np.array([], dtype=np.int64)
     with pytest.raises((RecapDataError, ValueError)):

@@ -110,7 +110,7 @@ def test_stage_two_starts_from_stage_one(stage1):
 def test_fine_tune_on_another_dataset_starts_with_stage_one_actions(stage1, keep):
     """Stage 2 on a dataset with other statistics acts exactly like stage 1 at step 0, because it keeps
     the checkpoint's normalisation (keep_pretrained_stats); LeRobot's default re-normalises and does not."""
-    from lerobot_policy_pi_star_recap.checkpoints import load_for_fine_tuning, load_policy
+    from lerobot_policy_pi_star_recap.evaluation.policy_loading import load_for_fine_tuning, load_policy
 
     work, _, out = stage1
     checkpoint = out / "checkpoints" / "last" / "pretrained_model"

@@ -15,7 +15,7 @@ import torch
 from synthetic import attach_table, episode_columns, make_batch, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
-from lerobot_policy_pi_star_recap.training_monitor import TrainingMonitor
+from lerobot_policy_pi_star_recap.training.monitor import TrainingMonitor
 
 README_METRICS = ("v_loss", "q_loss", "policy_loss", "advantage_mean")
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -26,9 +26,9 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.policies.pi05 import PI05Config
 from lerobot.policies.smolvla import SmolVLAConfig
 
-from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
-from lerobot_policy_pi_star_recap.pi05_base import TINY_VOCAB, pi05_sizes
-from lerobot_policy_pi_star_recap.stock_vla import TINY_SMOLVLA, write_tiny_smolvlm
+from lerobot_policy_pi_star_recap.model.backbone import tiny_tokenizer
+from lerobot_policy_pi_star_recap.model.pi05_base import TINY_VOCAB, pi05_sizes
+from lerobot_policy_pi_star_recap.stock_vlas.base_policies import TINY_SMOLVLA, write_tiny_smolvlm
 
 # --- SmolVLA ---------------------------------------------------------------------------------------
 

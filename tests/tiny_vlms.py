@@ -138,7 +138,7 @@ FAMILY_BUILDERS = {
 
 def save_family(name: str, directory: Path) -> Path:
     """Save a tiny model of `name` with a tokenizer, as `save_pretrained` would for a real checkpoint."""
-    from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
+    from lerobot_policy_pi_star_recap.model.backbone import tiny_tokenizer
 
     FAMILY_BUILDERS[name]().save_pretrained(directory)
     tiny_tokenizer().save_pretrained(directory)
@@ -147,7 +147,7 @@ def save_family(name: str, directory: Path) -> Path:
 
 def save_text_only(directory: Path) -> tuple[Path, Path]:
     """A text-only Gemma (like google/gemma-2b-it) and a separate SigLIP vision tower."""
-    from lerobot_policy_pi_star_recap.backbone import tiny_tokenizer
+    from lerobot_policy_pi_star_recap.model.backbone import tiny_tokenizer
 
     text_dir, vision_dir = directory / "gemma", directory / "siglip"
     T.GemmaForCausalLM(

@@ -23,7 +23,7 @@ from lerobot.configs import NormalizationMode, PreTrainedConfig
 from lerobot.optim import AdamWConfig, LRSchedulerConfig, OptimizerConfig
 from torch.optim.lr_scheduler import LambdaLR
 
-from .method import Method
+from .rl.method import Method
 
 # The IQL tuning table (README, "Hyperparameter tuning"): (expectile tau, temperature beta).
 IQL_PRESETS: dict[str, tuple[float, float]] = {
@@ -514,6 +514,6 @@ class PiStarRECAPConfig(PreTrainedConfig):
 
     @property
     def reward_delta_indices(self) -> None:
-        # Rewards are read from the dataset by frame index (see recap_data.RecapTable): the documented
+        # Rewards are read from the dataset by frame index (see data.recap_table.RecapTable): the documented
         # `reward` column is not one LeRobot windows, and whole-episode returns need more than a window.
         return None

@@ -1,8 +1,8 @@
-"""`PiStarRECAPPolicy`: the LeRobot adapter over the tensor model `recap_model.PiStarRECAP`.
+"""`PiStarRECAPPolicy`: the LeRobot adapter over the tensor model `model.pi_star_recap.PiStarRECAP`.
 
 The adapter parses LeRobot batches (and checks them), finds each frame's RECAP targets in the attached
-dataset table, queues actions, saves and loads checkpoints (strictly, upgrading older key names), and
-builds parameter groups and freezing; `PiStarRECAP` computes (see its module for the training step).
+dataset table, queues actions, and saves and loads checkpoints (strictly, upgrading older key names);
+`PiStarRECAP` computes (see its module for the training step), and owns its parameter groups and freezing.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from lerobot.utils.constants import (
 )
 from torch import Tensor, nn
 
-from .checkpoints import checkpoint_weights, load_weights_strictly
 from .configuration_pi_star_recap import PiStarRECAPConfig
-from .recap_data import RecapDataError, RecapTable
-from .recap_model import Observation, PiStarRECAP
-from .training_monitor import TrainingMonitor
+from .data.recap_table import RecapTable
+from .errors import RecapDataError
+from .model.inputs import Observation, RecapTargets
+from .model.pi_star_recap import PiStarRECAP, recorded_chunk
+from .model.weights import checkpoint_weights, load_weights_strictly
+from .training.monitor import TrainingMonitor
 
 # Where checkpoints written before the adapter / model split kept their tensors (old prefix -> new).
 LEGACY_KEYS = (
@@ -160,7 +162,6 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             check_dataset_matches(config, dataset_meta)
             self.attach_dataset(RecapTable.from_dataset_root(dataset_meta.root, **self._table_kwargs()))
         self.monitor = TrainingMonitor(config, self.parameters)
-        self._apply_freezing()
         if config.compile_model:
             # In place (nn.Module.compile), so parameter names and checkpoints stay the eager model's.
             self.model.backbone.compile(mode=config.compile_mode)
@@ -190,23 +191,17 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
                 f"{table.where}: success_only=true needs a success column ('success' or 'next.success')."
             )
         self.recap_table = table
-        model = self.model
-        if table.has_rewards and not model.updates:
-            # A fresh policy takes its return normalisation and value support from its first dataset.
-            if config.return_normalizer is None:
-                model.return_scale.fill_(table.return_scale)
-            low = -1.0 if table.min_return < 0 else 0.0
-            high = 1.0 if table.max_return > 0 else 0.0
-            model.value_support.copy_(torch.tensor([low, high if high > low else low + 1.0]))
-            model.read_buffers()
+        if table.has_rewards and not self.model.updates:  # a fresh policy: its first dataset sets the scales
+            self.model.set_return_range(table.return_scale, table.min_return, table.max_return)
         logging.info(f"pi_star_recap: RECAP data {table.summary()}")
 
-    def _recap_targets(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _recap_targets(self, batch: dict[str, Tensor]) -> RecapTargets:
         if self.recap_table is None:
             raise RecapDataError(
                 "pi_star_recap was built without a dataset, so it cannot find the RECAP fields of training "
                 "batches: create it through lerobot's make_policy(cfg, ds_meta=dataset.meta) or call "
-                "policy.attach_dataset(RecapTable.from_dataset_root(root, ...))."
+                "policy.attach_dataset(RecapTable.from_dataset_root(root, ...)) (RecapTable: "
+                "lerobot_policy_pi_star_recap.data.recap_table)."
             )
         if "index" not in batch:
             raise RecapDataError("training batches need LeRobot's global frame 'index' to find RECAP fields.")
@@ -278,9 +273,9 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         per_sample, stats = self.model(current, following, actions, action_pad, targets)
         loss = per_sample.mean() if reduction == "mean" else per_sample
         if not self.training:  # e.g. lerobot-train's eval batches: not part of the training window
-            return loss, self.monitor.batch_means(stats, targets["data_type"], loss)
+            return loss, self.monitor.batch_means(stats, targets.data_type, loss)
         # This batch's metrics as device tensors; floats (the window's means) on log steps only.
-        metrics, finite = self.monitor.record(stats, targets["data_type"], loss, step=self.model.updates + 1)
+        metrics, finite = self.monitor.record(stats, targets.data_type, loss, step=self.model.updates + 1)
         if self.config.on_nonfinite == "skip":
             # A bad batch's loss reads 0; its gradient is zeroed at the optimizer step (see the monitor).
             loss = torch.where(finite, loss, torch.zeros_like(loss))
@@ -294,38 +289,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
     def get_optim_params(self) -> list[dict]:
         """Parameter groups so that q_lr, v_lr, policy_lr and the condition's rate are real learning rates
         of one optimizer (the scheduler scales every group's rate by the same factor)."""
-        config = self.config
-        critic_groups = self.model.critic.param_groups(config)
-        embedding = self.model.conditioner.embedding
-        condition = [p for p in embedding.parameters() if p.requires_grad] if embedding is not None else []
-        apart = {id(p) for p in self.model.critic.parameters()} | {id(p) for p in condition}
-        policy = [p for p in self.parameters() if p.requires_grad and id(p) not in apart]
-        groups = [
-            {"params": policy, "lr": config.policy_lr, "name": "policy"},
-            {
-                "params": condition,
-                "lr": config.policy_lr * config.condition_lr_multiplier,
-                "name": "condition",
-            },
-            *critic_groups,
-        ]
-        return [g for g in groups if g["params"]]
-
-    def _apply_freezing(self) -> None:
-        config, model = self.config, self.model
-        frozen: list[nn.Module] = []
-        if config.freeze_vision_encoder:
-            frozen += model.backbone.vision_modules
-        if config.freeze_vlm:
-            frozen += model.backbone.vlm_modules
-        if config.train_expert_only:
-            frozen += model.backbone.encoder_modules
-        if not config.train_policy:  # value-only stage: the expert gets no loss
-            frozen += [m for m in (model.flow, model.conditioner) if m is not None]
-            if not config.critic_backbone_grad:
-                frozen.append(model.backbone)
-        for module in frozen:
-            module.requires_grad_(False)
+        return self.model.param_groups()
 
     # --- Inference -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -348,12 +312,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
     @torch.no_grad()
     def predict_values(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Critic outputs for a batch (value; and min Q of the recorded chunk for IQL), in return units."""
-        if not self.model.critic.has_value:
-            raise RuntimeError("this policy has no critics (it was trained as plain behaviour cloning).")
-        chunk = None
-        if ACTION in batch:
-            actions, pad = self._actions(batch)
-            chunk = actions.masked_fill(pad[..., None], 0.0).flatten(1).float()
+        chunk = recorded_chunk(*self._actions(batch)) if ACTION in batch else None
         return self.model.values(self.observation(batch)[0], chunk)
 
     # --- Checkpoints -----------------------------------------------------------------------------

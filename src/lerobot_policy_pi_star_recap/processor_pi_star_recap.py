@@ -2,7 +2,7 @@
 
 RECAP columns (data type, rewards, interventions) are not carried through this pipeline: LeRobot's
 batch conversion drops unknown columns, also when processors are reloaded from a checkpoint, so the
-policy looks them up by the global frame `index`, which the pipeline keeps (see recap_data.py).
+policy looks them up by the global frame `index`, which the pipeline keeps (see data/recap_table.py).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from lerobot.processor import (
     make_policy_processor_pipelines,
 )
 
-from .backbone import load_tokenizer
 from .configuration_pi_star_recap import PiStarRECAPConfig
+from .model.backbone import load_tokenizer
 
 PREPROCESSOR_FILE = "policy_preprocessor.json"
 NORMALIZER_STEP = "normalizer_processor"

@@ -3,7 +3,7 @@
 Each field has the canonical column this package writes, then the other columns it accepts (LeRobot's
 own names, HIL-SERL's), in the order a reader prefers them. The canonical one comes first, so that a
 dataset that was annotated over a source with an older column of another name is read the way it was
-written. Readers (`recap_data`), `annotate` and the dataset writers all take their names from here.
+written. Readers (`data.columns`), `annotate` and the dataset writers all take their names from here.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def test_the_summary_pairs_every_arm_with_each_baseline_on_success_and_throughpu
 
 def test_label_report_per_operator_against_paused_and_detour_frames(monkeypatch, tmp_path):
     labels = load_benchmark("label_quality")
-    import lerobot_policy_pi_star_recap.dataset_writing as writing
+    import lerobot_policy_pi_star_recap.data.writing as writing
 
     records = [
         {"operator": "better", "pause_frames": [], "detour_frames": []},

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset_checks import DatasetReport, column_problems, nonfinite_problem
-from ..dataset_writing import DatasetToolError
+from ..data.checks import DatasetReport, column_problems, nonfinite_problem
+from ..data.writing import DatasetToolError
 from ..schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, RECAP_FEATURES, REWARD, SUCCESS
 from .common import HelpFormatter, add_option, report_errors
 
@@ -344,7 +344,7 @@ def episode_types(
 def check_labels(src: Path, frames: SourceFrames, rows: dict[int, np.ndarray], new: dict) -> None:
     """The training-time checks on the labels about to be written, before anything is: a contradiction
     (e.g. intervention flags on episodes typed demo) is refused here, not at training."""
-    from ..recap_columns import RecapColumns, encode_data_types
+    from ..data.columns import RecapColumns, encode_data_types
 
     order = np.concatenate(list(rows.values()))
     labels = {name: values[order] for name, values in new.items()}
@@ -367,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets.dataset_tools import modify_features, recompute_stats
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from ..dataset_writing import (
+    from ..data.writing import (
         RewardScheme,
         atomic_output_dir,
         check_dataset_root,

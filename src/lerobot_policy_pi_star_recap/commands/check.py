@@ -1,7 +1,7 @@
 """`pi-star-recap check`: what the policy will read from a dataset, and every problem in it, before a
 training run finds them one at a time (or trains on them without a word).
 
-It runs the checks training, `value-train`, `value-label` and `annotate` run (`dataset_checks`), over
+It runs the checks training, `value-train`, `value-label` and `annotate` run (`data.checks`), over
 the parquet columns and `meta/` only: no image or video is decoded.
 """
 
@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @report_errors("check")
 def run(args: argparse.Namespace) -> int:
-    from ..dataset_checks import check_dataset
-    from ..dataset_writing import check_dataset_root
+    from ..data.checks import check_dataset
+    from ..data.writing import check_dataset_root
 
     root = args.input.expanduser()
     check_dataset_root(root, "--input")

@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.envs.utils import env_to_policy_features
 
-    from ..dataset_writing import (
+    from ..data.writing import (
         COLLECT_PROVENANCE,
         RewardScheme,
         atomic_output_dir,

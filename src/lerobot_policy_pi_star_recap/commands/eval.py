@@ -76,12 +76,12 @@ def evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     from lerobot.datasets import LeRobotDatasetMetadata
 
-    from ..advantage import advantage_n_step
-    from ..checkpoints import load_recap_policy
-    from ..dataset_writing import check_dataset_root
-    from ..metrics import episode_returns, format_table, summarize
-    from ..plots import plot_advantage_by_type, plot_calibration, plot_values_along_episodes
-    from ..predictions import predict_episodes
+    from ..data.writing import check_dataset_root
+    from ..evaluation.metrics import episode_returns, format_table, summarize
+    from ..evaluation.plots import plot_advantage_by_type, plot_calibration, plot_values_along_episodes
+    from ..evaluation.policy_loading import load_recap_policy
+    from ..evaluation.predictions import predict_episodes
+    from ..rl.advantage import advantage_n_step
     from ..schema import DATA_TYPES
 
     check_local_or_hub(args.policy_path, "--policy.path")

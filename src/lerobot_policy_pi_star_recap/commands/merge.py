@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..dataset_writing import DatasetToolError
+from ..data.writing import DatasetToolError
 from ..schema import RECAP_FEATURES
 from .common import HelpFormatter, report_errors
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from lerobot.datasets.dataset_tools import merge_datasets
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from ..dataset_writing import (
+    from ..data.writing import (
         COLLECT_PROVENANCE,
         atomic_output_dir,
         check_dataset_root,

@@ -1,5 +1,5 @@
 """`pi-star-recap tag-prompts` and `tag-checkpoint`: RECAP for stock LeRobot VLAs (pi05, pi0, SmolVLA)
-through the task prompt, "<task>\\nAdvantage: positive|negative" (see prompt_tags.py).
+through the task prompt, "<task>\\nAdvantage: positive|negative" (see stock_vlas/prompt_tags.py).
 
     pi-star-recap value-label ... --output labelled          # indicators, as for pi_star_recap
     pi-star-recap tag-prompts --input labelled --output tagged
@@ -19,7 +19,7 @@ TEMPLATE_HELP = "tag template with {task} and {label} (label: positive / negativ
 
 
 def register(subparsers) -> None:
-    from ..prompt_tags import DEFAULT_TEMPLATE
+    from ..stock_vlas.prompt_tags import DEFAULT_TEMPLATE
 
     tag = subparsers.add_parser(
         "tag-prompts",
@@ -71,8 +71,8 @@ def register(subparsers) -> None:
 
 @report_errors("tag-prompts")
 def run_tag_prompts(args: argparse.Namespace) -> int:
-    from ..dataset_writing import atomic_output_dir, check_dataset_root
-    from ..prompt_tags import check_prompts_fit, tag_dataset
+    from ..data.writing import atomic_output_dir, check_dataset_root
+    from ..stock_vlas.prompt_tags import check_prompts_fit, tag_dataset
 
     check_dataset_root(args.input, "--input")
     with atomic_output_dir(args.output, args.overwrite, sources=[args.input]) as staged:
@@ -88,8 +88,8 @@ def run_tag_prompts(args: argparse.Namespace) -> int:
 
 @report_errors("tag-checkpoint")
 def run_tag_checkpoint(args: argparse.Namespace) -> int:
-    from ..dataset_writing import atomic_output_dir
-    from ..prompt_tags import PREPROCESSOR, tag_checkpoint
+    from ..data.writing import atomic_output_dir
+    from ..stock_vlas.prompt_tags import PREPROCESSOR, tag_checkpoint
 
     if not args.input.is_dir():
         raise FileNotFoundError(f"--input {args.input} does not exist.")

@@ -212,8 +212,8 @@ def _check_training_data(extra: list[str]) -> None:
     """Run the dataset checks lerobot-train will run, here: a refusal is then one error line (exit 2),
     not a traceback from inside lerobot-train (once per fold). Datasets not on disk yet (a hub download)
     are checked by lerobot-train itself."""
-    from ..dataset_checks import check_dataset
-    from ..dataset_writing import check_dataset_root
+    from ..data.checks import check_dataset
+    from ..data.writing import check_dataset_root
 
     root = _optional(extra, "--dataset.root")
     if root is None:
@@ -250,7 +250,7 @@ def _dataset_episodes(extra: list[str]) -> list[int]:
         return [int(e) for e in json.loads(_option(extra, "--dataset.episodes"))]
     from lerobot.datasets import LeRobotDatasetMetadata
 
-    from ..dataset_writing import check_dataset_root
+    from ..data.writing import check_dataset_root
 
     root = Path(_option(extra, "--dataset.root")).expanduser()
     check_dataset_root(root, "--dataset.root")
@@ -263,10 +263,10 @@ def run_value_label(args: argparse.Namespace) -> int:
     from lerobot.datasets import LeRobotDataset
     from lerobot.datasets.dataset_tools import add_features
 
-    from ..advantage import advantage_n_step, frames_before_takeovers
-    from ..dataset_checks import check_dataset
-    from ..dataset_writing import atomic_output_dir, check_dataset_root, check_output_dir
-    from ..predictions import label_indicators
+    from ..data.checks import check_dataset
+    from ..data.writing import atomic_output_dir, check_dataset_root, check_output_dir
+    from ..evaluation.predictions import label_indicators
+    from ..rl.advantage import advantage_n_step, frames_before_takeovers
     from ..schema import ADVANTAGE, DATA_TYPES, INDICATOR, VALUE
 
     if args.negative_before_takeover is not None and args.negative_before_takeover < 0:
@@ -336,8 +336,8 @@ def predict_out_of_sample(paths: list[str], source, batch_size: int, device: str
     """Value (and Q) predictions for every episode of `source`, each from the checkpoints that did not
     train on it (averaged when several did not); with one checkpoint, from that one. Also returns, per
     episode, a code for the set of checkpoints that valued it (0, 1, ...)."""
-    from ..checkpoints import load_recap_policy
-    from ..predictions import predict_episodes
+    from ..evaluation.policy_loading import load_recap_policy
+    from ..evaluation.predictions import predict_episodes
 
     total = source.meta.total_episodes
     trained = [_trained_episodes(path, total) for path in paths]

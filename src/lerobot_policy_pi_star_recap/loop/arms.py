@@ -146,7 +146,7 @@ def episodes_flag(episodes: list[int]) -> str:
 
 def successful_episodes(root: Path) -> list[int]:
     """Episode indices of `root` whose success flag is set on some frame."""
-    from ..recap_data import read_recap_columns
+    from ..data.columns import read_recap_columns
 
     columns = read_recap_columns(root)
     if columns.success is None:
@@ -163,7 +163,7 @@ def top_return_episodes(root: Path, share: float = 1 / 3) -> list[int]:
     """The episodes of `root` with the highest return (sum of rewards), `share` of them (at least one),
     ties to the lower episode index: what a user can select with the reward column alone (D4RL's "10% BC";
     with the paper's rewards, the fastest successes)."""
-    from ..recap_data import read_recap_columns
+    from ..data.columns import read_recap_columns
 
     columns = read_recap_columns(root)
     episodes = np.unique(columns.episode_index)
@@ -174,7 +174,7 @@ def top_return_episodes(root: Path, share: float = 1 / 3) -> list[int]:
 
 def operator_episodes(root: Path, operator: str) -> list[int]:
     """The episodes of `root` that `operator` demonstrated (from the collection's records)."""
-    from ..dataset_writing import episode_records
+    from ..data.writing import episode_records
 
     records = episode_records(root)
     if records is None:

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ..dataset_writing import write_text_atomic
+from ..data.writing import write_text_atomic
 from ..sim.config import METAWORLD_FPS
 from .flags import POLICY_FLAGS
 from .plan import DemoSettings
@@ -34,7 +34,7 @@ def episode_steps(info: dict) -> list[int]:
 def eval_summary(info: dict) -> dict:
     """Success rate (Wilson 95%), throughput in successes per hour of robot time and mean steps to success
     (bootstrap 95%) from lerobot-eval's eval_info.json."""
-    from ..paired import speed_summary, wilson_interval
+    from ..evaluation.success_stats import speed_summary, wilson_interval
 
     successes = episode_successes(info)
     low, high = wilson_interval(sum(successes), len(successes))
@@ -60,7 +60,7 @@ def write_cell(path: Path, record: dict) -> None:
 def paired_comparisons(results: dict[str, dict], controls: tuple[str, ...] = ()) -> list[dict]:
     """Every later stage against the first and against each of `controls` present, paired on the same env
     seeds: success and throughput."""
-    from ..paired import paired_difference, paired_throughput
+    from ..evaluation.success_stats import paired_difference, paired_throughput
 
     names = list(results)
     baselines = [names[0], *(c for c in controls if c in results)]
@@ -126,7 +126,7 @@ def format_results(rows: list[dict]) -> str:
 def _stage_bars(rows: list[dict], key: str, ci: str, ylabel: str, title: str, path: Path, **kwargs) -> str:
     """One bar per stage with its 95% interval (clamped: at 0% or 100% the interval's end equals the rate
     up to rounding)."""
-    from ..plots import plot_bars
+    from ..evaluation.plots import plot_bars
 
     errors = [[max(r[key] - r[ci][0], 0.0) for r in rows], [max(r[ci][1] - r[key], 0.0) for r in rows]]
     names = [r["stage"].split(" (")[0] for r in rows]

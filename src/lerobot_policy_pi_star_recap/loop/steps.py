@@ -125,7 +125,7 @@ def run_flags(ws: Workspace, dataset: Path, output: Path, steps: int, seed: int 
 
 def stock_policy_flags(ws: Workspace, dataset: Path) -> list[str]:
     """Stage 1 of a stock VLA: fine-tune the base path, or build it from scratch (tiny SmolVLA)."""
-    from ..stock_vla import policy_flags
+    from ..stock_vlas.base_policies import policy_flags
 
     if ws.base_path:
         return [f"--policy.path={ws.base_path}"]

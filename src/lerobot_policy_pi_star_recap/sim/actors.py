@@ -169,7 +169,7 @@ class PolicyActor(Actor):
     def __init__(self, path: str | Path, device: str, env_features: dict[str, Any], task: str):
         import torch
 
-        from ..checkpoints import load_policy
+        from ..evaluation.policy_loading import load_policy
 
         self.policy, self.preprocessor, self.postprocessor = load_policy(path, device)
         config = self.policy.config

@@ -8,7 +8,7 @@ Modes:
                 came from the expert; an episode is "intervention" if the expert took over at least once,
                 else "auto".
 
-A frame holds the observation, the action executed from it, and the RECAP columns of `dataset_writing`.
+A frame holds the observation, the action executed from it, and the RECAP columns of `data.writing`.
 Episodes end at the first success or after `episode_length` steps (failure).
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..dataset_writing import RewardScheme, episode_columns
+from ..data.writing import RewardScheme, episode_columns
 from ..schema import DATA_TYPE
 from .actors import OPERATORS, Actor, ExpertActor
 from .config import MetaWorldRecapEnvConfig

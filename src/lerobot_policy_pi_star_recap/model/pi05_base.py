@@ -33,10 +33,10 @@ from lerobot.policies.pi05 import modeling_pi05
 from lerobot.policies.pi05.configuration_pi05 import PI05Config
 from torch import Tensor, nn
 
+from ..configuration_pi_star_recap import PiStarRECAPConfig
 from . import flow
 from .backbone import Prefix
-from .checkpoints import checkpoint_weights, load_weights_strictly
-from .configuration_pi_star_recap import PiStarRECAPConfig
+from .weights import checkpoint_weights, load_weights_strictly
 
 # "tiny": both Gemmas 64 wide x 2 layers (8 heads: pi05's training attention hard-codes 8, modeling_pi05
 # line ~121), a 1-layer 32-wide SigLIP with 16 px patches, a 512-token vocabulary; ~350K parameters.

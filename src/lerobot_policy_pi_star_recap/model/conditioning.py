@@ -11,9 +11,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..configuration_pi_star_recap import PiStarRECAPConfig
+from ..rl.advantage import advantage_indicator
+from ..rl.iql import awr_weights
 from .action_expert import AdvantageEmbedding
-from .advantage import advantage_indicator, awr_weights
-from .configuration_pi_star_recap import PiStarRECAPConfig
 
 
 def distributed_mean(x: Tensor) -> Tensor:
@@ -58,30 +59,31 @@ class AdvantageConditioner(nn.Module):
         ):
             buffer.lerp_(value.to(buffer.dtype), momentum.to(buffer.dtype))
 
-    def condition_value(self, advantage: Tensor, given: Tensor | None, targets: dict[str, Tensor]) -> Tensor:
+    def condition_value(self, advantage: Tensor, given: Tensor | None, intervention: Tensor) -> Tensor:
         """The binary indicator (paper) or the standardised, clamped advantage (IQL). `given`: the critic's
-        per-frame indicator (NaN where it has none), taken as is (`CriticOutput.indicator`)."""
+        per-frame indicator (NaN where it has none), taken as is (`CriticOutput.indicator`); `intervention`:
+        1.0 on frames an expert controlled (`RecapTargets.intervention`)."""
         if self.binary:
-            computed = advantage_indicator(advantage, self.indicator_threshold, targets["intervention"])
+            computed = advantage_indicator(advantage, self.indicator_threshold, intervention)
             return computed if given is None else torch.where(torch.isnan(given), computed, given)
         clip = self.config.advantage_clip
         standardised = self.standardise(advantage).clamp(-clip, clip)
         # The paper's rule for human corrections, in continuous form: a corrected frame is labelled with at
         # least the advantage the policy is asked for at inference, whatever happened after the correction.
-        corrected = targets["intervention"] > 0.5
+        corrected = intervention > 0.5
         return torch.where(corrected, standardised.clamp(min=self.config.advantage_scale), standardised)
 
     def forward(
         self,
         advantage: Tensor | None,
         given: Tensor | None,
-        targets: dict[str, Tensor],
+        intervention: Tensor,
         weights: Tensor,
         generator: torch.Generator,
         dtype: torch.dtype,
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """(condition (B, width), loss weights (B,), stats) for one training batch; `given` as in
-        `condition_value`."""
+        """(condition (B, width), loss weights (B,), stats) for one training batch; `given` and
+        `intervention` as in `condition_value`."""
         config, method = self.config, self.method
         batch_size = weights.shape[0]
         condition = torch.zeros(batch_size, self.width, device=weights.device, dtype=dtype)
@@ -102,7 +104,7 @@ class AdvantageConditioner(nn.Module):
             weights = weights * awr
             stats["awr_weight"] = awr
         if self.embedding is not None:
-            value = self.condition_value(advantage, given, targets)
+            value = self.condition_value(advantage, given, intervention)
             keep = (
                 torch.rand(batch_size, device=weights.device, generator=generator)
                 >= config.conditioning_dropout

@@ -1,5 +1,5 @@
-"""The RECAP columns of a dataset as read from its files, before any check (`dataset_checks`) or target
-(`recap_data`) is built from them: the layer both of those read, so neither imports the other back."""
+"""The RECAP columns of a dataset as read from its files, before any check (`checks`) or target
+(`recap_table`) is built from them: the layer both of those read, so neither imports the other back."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import RecapDataError
-from .schema import (
+from ..errors import RecapDataError
+from ..schema import (
     ADVANTAGE,
     AUTO,
     DATA_TYPE,

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .schema import DATA_TYPES  # noqa: E402
+from ..schema import DATA_TYPES  # noqa: E402
 
 OUTCOME_COLORS = {1.0: "tab:green", 0.0: "tab:red"}
 TITLE_CHARS_PER_INCH = 8  # characters of matplotlib's default 12 pt title that fit in one inch

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from lerobot.processor import ComplementaryDataProcessorStep, ProcessorStepRegistry
 
-from .dataset_writing import DatasetToolError
-from .schema import TASK
+from ..data.writing import DatasetToolError
+from ..schema import TASK
 
 DEFAULT_TEMPLATE = "{task}\nAdvantage: {label}"
 LABELS = ("negative", "positive")  # indicator 0 / 1
@@ -155,7 +155,7 @@ def tag_dataset(source: Path, staged: Path, template: str, untagged_fraction: fl
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .recap_columns import read_recap_columns
+    from ..data.columns import read_recap_columns
 
     check_template(template)
     columns = read_recap_columns(source)

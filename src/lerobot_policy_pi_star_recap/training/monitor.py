@@ -46,8 +46,8 @@ from lerobot.configs.train import TRAIN_CONFIG_NAME, TrainPipelineConfig
 from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from .configuration_pi_star_recap import PiStarRECAPConfig
-from .schema import DATA_TYPES
+from ..configuration_pi_star_recap import PiStarRECAPConfig
+from ..schema import DATA_TYPES
 
 # Per-sample statistics summarised for LeRobot's log line (mean over the batch).
 LOGGED_MEANS = {

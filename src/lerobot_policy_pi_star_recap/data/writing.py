@@ -1,7 +1,7 @@
 """What `annotate`, `collect` and `merge` share: the paper's reward scheme and the RECAP columns of an
 episode, an atomic output directory and the per-type summary they print.
 
-The columns (named and typed in `schema`) are the ones `recap_data.py` reads for training:
+The columns (named and typed in `schema`) are the ones `recap_table.py` reads for training:
   data_type          string (1,)  "demo" | "auto" | "intervention", the same on every frame of an episode
   reward             float32 (1,) -1 per step; the last frame 0 on success, -C_fail on failure
   done               bool (1,)    True only on the last frame of each episode
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .recap_columns import read_recap_columns
-from .schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, REWARD, SUCCESS
+from ..schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, REWARD, SUCCESS
+from .columns import read_recap_columns
 
 
 class DatasetToolError(ValueError):

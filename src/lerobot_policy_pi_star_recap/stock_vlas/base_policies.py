@@ -41,7 +41,7 @@ def smolvlm_tokenizer():
     """The built-in byte-level tokenizer plus SmolVLM's named image tokens (ids far below the vocabulary)."""
     import transformers as T
 
-    from .backbone import tiny_tokenizer
+    from ..model.backbone import tiny_tokenizer
 
     backend = tiny_tokenizer().backend_tokenizer
     backend.add_special_tokens(list(SMOLVLM_TOKENS.values()))

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .advantage import advantage_indicator, estimated_advantage, quantile_thresholds
-from .recap_data import RecapDataError, RecapTable
+from ..data.recap_table import RecapTable
+from ..errors import RecapDataError
+from ..rl.advantage import advantage_indicator, estimated_advantage, quantile_thresholds
 
 
 @dataclass

@@ -12,33 +12,27 @@ One training step (`forward`) reads top to bottom:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..configuration_pi_star_recap import PiStarRECAPConfig
+from ..errors import RecapDataError
+from ..schema import AUTO, INTERVENTION
 from .action_expert import FlowMatching
 from .backbone import Backbone, Prefix, VLMBackbone
 from .conditioning import AdvantageConditioner
-from .configuration_pi_star_recap import PiStarRECAPConfig
 from .critics import CriticBatch, CriticOutput, make_critic
-from .errors import RecapDataError
 from .flow import Flow
-from .schema import AUTO, INTERVENTION
+from .inputs import Observation, RecapTargets
 
 # Large primes that mix (noise seed, update, rank, run seed) into one generator seed.
 SEED_MIXERS = (1, 1_000_003, 7_919, 104_729)
 
 
-@dataclass
-class Observation:
-    """The backbone's inputs for one frame, already normalised and tokenised."""
-
-    images: list[Tensor]  # one (B, 3, H, W) tensor per camera
-    tokens: Tensor  # (B, L) task tokens
-    mask: Tensor  # (B, L) which tokens are real
-    state: Tensor | None  # (B, S) normalised robot (and environment) state
+def recorded_chunk(actions: Tensor, action_pad: Tensor) -> Tensor:
+    """The critics' action input (B, H * A): the recorded chunk, flattened, its padding zeroed."""
+    return actions.masked_fill(action_pad[..., None], 0.0).flatten(1).float()
 
 
 def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
@@ -102,6 +96,7 @@ class PiStarRECAP(nn.Module):
         self.run_seed = torch.initial_seed()
         self.read_buffers()
         self.register_load_state_dict_post_hook(_read_loaded_buffers)  # checkpoints, resume
+        self.freeze()
 
     def read_buffers(self) -> None:
         """Host copies of the buffers a training step needs as Python numbers (the generator seed's parts,
@@ -111,6 +106,53 @@ class PiStarRECAP(nn.Module):
         self.noise_seed_value = int(self.noise_seed)
         low, high = self.value_support.tolist()
         self.support_bounds = (low, high)
+
+    def set_return_range(self, return_scale: float, min_return: float, max_return: float) -> None:
+        """A fresh model's return normalisation (unless the config fixes one) and value support, from the
+        Monte-Carlo returns of its first dataset."""
+        if self.config.return_normalizer is None:
+            self.return_scale.fill_(return_scale)
+        low = -1.0 if min_return < 0 else 0.0
+        high = 1.0 if max_return > 0 else 0.0
+        self.value_support.copy_(torch.tensor([low, high if high > low else low + 1.0]))
+        self.read_buffers()
+
+    def freeze(self) -> None:
+        """Stop gradients to the parts the config keeps fixed (vision encoder, VLM, or all but the expert;
+        in the value-only stage the expert and its condition, and the backbone unless the critics train it)."""
+        config = self.config
+        frozen: list[nn.Module] = []
+        if config.freeze_vision_encoder:
+            frozen += self.backbone.vision_modules
+        if config.freeze_vlm:
+            frozen += self.backbone.vlm_modules
+        if config.train_expert_only:
+            frozen += self.backbone.encoder_modules
+        if not config.train_policy:
+            frozen += [m for m in (self.flow, self.conditioner) if m is not None]
+            if not config.critic_backbone_grad:
+                frozen.append(self.backbone)
+        for module in frozen:
+            module.requires_grad_(False)
+
+    def param_groups(self) -> list[dict]:
+        """One optimizer group per learning rate: the policy (policy_lr), the advantage condition
+        (policy_lr x condition_lr_multiplier) and the critic's own groups (q_lr, v_lr); empty groups left out."""
+        config = self.config
+        embedding = self.conditioner.embedding
+        condition = [p for p in embedding.parameters() if p.requires_grad] if embedding is not None else []
+        apart = {id(p) for p in self.critic.parameters()} | {id(p) for p in condition}
+        policy = [p for p in self.parameters() if p.requires_grad and id(p) not in apart]
+        groups = [
+            {"params": policy, "lr": config.policy_lr, "name": "policy"},
+            {
+                "params": condition,
+                "lr": config.policy_lr * config.condition_lr_multiplier,
+                "name": "condition",
+            },
+            *self.critic.param_groups(config),
+        ]
+        return [g for g in groups if g["params"]]
 
     # --- Shared by training and inference --------------------------------------------------------
     def encode(self, observation: Observation) -> Prefix:
@@ -137,7 +179,7 @@ class PiStarRECAP(nn.Module):
         following: Observation | None,
         actions: Tensor,
         action_pad: Tensor,
-        targets: dict[str, Tensor],
+        targets: RecapTargets,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-sample loss (B,) and the stats to log, for frames t (and t+H in `following`)."""
         prefix = self.encode(observation)
@@ -154,7 +196,7 @@ class PiStarRECAP(nn.Module):
         following: Observation | None,
         actions: Tensor,
         action_pad: Tensor,
-        targets: dict[str, Tensor],
+        targets: RecapTargets,
     ) -> CriticBatch:
         next_features = None
         if self.critic.needs_next_features:
@@ -168,7 +210,7 @@ class PiStarRECAP(nn.Module):
         return CriticBatch(
             features=features if self.config.critic_backbone_grad else features.detach(),
             next_features=next_features,
-            chunk=actions.masked_fill(action_pad[..., None], 0.0).flatten(1).float(),
+            chunk=recorded_chunk(actions, action_pad),
             targets=targets,
             scale=self.return_scale,
             support=self.support_bounds,
@@ -179,36 +221,36 @@ class PiStarRECAP(nn.Module):
         prefix: Prefix,
         actions: Tensor,
         action_pad: Tensor,
-        targets: dict[str, Tensor],
+        targets: RecapTargets,
         critic: CriticOutput,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Weighted flow-matching loss per sample, over the actions the frame's own controller executed."""
         generator = self.training_generator(actions.device)
         weights = self.data_type_weights(targets)
         condition, weights, stats = self.conditioner(
-            critic.advantage, critic.indicator, targets, weights, generator, prefix.hidden.dtype
+            critic.advantage, critic.indicator, targets.intervention, weights, generator, prefix.hidden.dtype
         )
         noise = self.flow.sample_noise((*actions.shape[:2], self.flow.noise_dim), actions, generator)
         time = self.flow.sample_time(actions.shape[0], actions.device, generator)
         error = self.flow.loss(prefix, actions, condition, noise, time)  # (B, H)
         # A chunk that starts on an expert frame ends where the policy takes back over (and vice versa).
         horizon = torch.arange(actions.shape[1], device=actions.device)
-        valid = (~action_pad & (horizon < targets["segment_left"][:, None])).float()
+        valid = (~action_pad & (horizon < targets.segment_left[:, None])).float()
         flow_loss = (error * valid).sum(1) / valid.sum(1).clamp_min(1.0)
         stats["policy_loss"] = weights * flow_loss
         stats["flow_loss"] = flow_loss
         return weights * flow_loss, stats
 
-    def data_type_weights(self, targets: dict[str, Tensor]) -> Tensor:
+    def data_type_weights(self, targets: RecapTargets) -> Tensor:
         """demo / auto / intervention weights; within an intervention episode, frames the robot drove
         itself count as autonomous and only the expert's frames (intervention mask) as interventions."""
         config = self.config
-        data_type = targets["data_type"]
-        weights = torch.full_like(targets["intervention"], config.demo_weight)
+        data_type = targets.data_type
+        weights = torch.full_like(targets.intervention, config.demo_weight)
         weights = torch.where((data_type == AUTO) | (data_type == INTERVENTION), config.auto_weight, weights)
-        weights = torch.where(targets["intervention"] > 0.5, config.intervention_weight, weights)
+        weights = torch.where(targets.intervention > 0.5, config.intervention_weight, weights)
         if config.success_only:
-            weights = weights * (targets["success"] > 0.5).float()
+            weights = weights * (targets.success > 0.5).float()
         return weights
 
     def training_generator(self, device: torch.device) -> torch.Generator:

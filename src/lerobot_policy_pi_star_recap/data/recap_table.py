@@ -9,31 +9,22 @@ precomputed here per frame, so a training step is a gather.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .advantage import reverse_discounted_cumsum, window_cuts, window_targets
-from .dataset_checks import DatasetReport, check_dataset, column_problems
-from .errors import RecapDataError
-from .recap_columns import RecapColumns, encode_data_types, episode_is_terminal, read_recap_columns
-from .schema import DATA_TYPES, DEMO, INTERVENTION
-
-# Re-exported: where users and older code import them from.
-__all__ = [
-    "RecapColumns",
-    "RecapDataError",
-    "RecapTable",
-    "encode_data_types",
-    "episode_is_terminal",
-    "read_recap_columns",
-    "validate_columns",
-]
+from ..errors import RecapDataError
+from ..model.inputs import RecapTargets
+from ..rl.returns import reverse_discounted_cumsum, window_cuts, window_targets
+from ..schema import DATA_TYPES, DEMO, INTERVENTION
+from .checks import DatasetReport, check_dataset, column_problems
+from .columns import RecapColumns, episode_is_terminal
 
 
 def validate_columns(columns: RecapColumns, where: str, need_rewards: bool) -> None:
-    """Reject data that would silently train wrong (the errors of `dataset_checks.column_problems`:
+    """Reject data that would silently train wrong (the errors of `checks.column_problems`:
     missing rewards, NaNs, `done` before an episode ends, contradictory types and masks, ...)."""
     DatasetReport(where, column_problems(columns, need_rewards)).raise_errors()
 
@@ -146,7 +137,7 @@ class RecapTable:
 
     @classmethod
     def from_dataset_root(cls, root: str | Path, **kwargs) -> RecapTable:
-        """The table of a local dataset once `dataset_checks` passed it: its errors refuse the dataset,
+        """The table of a local dataset once `checks` passed it: its errors refuse the dataset,
         its warnings and notes are logged once."""
         report = check_dataset(root, kwargs.get("need_rewards", True), kwargs.get("timeouts_truncate", True))
         return cls(report.enforce(), where=str(root), **kwargs)
@@ -163,7 +154,7 @@ class RecapTable:
             self._tensors[name] = tensor
         return tensor
 
-    def lookup(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    def lookup(self, index: torch.Tensor) -> RecapTargets:
         """Per-frame targets for a batch of global frame indices: a gather on the batch's device.
 
         Only the first lookup checks that the indices are frames of this table (`check_indices`, one read
@@ -173,22 +164,9 @@ class RecapTable:
             self.check_indices(index)
             self._indices_checked = True
         position = index.long() - self.offset
-        names = (
-            "data_type",
-            "intervention",
-            "task_index",
-            "episode_index",
-            "success",
-            "chunk_reward",
-            "chunk_discount",
-            "mc_return",
-            "nstep_reward",
-            "nstep_bootstrap",
-            "segment_left",
-            "advantage",
-            "indicator",
+        return RecapTargets(
+            **{field.name: self._tensor(field.name, index.device)[position] for field in fields(RecapTargets)}
         )
-        return {name: self._tensor(name, index.device)[position] for name in names}
 
     def check_indices(self, index: torch.Tensor) -> None:
         """Raise unless every index is a frame of this table (reads the indices back to the host)."""

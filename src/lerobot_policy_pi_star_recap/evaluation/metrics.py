@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from .advantage import return_discount, reverse_discounted_cumsum
+from ..rl.returns import return_discount, reverse_discounted_cumsum
+from ..schema import DATA_TYPES
 from .predictions import EpisodePredictions
-from .schema import DATA_TYPES
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

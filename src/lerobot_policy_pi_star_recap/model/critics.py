@@ -20,15 +20,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from .advantage import (
-    asymmetric_l2_loss,
-    chunked_q_target,
-    distributional_value_loss,
-    expected_value,
-    nstep_advantage,
-)
-from .configuration_pi_star_recap import PiStarRECAPConfig
-from .errors import RecapDataError
+from ..configuration_pi_star_recap import PiStarRECAPConfig
+from ..errors import RecapDataError
+from ..rl.advantage import nstep_advantage
+from ..rl.iql import asymmetric_l2_loss, chunked_q_target
+from ..rl.value_bins import distributional_value_loss, expected_value
+from .inputs import RecapTargets
 
 
 class EnsembleLinear(nn.Module):
@@ -71,7 +68,7 @@ class CriticBatch:
     features: Tensor  # (B, F) frame t, detached unless critic_backbone_grad
     next_features: Tensor | None  # (B, F) frame t+H for bootstrapping (no gradient), if the critic needs it
     chunk: Tensor  # (B, H * A) the recorded action chunk, padding zeroed
-    targets: dict[str, Tensor]  # RecapTable.lookup of the batch's frames
+    targets: RecapTargets  # of the batch's frames, rewards raw
     scale: Tensor  # return normaliser
     support: tuple[float, float]  # value support (low, high), in normalised return units
 
@@ -118,7 +115,7 @@ class DatasetAdvantage(Critic):
     def forward(self, batch: CriticBatch) -> CriticOutput:
         """The indicator where the dataset has one, else its advantage (NaN marks an absent column: the
         table refuses non-finite labels, and the policy a dataset with neither column)."""
-        indicator, advantage = batch.targets["indicator"], batch.targets["advantage"]
+        indicator, advantage = batch.targets.indicator, batch.targets.advantage
         source = torch.where(torch.isnan(indicator), advantage, indicator)
         return CriticOutput(batch.features.new_zeros(batch.features.shape[0]), source, indicator)
 
@@ -151,8 +148,8 @@ class IQLCritics(Critic):
             raise RecapDataError("IQL critics need the observation at t+H to bootstrap their Q target.")
         with torch.no_grad():
             next_value = self.value(batch.next_features)
-        reward_sum = batch.targets["chunk_reward"] / batch.scale
-        target = chunked_q_target(reward_sum, batch.targets["chunk_discount"], next_value)
+        reward_sum = batch.targets.chunk_reward / batch.scale
+        target = chunked_q_target(reward_sum, batch.targets.chunk_discount, next_value)
         q_loss = (self.q_values(batch.features, batch.chunk) - target).square().mean(0)
         with torch.no_grad():
             target_q = self.q_values(batch.features, batch.chunk, target=True).min(0).values
@@ -206,16 +203,16 @@ class DistributionalValue(Critic):
         low, high = batch.support
         targets, scale = batch.targets, batch.scale
         logits = self.logits(batch.features)
-        v_loss = distributional_value_loss(logits, targets["mc_return"] / scale, low, high, self.smoothing)
+        v_loss = distributional_value_loss(logits, targets.mc_return / scale, low, high, self.smoothing)
         value = expected_value(logits.detach(), low, high)
         if batch.next_features is not None:
             with torch.no_grad():
                 next_value = self.value(batch.next_features, low, high)
             advantage = nstep_advantage(
-                targets["nstep_reward"] / scale, targets["nstep_bootstrap"], next_value, value
+                targets.nstep_reward / scale, targets.nstep_bootstrap, next_value, value
             )
         else:
-            advantage = targets["mc_return"] / scale - value
+            advantage = targets.mc_return / scale - value
         return CriticOutput(v_loss, advantage.detach(), stats={"v_loss": v_loss, "value": value})
 
     @torch.no_grad()

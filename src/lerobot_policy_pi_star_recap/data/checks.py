@@ -25,10 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .dataset_writing import EpisodeSummary, format_summary
-from .errors import RecapDataError
-from .recap_columns import RecapColumns, episode_is_terminal, read_recap_columns
-from .schema import (
+from ..errors import RecapDataError
+from ..schema import (
     ADVANTAGE,
     AUTO,
     DATA_TYPE,
@@ -43,6 +41,8 @@ from .schema import (
     TASK,
     TRUNCATED,
 )
+from .columns import RecapColumns, episode_is_terminal, read_recap_columns
+from .writing import EpisodeSummary, format_summary
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 LEVELS = (ERROR, WARNING, NOTE)

@@ -1,0 +1,1 @@
+"""RECAP datasets: their columns read, checked, turned into per-frame targets, and written."""

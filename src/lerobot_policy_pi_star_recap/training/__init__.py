@@ -1,0 +1,1 @@
+"""What lerobot-train sees of a training run besides the loss: metrics, non-finite checks, TensorBoard."""
