@@ -117,7 +117,7 @@ def pin_normalization_stats(config: PiStarRECAPConfig, dataset_meta, checkpoint:
     if dataset_meta.stats is None:
         return
     keys = {**config.input_features, **config.output_features}
-    if config.keep_pretrained_stats:
+    if config.normalization.keep_pretrained_stats:
         saved = checkpoint_normalization_stats(checkpoint)
         replaced = {k: saved[k] for k in keys if k in saved}
     else:
@@ -125,7 +125,7 @@ def pin_normalization_stats(config: PiStarRECAPConfig, dataset_meta, checkpoint:
         replaced = {k: floored[k] for k in keys if k in floored}
     for key, stats in replaced.items():
         dataset_meta.stats[key] = {**dataset_meta.stats.get(key, {}), **stats}
-    if config.keep_pretrained_stats and replaced:
+    if config.normalization.keep_pretrained_stats and replaced:
         logging.info(
             f"pi_star_recap: normalising {sorted(replaced)} with the statistics of {checkpoint} "
             "(keep_pretrained_stats=true), not those of the new dataset."
@@ -161,10 +161,10 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             self.attach_dataset(RecapTable.from_dataset_root(dataset_meta.root, **self._table_kwargs()))
         self.monitor = TrainingMonitor(config, self.parameters)
         self._apply_freezing()
-        if config.compile_model:
+        if config.runtime.compile_model:
             # In place (nn.Module.compile), so parameter names and checkpoints stay the eager model's.
-            self.model.backbone.compile(mode=config.compile_mode)
-            self.model.flow.expert.compile(mode=config.compile_mode)
+            self.model.backbone.compile(mode=config.runtime.compile_mode)
+            self.model.flow.expert.compile(mode=config.runtime.compile_mode)
         self.reset()
 
     # --- Data ------------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             "discount": self.config.iql_discount,
             "n_step": self.config.advantage_n_step,
             "need_rewards": self.config.trains_critics,
-            "timeouts_truncate": self.config.timeouts_truncate,
+            "timeouts_truncate": self.config.critic.timeouts_truncate,
         }
 
     def attach_dataset(self, table: RecapTable) -> None:
@@ -193,7 +193,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         model = self.model
         if table.has_rewards and not model.updates:
             # A fresh policy takes its return normalisation and value support from its first dataset.
-            if config.return_normalizer is None:
+            if config.critic.return_normalizer is None:
                 model.return_scale.fill_(table.return_scale)
             low = -1.0 if table.min_return < 0 else 0.0
             high = 1.0 if table.max_return > 0 else 0.0
@@ -255,7 +255,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         (z-scores in the tens) reach the network bounded."""
         if not states:
             return None
-        state, clip = torch.cat(states, -1), self.config.state_clip
+        state, clip = torch.cat(states, -1), self.config.normalization.state_clip
         return state if clip is None else state.clamp(-clip, clip)
 
     def _actions(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -281,7 +281,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             return loss, self.monitor.batch_means(stats, targets["data_type"], loss)
         # This batch's metrics as device tensors; floats (the window's means) on log steps only.
         metrics, finite = self.monitor.record(stats, targets["data_type"], loss, step=self.model.updates + 1)
-        if self.config.on_nonfinite == "skip":
+        if self.config.runtime.on_nonfinite == "skip":
             # A bad batch's loss reads 0; its gradient is zeroed at the optimizer step (see the monitor).
             loss = torch.where(finite, loss, torch.zeros_like(loss))
         return loss, metrics
@@ -304,7 +304,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             {"params": policy, "lr": config.policy_lr, "name": "policy"},
             {
                 "params": condition,
-                "lr": config.policy_lr * config.condition_lr_multiplier,
+                "lr": config.policy_lr * config.optim.condition_lr_multiplier,
                 "name": "condition",
             },
             *critic_groups,
@@ -322,7 +322,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             frozen += model.backbone.encoder_modules
         if not config.train_policy:  # value-only stage: the expert gets no loss
             frozen += [m for m in (model.flow, model.conditioner) if m is not None]
-            if not config.critic_backbone_grad:
+            if not config.critic.backbone_grad:
                 frozen.append(model.backbone)
         for module in frozen:
             module.requires_grad_(False)
@@ -385,10 +385,10 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
                 f"lerobot's make_policy / its own policy class."
             )
         saved = PreTrainedConfig.from_pretrained(weights.parent)
-        if saved.tokenizer_padding != config.tokenizer_padding:
+        if saved.backbone.tokenizer_padding != config.backbone.tokenizer_padding:
             raise ValueError(
-                f"{pretrained_name_or_path} was trained with tokenizer_padding={saved.tokenizer_padding!r}, not "
-                f"{config.tokenizer_padding!r}: the option changes the positions the language model sees, and the "
+                f"{pretrained_name_or_path} was trained with tokenizer_padding={saved.backbone.tokenizer_padding!r}, not "
+                f"{config.backbone.tokenizer_padding!r}: the option changes the positions the language model sees, and the "
                 "checkpoint's saved processor keeps its own padding. Fine-tune with the checkpoint's value."
             )
         kwargs = {k: v for k, v in kwargs.items() if k == "dataset_meta"}

@@ -64,13 +64,13 @@ def build_base(
         return backbone, Pi05Flow(config, backbone, action_dim)
     backbone = VLMBackbone(
         config.vlm_model_name,
-        config.vision_model_name,
-        config.vlm_config,
+        config.backbone.vision_model_name,
+        config.backbone.vlm_config,
         state_dim,
         load_vlm_weights,
-        positions_from_mask=config.tokenizer_padding == "longest",
+        positions_from_mask=config.backbone.tokenizer_padding == "longest",
     )
-    config.vlm_config = backbone.vlm_config
+    config.backbone.vlm_config = backbone.vlm_config
     return backbone, FlowMatching(config, action_dim, backbone.hidden_size)
 
 
@@ -91,7 +91,7 @@ class PiStarRECAP(nn.Module):
             config, self.backbone.hidden_size + state_dim, config.chunk_size * action_dim
         )
         # Scales that must survive checkpoints (and be identical on every rank).
-        self.register_buffer("return_scale", torch.tensor(config.return_normalizer or 1.0))
+        self.register_buffer("return_scale", torch.tensor(config.critic.return_normalizer or 1.0))
         self.register_buffer("value_support", torch.tensor([-1.0, 0.0]))
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
         # Training noise comes from a generator seeded by (noise_seed, num_updates), both saved in the
@@ -166,7 +166,7 @@ class PiStarRECAP(nn.Module):
             with torch.no_grad():
                 next_features = self.critic_features(self.encode(following), following.state)
         return CriticBatch(
-            features=features if self.config.critic_backbone_grad else features.detach(),
+            features=features if self.config.critic.backbone_grad else features.detach(),
             next_features=next_features,
             chunk=actions.masked_fill(action_pad[..., None], 0.0).flatten(1).float(),
             targets=targets,
