@@ -232,3 +232,168 @@ def test_validation_tables_name_real_fields_and_reject_bad_values():
     ):
         with pytest.raises(ValueError, match=re.escape(name)):
             tiny_config(**option(name, value))
+
+
+# --- The config's shape: flat seed options, option groups, and the migration of the flat layout ----------
+SEED_OPTIONS = dict(  # the seed spec's 18 options and their defaults, plus three the docs name flat
+    vlm_model_name="tiny",
+    chunk_size=16,
+    n_action_steps=16,
+    iql_expectile=None,  # filled by iql_preset ("balanced": 0.7) and saved unset
+    iql_temperature=None,  # likewise (0.5)
+    iql_discount=0.99,
+    demo_weight=1.0,
+    auto_weight=1.0,
+    intervention_weight=2.0,
+    freeze_vlm=False,
+    freeze_vision_encoder=False,
+    train_expert_only=False,
+    q_lr=3e-4,
+    v_lr=3e-4,
+    policy_lr=3e-5,
+    num_inference_steps=10,
+    use_advantage_conditioning=None,  # filled by mode (recap: True) and saved unset
+    advantage_scale=1.0,
+    cfg_beta=1.0,
+    advantage_n_step=50,
+    mode=None,
+)
+
+
+def train_cli(monkeypatch, *args: str):
+    """The TrainPipelineConfig stock `lerobot-train` builds from `args` (its own parser.wrap and validate)."""
+    import sys
+
+    from lerobot.configs import parser
+    from lerobot.configs.train import TrainPipelineConfig
+
+    @parser.wrap()
+    def main(cfg: TrainPipelineConfig) -> TrainPipelineConfig:
+        cfg.validate()
+        return cfg
+
+    monkeypatch.setattr(sys, "argv", ["lerobot-train", "--dataset.repo_id=local/x", *args])
+    return main()
+
+
+def test_at_most_45_own_top_level_fields_and_the_seed_options_stay_flat():
+    from dataclasses import MISSING, fields
+
+    own = PiStarRECAPConfig.__dict__["__annotations__"]
+    assert len(own) <= 45, sorted(own)
+    defaults = {f.name: f.default for f in fields(PiStarRECAPConfig) if f.default is not MISSING}
+    assert {name: defaults[name] for name in SEED_OPTIONS} == SEED_OPTIONS
+
+
+def test_option_groups_parse_from_the_lerobot_train_command_line(monkeypatch):
+    cfg = train_cli(
+        monkeypatch,
+        "--policy.type=pi_star_recap",
+        "--policy.device=cpu",
+        "--policy.expert.width=64",
+        "--policy.expert.heads=4",
+        "--policy.conditioning.negative_weight=0",
+        "--policy.optim.fused=false",
+        "--policy.cfg_beta=1.5",
+    )
+    policy = cfg.policy
+    assert (policy.expert.width, policy.expert.heads, policy.expert.depth) == (64, 4, 6)
+    assert policy.conditioning.negative_weight == 0.0 and policy.optim.fused is False
+    assert policy.cfg_beta == 1.5 and policy.get_optimizer_preset().fused is False
+
+
+def test_option_groups_round_trip_through_config_json(tmp_path):
+    import json
+
+    from lerobot.configs import PreTrainedConfig
+
+    config = tiny_config(critic={"value_num_bins": 21}, runtime={"on_nonfinite": "skip"}, cfg_beta=2.0)
+    config._save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["critic"]["value_num_bins"] == 21 and "critic_hidden_dim" not in saved
+    loaded = PreTrainedConfig.from_pretrained(tmp_path)
+    assert loaded == config
+
+
+def test_a_flat_config_json_of_earlier_releases_loads_into_the_groups(tmp_path, monkeypatch):
+    """Every old flat key lands in its group (MOVED); the value-label options are dropped; a group value given
+    on the command line over the old checkpoint wins, through stock lerobot-train's --policy.path too."""
+    import json
+
+    from lerobot.configs import PreTrainedConfig
+
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import GROUPS, MOVED
+
+    tiny_config()._save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    flat = {k: v for k, v in saved.items() if k not in GROUPS}  # the layout of earlier releases
+    flat.update({old: saved[new.split(".")[0]][new.split(".")[1]] for old, new in MOVED.items()})
+    flat.update(cut_at_takeovers=True, negative_before_takeover=20, expert_width=32)
+    (tmp_path / "config.json").write_text(json.dumps(flat))
+
+    loaded = PreTrainedConfig.from_pretrained(tmp_path)
+    assert loaded.expert.width == 32 and loaded.critic.hidden_dim == 64
+    assert loaded == tiny_config(expert={"width": 32})
+    tuned = PreTrainedConfig.from_pretrained(tmp_path, cli_overrides=["--expert.width=16"])
+    assert tuned.expert.width == 16 and tuned.expert.depth == 2
+    cfg = train_cli(monkeypatch, f"--policy.path={tmp_path}", "--policy.conditioning.dropout=0.1")
+    assert cfg.policy.conditioning.dropout == 0.1 and cfg.policy.expert.width == 32
+
+
+def test_an_unknown_key_in_config_json_says_where_options_live(tmp_path):
+    import json
+
+    from lerobot.configs import PreTrainedConfig
+
+    tiny_config()._save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "expert_widht": 8}))
+    with pytest.raises(
+        ValueError, match=r"no option `expert_widht` \(did you mean `expert.width`.*<group>.<field>"
+    ):
+        PreTrainedConfig.from_pretrained(tmp_path)
+    saved["expert"]["size"] = 8
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"no option `expert.size`"):
+        PreTrainedConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "cut", "before"),
+    [([], False, 0), (["--cut-at-takeovers", "--negative-before-takeover=2"], True, 2)],
+)
+def test_value_label_takeover_flags_reach_the_labelling(flags, cut, before, tmp_path, monkeypatch):
+    """`cut_at_takeovers` / `negative_before_takeover` left the config: they are value-label's flags (off by
+    default), and each reaches the code that computes the advantages and the forced negatives."""
+    import numpy as np
+    from conftest import annotate, make_source, run_cli
+
+    from lerobot_policy_pi_star_recap import advantage
+    from lerobot_policy_pi_star_recap.commands import value
+    from lerobot_policy_pi_star_recap.predictions import EpisodePredictions
+
+    root = tmp_path / "recap"
+    annotate(make_source(tmp_path / "source", [4, 4]), root, "--all-success")
+    episodes = [
+        EpisodePredictions(
+            e, np.arange(4) + 4 * e, *np.zeros((3, 4), dtype=np.int64), -np.ones(4), 1.0, True, np.zeros(4)
+        )
+        for e in range(2)
+    ]
+    monkeypatch.setattr(value, "predict_out_of_sample", lambda *_: (tiny_config(), episodes, {0: 0, 1: 0}))
+    seen: dict[str, list] = {"cut": [], "before": []}
+    real_advantage, real_before = EpisodePredictions.advantage, advantage.frames_before_takeovers
+
+    def recorded_advantage(self, estimator, n_step, cut_at_takeovers=False):
+        seen["cut"].append(cut_at_takeovers)
+        return real_advantage(self, estimator, n_step, cut_at_takeovers)
+
+    def recorded_before(intervention, frames):
+        seen["before"].append(frames)
+        return real_before(intervention, frames)
+
+    monkeypatch.setattr(EpisodePredictions, "advantage", recorded_advantage)
+    monkeypatch.setattr(advantage, "frames_before_takeovers", recorded_before)
+    argv = ["value-label", "--value.path", tmp_path, "--input", root, "--output", tmp_path / "out", *flags]
+    assert run_cli(*argv) == 0
+    assert seen == {"cut": [cut, cut], "before": [before, before]}
