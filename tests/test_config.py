@@ -315,12 +315,10 @@ def test_option_groups_round_trip_through_config_json(tmp_path):
     assert loaded == config
 
 
-def test_a_flat_config_json_of_earlier_releases_loads_into_the_groups(tmp_path, monkeypatch):
+def test_a_flat_config_json_of_earlier_releases_loads_into_the_groups(tmp_path):
     """Every old flat key lands in its group (MOVED); the value-label options are dropped; a group value given
-    on the command line over the old checkpoint wins, through stock lerobot-train's --policy.path too."""
+    on the command line over the old checkpoint wins."""
     import json
-
-    from lerobot.configs import PreTrainedConfig
 
     from lerobot_policy_pi_star_recap.configuration_pi_star_recap import GROUPS, MOVED
 
@@ -331,19 +329,20 @@ def test_a_flat_config_json_of_earlier_releases_loads_into_the_groups(tmp_path, 
     flat.update(cut_at_takeovers=True, negative_before_takeover=20, expert_width=32)
     (tmp_path / "config.json").write_text(json.dumps(flat))
 
-    loaded = PreTrainedConfig.from_pretrained(tmp_path)
-    assert loaded.expert.width == 32 and loaded.critic.hidden_dim == 64
+    loaded = PiStarRECAPConfig.from_pretrained(tmp_path)
     assert loaded == tiny_config(expert={"width": 32})
-    tuned = PreTrainedConfig.from_pretrained(tmp_path, cli_overrides=["--expert.width=16"])
+    tuned = PiStarRECAPConfig.from_pretrained(tmp_path, cli_overrides=["--expert.width=16"])
     assert tuned.expert.width == 16 and tuned.expert.depth == 2
+
+
+def test_lerobot_train_fine_tunes_a_checkpoint_with_a_group_option(tmp_path, monkeypatch):
+    tiny_config()._save_pretrained(tmp_path)
     cfg = train_cli(monkeypatch, f"--policy.path={tmp_path}", "--policy.conditioning.dropout=0.1")
-    assert cfg.policy.conditioning.dropout == 0.1 and cfg.policy.expert.width == 32
+    assert cfg.policy.conditioning.dropout == 0.1 and cfg.policy.expert.width == 64
 
 
 def test_an_unknown_key_in_config_json_says_where_options_live(tmp_path):
     import json
-
-    from lerobot.configs import PreTrainedConfig
 
     tiny_config()._save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -351,11 +350,11 @@ def test_an_unknown_key_in_config_json_says_where_options_live(tmp_path):
     with pytest.raises(
         ValueError, match=r"no option `expert_widht` \(did you mean `expert.width`.*<group>.<field>"
     ):
-        PreTrainedConfig.from_pretrained(tmp_path)
+        PiStarRECAPConfig.from_pretrained(tmp_path)
     saved["expert"]["size"] = 8
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ValueError, match=r"no option `expert.size`"):
-        PreTrainedConfig.from_pretrained(tmp_path)
+        PiStarRECAPConfig.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,16 @@ Two presets keep the interacting options in one place; explicit values always wi
 The seed's options, the method switches and the fields LeRobot reads stay flat (`PiStarRECAPConfig(
 iql_expectile=0.7)`, `--policy.iql_expectile=0.7`), so the documented constructor calls and command lines
 keep working; the other knobs sit in named groups (`--policy.expert.width=128`). Validation is the tables
-`CHOICES` and `RULES`; config.json files of the earlier flat layout are migrated by `migrate_flat_keys`.
+`CHOICES` and `RULES`; `PiStarRECAPConfig.from_pretrained` migrates config.json files of the earlier flat
+layout (`migrate_flat_keys`).
 """
 
 import difflib
 import functools
+import json
 import math
 import operator
+import tempfile
 import types
 import typing
 from collections.abc import Callable
@@ -22,7 +25,6 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import draccus
 import torch
 from lerobot.configs import NormalizationMode, PreTrainedConfig
 from lerobot.optim import AdamWConfig, LRSchedulerConfig, OptimizerConfig
@@ -422,7 +424,7 @@ BECAME_FLAGS: dict[str, str] = {
 class PiStarRECAPConfig(PreTrainedConfig):
     """The flat fields are the seed's options, the method switches and what LeRobot itself reads; the
     rest of the knobs sit in groups (`--policy.expert.width=128`, `PiStarRECAPConfig(expert=ExpertOptions(
-    width=128))`). config.json files of the earlier flat layout load through `migrate_flat_keys`."""
+    width=128))`). config.json files of the earlier flat layout load through `from_pretrained` (`migrate_flat_keys`)."""
 
     # --- Base model -----------------------------------------------------------------------------
     # "native": this package's VLM backbone (vlm_model_name) and flow-matching action expert (`expert`).
@@ -543,6 +545,19 @@ class PiStarRECAPConfig(PreTrainedConfig):
         finally:
             for name, value in resolved.items():
                 setattr(self, name, value)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_name_or_path: str | Path, **kwargs: Any) -> PreTrainedConfig:
+        """`PreTrainedConfig.from_pretrained` on a local checkpoint's config.json brought to today's layout
+        (`migrate_flat_keys`) first; other policy types and hub ids load unchanged. (draccus decodes strictly
+        and refuses a custom decoder on a choice class, so the migration cannot sit in the decoding.)"""
+        config_file = Path(pretrained_name_or_path) / "config.json"
+        raw = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        if raw.get("type") != PiStarRECAPConfig.get_choice_name(PiStarRECAPConfig):
+            return PreTrainedConfig.from_pretrained(pretrained_name_or_path, **kwargs)
+        with tempfile.TemporaryDirectory() as migrated:
+            (Path(migrated) / "config.json").write_text(json.dumps(migrate_flat_keys(raw)))
+            return PreTrainedConfig.from_pretrained(migrated, **kwargs)
 
     def _validate(self) -> None:
         for name, group in GROUPS.items():
@@ -673,7 +688,7 @@ def migrate_flat_keys(raw: dict[str, Any]) -> dict[str, Any]:
             migrated.setdefault(group, {}).setdefault(name, migrated.pop(old))
     for old in BECAME_FLAGS:
         migrated.pop(old, None)
-    known = {f.name for f in fields(PiStarRECAPConfig)}
+    known = {f.name for f in fields(PiStarRECAPConfig)} | {"type"}
     unknown = [k for k in migrated if k not in known]
     unknown += [
         f"{group}.{k}"
@@ -694,15 +709,8 @@ def migrate_flat_keys(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _hint(key: str) -> str:
-    """ " (did you mean `...`?)" with the closest option names, or nothing."""
+    """The closest option names, as ' (did you mean `...`?)', or nothing."""
     names = [f.name for f in fields(PiStarRECAPConfig) if f.name not in GROUPS]
     names += [f"{g}.{f.name}" for g, cls in GROUPS.items() for f in fields(cls)]
     close = difflib.get_close_matches(key, names, n=2)
     return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
-
-
-@draccus.decode.register(PiStarRECAPConfig)
-def _decode_config(raw: dict[str, Any], path: tuple[str, ...]) -> PiStarRECAPConfig:
-    """Every config.json LeRobot reads for this policy (`PreTrainedConfig.from_pretrained`, behind
-    `--policy.path` and `from_pretrained`) goes through `migrate_flat_keys` first."""
-    return draccus.parsers.decoding.decode_dataclass(PiStarRECAPConfig, migrate_flat_keys(raw), path)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lerobot.configs import PreTrainedConfig
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import (
     ACTION,
@@ -378,13 +377,13 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         init), and the VLM is built from the config stored in the checkpoint (no weight download)."""
         weights = checkpoint_weights(pretrained_name_or_path, kwargs.get("revision"))
         if config is None:
-            config = PreTrainedConfig.from_pretrained(weights.parent)
+            config = PiStarRECAPConfig.from_pretrained(weights.parent)
         if not isinstance(config, PiStarRECAPConfig):
             raise ValueError(
                 f"{pretrained_name_or_path} holds a '{config.type}' policy, not pi_star_recap; load it with "
                 f"lerobot's make_policy / its own policy class."
             )
-        saved = PreTrainedConfig.from_pretrained(weights.parent)
+        saved = PiStarRECAPConfig.from_pretrained(weights.parent)
         if saved.backbone.tokenizer_padding != config.backbone.tokenizer_padding:
             raise ValueError(
                 f"{pretrained_name_or_path} was trained with tokenizer_padding={saved.backbone.tokenizer_padding!r}, not "
