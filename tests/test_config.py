@@ -272,7 +272,9 @@ def train_cli(monkeypatch, *args: str):
         cfg.validate()
         return cfg
 
-    monkeypatch.setattr(sys, "argv", ["lerobot-train", "--dataset.repo_id=local/x", *args])
+    monkeypatch.setattr(
+        sys, "argv", ["lerobot-train", "--dataset.repo_id=local/x", "--policy.push_to_hub=false", *args]
+    )
     return main()
 
 
@@ -379,7 +381,9 @@ def test_value_label_takeover_flags_reach_the_labelling(flags, cut, before, tmp_
         )
         for e in range(2)
     ]
-    monkeypatch.setattr(value, "predict_out_of_sample", lambda *_: (tiny_config(), episodes, {0: 0, 1: 0}))
+    monkeypatch.setattr(
+        value, "predict_out_of_sample", lambda *_: (tiny_config(mode="paper"), episodes, {0: 0, 1: 0})
+    )
     seen: dict[str, list] = {"cut": [], "before": []}
     real_advantage, real_before = EpisodePredictions.advantage, advantage.frames_before_takeovers
 
