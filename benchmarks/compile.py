@@ -1,4 +1,4 @@
-"""Does `compile_model=True` (torch.compile of the backbone and the action expert) pay?
+"""Does `runtime.compile_model=True` (torch.compile of the backbone and the action expert) pay?
 
 One process: the same full-RECAP policy (speed.py's matched size) is timed eager, then compiled, for one
 action chunk at batch 1 (inference) and one training step at batch 8 (forward, backward, the preset's
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 from speed import SIZES, autocast, build_recap, make_batch, median_seconds, observation, train_step
+
+from lerobot_policy_pi_star_recap.configuration_pi_star_recap import RuntimeOptions
 
 
 def timings(policy, args, warmup: int) -> dict:
@@ -58,7 +60,7 @@ def main() -> None:
     size = SIZES[args.size]
     policy = build_recap(size, args.chunk, args.device, args.dtype, full_recap=True)
     compiled_policy = build_recap(
-        size, args.chunk, args.device, args.dtype, full_recap=True, compile_model=True
+        size, args.chunk, args.device, args.dtype, full_recap=True, runtime=RuntimeOptions(compile_model=True)
     )
     compiled_policy.load_state_dict(policy.state_dict())
     eager = timings(policy, args, warmup=2)

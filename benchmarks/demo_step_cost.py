@@ -3,7 +3,7 @@
 One process, one compute thread (as the demo's lerobot-train runs), the demo's tiny policy on a dataset
 collected like the demo's (scripted demos, 96 px camera, 39-d state), batch 32:
 - the model's step (forward, backward, fused AdamW) with prompts padded to the batch's longest prompt
-  (`tokenizer_padding=longest`) against padded to 48 tokens (`max_length`), timed interleaved;
+  (`backbone.tokenizer_padding=longest`) against padded to 48 tokens (`max_length`), timed interleaved;
 - LeRobot's data loading per sample, with the action chunk query lerobot-train makes for this policy
   (16 future actions) against the frame alone: LeRobot reads whole rows for the chunk, so it decodes the
   16 frames' PNG images only to keep their actions; and the same episodes collected with `--video`
@@ -40,18 +40,21 @@ def collect_demos(root: Path, *extra: str) -> Path:
 def demo_policy_config(padding: str):
     """The demo's policy (loop/flags.py POLICY_FLAGS) with the given prompt padding."""
     from lerobot_policy_pi_star_recap import PiStarRECAPConfig
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import (
+        BackboneOptions,
+        CriticOptions,
+        ExpertOptions,
+    )
     from lerobot_policy_pi_star_recap.loop.flags import CHUNK_SIZE, N_ACTION_STEPS
 
     return PiStarRECAPConfig(
         vlm_model_name="tiny",
-        expert_width=128,
-        expert_depth=4,
-        expert_heads=4,
+        expert=ExpertOptions(width=128, depth=4, heads=4),
         chunk_size=CHUNK_SIZE,
         n_action_steps=N_ACTION_STEPS,
         use_advantage_conditioning=False,
-        return_normalizer=400,
-        tokenizer_padding=padding,
+        critic=CriticOptions(return_normalizer=400),
+        backbone=BackboneOptions(tokenizer_padding=padding),
         device="cpu",
     )
 

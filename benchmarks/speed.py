@@ -132,6 +132,15 @@ def shared_settings(chunk: int, device: str, dtype: str) -> dict:
     )
 
 
+def recap_settings(chunk: int, device: str, dtype: str, **backbone) -> dict:
+    """`shared_settings` in PiStarRECAPConfig's layout, where the prompt length sits in the backbone group."""
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import BackboneOptions
+
+    settings = shared_settings(chunk, device, dtype)
+    tokens = settings.pop("tokenizer_max_length")
+    return {**settings, "backbone": BackboneOptions(tokenizer_max_length=tokens, **backbone)}
+
+
 def build_pi05(size: Size, chunk: int, device: str, dtype: str):
     from lerobot.policies.pi05 import PI05Config, PI05Policy
 
@@ -174,16 +183,15 @@ def paligemma_config(size: Size) -> dict:
 
 def build_recap(size: Size, chunk: int, device: str, dtype: str, full_recap: bool, **overrides):
     from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import ExpertOptions
 
     config = PiStarRECAPConfig(
-        vlm_config=paligemma_config(size),
-        expert_width=size.width,
-        expert_depth=size.depth,
-        expert_heads=size.heads,
-        expert_mlp_ratio=max(size.mlp // size.width, 1),
+        expert=ExpertOptions(
+            width=size.width, depth=size.depth, heads=size.heads, mlp_ratio=max(size.mlp // size.width, 1)
+        ),
         use_advantage_weighting=full_recap,
         use_advantage_conditioning=full_recap,
-        **shared_settings(chunk, device, dtype),
+        **recap_settings(chunk, device, dtype, vlm_config=paligemma_config(size)),
         **overrides,
     )
     policy = PiStarRECAPPolicy(config, load_vlm_weights=False).to(device)
@@ -196,7 +204,7 @@ def build_recap_on_pi05(size: Size, chunk: int, device: str, dtype: str, full_re
     from lerobot_policy_pi_star_recap import PiStarRECAPConfig, PiStarRECAPPolicy
 
     config = PiStarRECAPConfig(
-        base_model="pi05", mode="recap" if full_recap else "bc", **shared_settings(chunk, device, dtype)
+        base_model="pi05", mode="recap" if full_recap else "bc", **recap_settings(chunk, device, dtype)
     )
     with pi05_of(size):
         policy = PiStarRECAPPolicy(config, load_vlm_weights=False).to(device)

@@ -69,7 +69,7 @@ def main() -> None:
              f"--dataset.root={args.dataset_root}", f"--dataset.episodes={train}", f"--output_dir={out / 'value'}",
              f"--steps={args.steps}", f"--batch_size={args.batch_size}", f"--save_freq={args.steps}",
              "--num_workers=1", "--policy.device=cpu", "--policy.push_to_hub=false", "--wandb.enable=false",
-             *POLICY_FLAGS, f"--policy.return_normalizer={args.return_normalizer}"],
+             *POLICY_FLAGS, f"--policy.critic.return_normalizer={args.return_normalizer}"],
             out / "value_train.log",
         )  # fmt: skip
     reports = {}

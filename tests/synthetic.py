@@ -13,6 +13,7 @@ import torch
 from lerobot.configs import FeatureType, PolicyFeature
 
 from lerobot_policy_pi_star_recap import PiStarRECAPConfig
+from lerobot_policy_pi_star_recap.configuration_pi_star_recap import GROUPS
 from lerobot_policy_pi_star_recap.data.columns import RecapColumns
 from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
 from lerobot_policy_pi_star_recap.model.backbone import tiny_tokenizer
@@ -20,12 +21,12 @@ from lerobot_policy_pi_star_recap.model.backbone import tiny_tokenizer
 IMAGE = "observation.images.cam"
 STATE = "observation.state"
 STATE_DIM, ACTION_DIM, IMAGE_SIZE = 5, 3, 32
-TINY_EXPERT = dict(expert_width=64, expert_depth=2, expert_heads=4, critic_hidden_dim=64)
+TINY_GROUPS = {"expert": dict(width=64, depth=2, heads=4), "critic": dict(hidden_dim=64)}
 TINY_CLI = [
-    "--policy.expert_width=64",
-    "--policy.expert_depth=2",
-    "--policy.expert_heads=4",
-    "--policy.critic_hidden_dim=64",
+    "--policy.expert.width=64",
+    "--policy.expert.depth=2",
+    "--policy.expert.heads=4",
+    "--policy.critic.hidden_dim=64",
     "--policy.chunk_size=4",
     "--policy.n_action_steps=4",
     "--policy.device=cpu",
@@ -48,8 +49,25 @@ def load_benchmark(name: str) -> ModuleType:
     return module
 
 
+def merged(*layers: dict) -> dict:
+    """Config keyword arguments layered (later wins); an option group given as a dict is updated key by key,
+    so `critic={"value_num_bins": 21}` keeps the tiny critic width."""
+    out: dict = {}
+    for layer in layers:
+        for key, value in layer.items():
+            out[key] = {**out.get(key, {}), **value} if key in GROUPS and isinstance(value, dict) else value
+    return out
+
+
+def option(name: str, value: object) -> dict:
+    """The keyword argument of PiStarRECAPConfig that sets the option at dotted path `name` ("expert.width")."""
+    group, _, field = name.rpartition(".")
+    return {group: GROUPS[group](**{field: value})} if group else {name: value}
+
+
 def tiny_config(**overrides) -> PiStarRECAPConfig:
-    values = dict(
+    """A CPU-sized config; option groups may be given as dicts of their fields (see `merged`)."""
+    defaults = dict(
         device="cpu",
         chunk_size=4,
         n_action_steps=4,
@@ -58,10 +76,11 @@ def tiny_config(**overrides) -> PiStarRECAPConfig:
             STATE: PolicyFeature(FeatureType.STATE, (STATE_DIM,)),
         },
         output_features={"action": PolicyFeature(FeatureType.ACTION, (ACTION_DIM,))},
-        **TINY_EXPERT,
+        **TINY_GROUPS,
     )
-    values.update(overrides)
-    return PiStarRECAPConfig(**values)
+    values = merged(defaults, overrides)
+    groups = {k: GROUPS[k](**v) for k, v in values.items() if k in GROUPS and isinstance(v, dict)}
+    return PiStarRECAPConfig(**{**values, **groups})
 
 
 def episode_columns(types: list[str], length: int = 10, successes: list[bool] | None = None) -> RecapColumns:

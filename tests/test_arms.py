@@ -54,17 +54,17 @@ def test_fine_tuning_arms_by_hand():
     # probes: their arm's flags and data plus one change, no guidance unless they say so
     for base in ("recap_paper", "recap_outcome"):
         probe = arms[f"{base}_negative_weight0"]
-        assert probe.flags == (*arms[base].flags, "--policy.negative_weight=0") and probe.probe
+        assert probe.flags == (*arms[base].flags, "--policy.conditioning.negative_weight=0") and probe.probe
         assert probe.data == arms[base].data and probe.betas == (None,)
     assert arms["recap_outcome"].flags == LABELLED_RECAP and arms["recap_outcome"].data == "outcome"
     guided = arms["recap_paper_negative_weight0_guided"]
     assert guided.flags == (
         *arms["recap_paper_negative_weight0"].flags,
-        "--policy.unconditional_negative_weight=1",
+        "--policy.conditioning.unconditional_negative_weight=1",
     )
     assert guided.betas == arms["recap_paper"].betas and guided.data == "labelled"
     assert arms["recap_paper_demo_weight"].betas == (1.0, 1.5)
-    assert arms["recap_paper_state_clip"].flags[-1] == "--policy.state_clip=5"
+    assert arms["recap_paper_state_clip"].flags[-1] == "--policy.normalization.state_clip=5"
     for base in ("recap_paper", "filtered_bc", "bc"):  # an iterated arm trains like its base, on two rounds
         iterated = arms[f"{base}_iter2"]
         assert (iterated.flags, iterated.data, iterated.iterates) == (arms[base].flags, arms[base].data, base)

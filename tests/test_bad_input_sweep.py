@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,11 +22,13 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, WORKERS, collect_args, make_source, run_cli
+from synthetic import option
 
 from lerobot_policy_pi_star_recap import PiStarRECAPConfig
 from lerobot_policy_pi_star_recap.cli import build_parser, subcommand_parsers
 from lerobot_policy_pi_star_recap.configuration_pi_star_recap import (
     CHOICES,
+    GROUPS,
     IQL_PRESETS,
     MODES,
     RULES,
@@ -36,9 +39,9 @@ from lerobot_policy_pi_star_recap.configuration_pi_star_recap import (
 # Fields that take any value of their type, or whose values are checked where they are used.
 EXEMPT = {
     "vlm_model_name": "any hub id or local folder; checked when the backbone loads (test_backbones.py)",
-    "vision_model_name": "any hub id or local folder; only read with text-only LMs, checked when loaded",
-    "vlm_config": "the backbone's architecture, recorded by the package itself on first load",
-    "tensorboard_dir": "any path (or None)",
+    "backbone.vision_model_name": "any hub id or local folder; only read with text-only LMs, checked when loaded",
+    "backbone.vlm_config": "the backbone's architecture, recorded by the package itself on first load",
+    "runtime.tensorboard_dir": "any path (or None)",
     "normalization_mapping": "LeRobot's feature-type -> NormalizationMode dict, parsed by draccus",
     "input_features": "filled by LeRobot from the dataset; checked by validate_features",
     "output_features": "filled by LeRobot from the dataset; checked by validate_features",
@@ -53,7 +56,9 @@ EXEMPT = {
 PRESET_CHOICES = {"mode": tuple(MODES), "iql_preset": tuple(IQL_PRESETS)}
 # Candidates from which each RULES field's out-of-range values are picked: those its rule rejects.
 RANGE_CANDIDATES = (-1e9, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 1e9)
-FIELD_TYPES = {f.name: f.type for f in fields(PiStarRECAPConfig)}
+# Every option, those in a group by their dotted path ("expert.width").
+FIELD_TYPES = {f.name: f.type for f in fields(PiStarRECAPConfig) if f.name not in GROUPS}
+FIELD_TYPES |= {f"{group}.{f.name}": f.type for group, cls in GROUPS.items() for f in fields(cls)}
 SCALARS = scalar_field_types(PiStarRECAPConfig)
 
 
@@ -98,8 +103,8 @@ def config_cases() -> list:
 
 @pytest.mark.parametrize(("name", "value"), config_cases())
 def test_bad_config_value_names_the_field(name, value):
-    with pytest.raises(ValueError, match=rf"\b{name}\b"):
-        PiStarRECAPConfig(device="cpu", **{name: value})
+    with pytest.raises(ValueError, match=rf"\b{re.escape(name)}\b"):
+        PiStarRECAPConfig(device="cpu", **option(name, value))
 
 
 def test_every_field_is_swept_or_exempt():

@@ -1,10 +1,12 @@
 """The config: every documented option with its default, the presets, and bad values rejected early."""
 
+import re
+
 import pytest
-from synthetic import tiny_config
+from synthetic import option, tiny_config
 
 from lerobot_policy_pi_star_recap import PiStarRECAPConfig
-from lerobot_policy_pi_star_recap.configuration_pi_star_recap import IQL_PRESETS
+from lerobot_policy_pi_star_recap.configuration_pi_star_recap import IQL_PRESETS, OptimOptions
 
 
 def test_spec_defaults():
@@ -82,16 +84,16 @@ def test_explicit_values_override_preset():
         ("intervention_weight", -0.5),
         ("iql_discount", 1.5),
         ("q_lr", 0.0),
-        ("conditioning_dropout", 1.0),
+        ("conditioning.dropout", 1.0),
         ("advantage_estimator", "ppo"),
         ("iql_preset", "aggressive"),
-        ("indicator_positive_fraction", 0.0),
+        ("conditioning.indicator_positive_fraction", 0.0),
         ("num_inference_steps", 0),
     ],
 )
 def test_invalid_values_name_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        PiStarRECAPConfig(device="cpu", **{field: value})
+    with pytest.raises(ValueError, match=re.escape(field)):
+        PiStarRECAPConfig(device="cpu", **option(field, value))
 
 
 def test_observation_windows_follow_the_critic():
@@ -113,7 +115,7 @@ def test_scheduler_warmup_means_what_it_says_in_short_runs():
     import torch
     from lerobot.optim import CosineDecayWithWarmupSchedulerConfig
 
-    config = PiStarRECAPConfig(device="cpu", policy_lr=1e-3, scheduler_warmup_steps=100)
+    config = PiStarRECAPConfig(device="cpu", policy_lr=1e-3, optim=OptimOptions(scheduler_warmup_steps=100))
 
     def lrs(scheduler_config) -> list[float]:
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
@@ -215,20 +217,186 @@ def test_an_iql_preset_given_over_a_checkpoint_takes_effect(tmp_path):
 
 
 def test_validation_tables_name_real_fields_and_reject_bad_values():
-    from dataclasses import fields
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import CHOICES, RULES, scalar_field_types
 
-    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import CHOICES, RULES
-
-    names = {f.name for f in fields(PiStarRECAPConfig)}
+    names = set(scalar_field_types(PiStarRECAPConfig))
     assert set(CHOICES) <= names
     assert {n for rule in RULES for n in rule[0].split()} <= names
-    for bad in (
-        {"flow_time_alpha": 0.0},
-        {"flow_time_min": 1.0},
-        {"advantage_stats_momentum": 0.0},
-        {"advantage_clip": -1.0},
-        {"advantage_horizon": "forever"},
-        {"n_action_steps": 5},  # > chunk_size 4
+    for name, value in (
+        ("expert.flow_time_alpha", 0.0),
+        ("expert.flow_time_min", 1.0),
+        ("conditioning.advantage_stats_momentum", 0.0),
+        ("conditioning.advantage_clip", -1.0),
+        ("advantage_horizon", "forever"),
+        ("n_action_steps", 5),  # > chunk_size 4
     ):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            tiny_config(**bad)
+        with pytest.raises(ValueError, match=re.escape(name)):
+            tiny_config(**option(name, value))
+
+
+# --- The config's shape: flat seed options, option groups, and the migration of the flat layout ----------
+SEED_OPTIONS = dict(  # the seed spec's 18 options and their defaults, plus three the docs name flat
+    vlm_model_name="tiny",
+    chunk_size=16,
+    n_action_steps=16,
+    iql_expectile=None,  # filled by iql_preset ("balanced": 0.7) and saved unset
+    iql_temperature=None,  # likewise (0.5)
+    iql_discount=0.99,
+    demo_weight=1.0,
+    auto_weight=1.0,
+    intervention_weight=2.0,
+    freeze_vlm=False,
+    freeze_vision_encoder=False,
+    train_expert_only=False,
+    q_lr=3e-4,
+    v_lr=3e-4,
+    policy_lr=3e-5,
+    num_inference_steps=10,
+    use_advantage_conditioning=None,  # filled by mode (recap: True) and saved unset
+    advantage_scale=1.0,
+    cfg_beta=1.0,
+    advantage_n_step=50,
+    mode=None,
+)
+
+
+def train_cli(monkeypatch, *args: str):
+    """The TrainPipelineConfig stock `lerobot-train` builds from `args` (its own parser.wrap and validate)."""
+    import sys
+
+    from lerobot.configs import parser
+    from lerobot.configs.train import TrainPipelineConfig
+
+    @parser.wrap()
+    def main(cfg: TrainPipelineConfig) -> TrainPipelineConfig:
+        cfg.validate()
+        return cfg
+
+    monkeypatch.setattr(
+        sys, "argv", ["lerobot-train", "--dataset.repo_id=local/x", "--policy.push_to_hub=false", *args]
+    )
+    return main()
+
+
+def test_at_most_45_own_top_level_fields_and_the_seed_options_stay_flat():
+    from dataclasses import MISSING, fields
+
+    own = PiStarRECAPConfig.__dict__["__annotations__"]
+    assert len(own) <= 45, sorted(own)
+    defaults = {f.name: f.default for f in fields(PiStarRECAPConfig) if f.default is not MISSING}
+    assert {name: defaults[name] for name in SEED_OPTIONS} == SEED_OPTIONS
+
+
+def test_option_groups_parse_from_the_lerobot_train_command_line(monkeypatch):
+    cfg = train_cli(
+        monkeypatch,
+        "--policy.type=pi_star_recap",
+        "--policy.device=cpu",
+        "--policy.expert.width=64",
+        "--policy.expert.heads=4",
+        "--policy.conditioning.negative_weight=0",
+        "--policy.optim.fused=false",
+        "--policy.cfg_beta=1.5",
+    )
+    policy = cfg.policy
+    assert (policy.expert.width, policy.expert.heads, policy.expert.depth) == (64, 4, 6)
+    assert policy.conditioning.negative_weight == 0.0 and policy.optim.fused is False
+    assert policy.cfg_beta == 1.5 and policy.get_optimizer_preset().fused is False
+
+
+def test_option_groups_round_trip_through_config_json(tmp_path):
+    import json
+
+    from lerobot.configs import PreTrainedConfig
+
+    config = tiny_config(critic={"value_num_bins": 21}, runtime={"on_nonfinite": "skip"}, cfg_beta=2.0)
+    config._save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["critic"]["value_num_bins"] == 21 and "critic_hidden_dim" not in saved
+    loaded = PreTrainedConfig.from_pretrained(tmp_path)
+    assert loaded == config
+
+
+def test_a_flat_config_json_of_earlier_releases_loads_into_the_groups(tmp_path):
+    """Every old flat key lands in its group (MOVED); the value-label options are dropped; a group value given
+    on the command line over the old checkpoint wins."""
+    import json
+
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import GROUPS, MOVED
+
+    tiny_config()._save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    flat = {k: v for k, v in saved.items() if k not in GROUPS}  # the layout of earlier releases
+    flat.update({old: saved[new.split(".")[0]][new.split(".")[1]] for old, new in MOVED.items()})
+    flat.update(cut_at_takeovers=True, negative_before_takeover=20, expert_width=32)
+    (tmp_path / "config.json").write_text(json.dumps(flat))
+
+    loaded = PiStarRECAPConfig.from_pretrained(tmp_path)
+    assert loaded == tiny_config(expert={"width": 32})
+    tuned = PiStarRECAPConfig.from_pretrained(tmp_path, cli_overrides=["--expert.width=16"])
+    assert tuned.expert.width == 16 and tuned.expert.depth == 2
+
+
+def test_lerobot_train_fine_tunes_a_checkpoint_with_a_group_option(tmp_path, monkeypatch):
+    tiny_config()._save_pretrained(tmp_path)
+    cfg = train_cli(monkeypatch, f"--policy.path={tmp_path}", "--policy.conditioning.dropout=0.1")
+    assert cfg.policy.conditioning.dropout == 0.1 and cfg.policy.expert.width == 64
+
+
+def test_an_unknown_key_in_config_json_says_where_options_live(tmp_path):
+    import json
+
+    tiny_config()._save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "expert_widht": 8}))
+    with pytest.raises(
+        ValueError, match=r"no option `expert_widht` \(did you mean `expert.width`.*<group>.<field>"
+    ):
+        PiStarRECAPConfig.from_pretrained(tmp_path)
+    saved["expert"]["size"] = 8
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"no option `expert.size`"):
+        PiStarRECAPConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "cut", "before"),
+    [([], False, 0), (["--cut-at-takeovers", "--negative-before-takeover=2"], True, 2)],
+)
+def test_value_label_takeover_flags_reach_the_labelling(flags, cut, before, tmp_path, monkeypatch):
+    """`cut_at_takeovers` / `negative_before_takeover` left the config: they are value-label's flags (off by
+    default), and each reaches the code that computes the advantages and the forced negatives."""
+    import numpy as np
+    from conftest import annotate, make_source, run_cli
+
+    from lerobot_policy_pi_star_recap.commands import value
+    from lerobot_policy_pi_star_recap.evaluation.predictions import EpisodePredictions
+    from lerobot_policy_pi_star_recap.rl import advantage
+
+    root = tmp_path / "recap"
+    annotate(make_source(tmp_path / "source", [4, 4]), root, "--all-success")
+    episodes = [
+        EpisodePredictions(
+            e, np.arange(4) + 4 * e, *np.zeros((3, 4), dtype=np.int64), -np.ones(4), 1.0, True, np.zeros(4)
+        )
+        for e in range(2)
+    ]
+    monkeypatch.setattr(
+        value, "predict_out_of_sample", lambda *_: (tiny_config(mode="paper"), episodes, {0: 0, 1: 0})
+    )
+    seen: dict[str, list] = {"cut": [], "before": []}
+    real_advantage, real_before = EpisodePredictions.advantage, advantage.frames_before_takeovers
+
+    def recorded_advantage(self, estimator, n_step, cut_at_takeovers=False):
+        seen["cut"].append(cut_at_takeovers)
+        return real_advantage(self, estimator, n_step, cut_at_takeovers)
+
+    def recorded_before(intervention, frames):
+        seen["before"].append(frames)
+        return real_before(intervention, frames)
+
+    monkeypatch.setattr(EpisodePredictions, "advantage", recorded_advantage)
+    monkeypatch.setattr(advantage, "frames_before_takeovers", recorded_before)
+    argv = ["value-label", "--value.path", tmp_path, "--input", root, "--output", tmp_path / "out", *flags]
+    assert run_cli(*argv) == 0
+    assert seen == {"cut": [cut, cut], "before": [before, before]}

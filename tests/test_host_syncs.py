@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic import episode_columns, make_batch, tiny_config
+from synthetic import episode_columns, make_batch, merged, tiny_config
 from test_pi05_base import TINY_BASE
 
 from lerobot_policy_pi_star_recap import PiStarRECAPPolicy
@@ -40,8 +40,11 @@ READS = (
 TORCH_OPTIM = str(Path(torch.optim.__file__).parent)
 MODES: dict[str, dict] = {
     "recap (IQL conditioning, the default)": {},
-    "recap, on_nonfinite=skip": {"on_nonfinite": "skip"},
-    "recap, prompts padded to the longest": {"tokenizer_padding": "longest", "state_clip": 3.0},
+    "recap, on_nonfinite=skip": {"runtime": {"on_nonfinite": "skip"}},
+    "recap, prompts padded to the longest": {
+        "backbone": {"tokenizer_padding": "longest"},
+        "normalization": {"state_clip": 3.0},
+    },
     "recap with advantage weighting": {"use_advantage_weighting": True},
     "awr": {"mode": "awr"},
     "paper, critic advantage": {"advantage_estimator": "mc_distributional", "advantage_n_step": 3},
@@ -51,7 +54,7 @@ MODES: dict[str, dict] = {
     "bc": {"mode": "bc"},
     "filtered bc": {"mode": "filtered_bc"},
     "pi05 base": TINY_BASE,
-    "pi05 base, gradient checkpointing": {**TINY_BASE, "gradient_checkpointing": True},
+    "pi05 base, gradient checkpointing": merged(TINY_BASE, {"pi05": {"gradient_checkpointing": True}}),
 }
 
 
@@ -132,7 +135,9 @@ def test_a_training_step_makes_no_host_sync(mode, monkeypatch):
 
 
 def test_a_log_step_reads_its_window_once(monkeypatch, tmp_path):
-    policy, optimizer, batch = trained_policy({"tensorboard_dir": str(tmp_path / "tb")}, log_freq=2)
+    policy, optimizer, batch = trained_policy(
+        {"runtime": {"tensorboard_dir": str(tmp_path / "tb")}}, log_freq=2
+    )
     step = training_step(policy, optimizer, batch)
     step()
     counter = SyncCounter(monkeypatch)

@@ -23,7 +23,7 @@ from lerobot_policy_pi_star_recap.rl.advantage import episode_advantage
 def test_joint_paper_mode_trains_value_and_conditions_on_the_indicator():
     torch.manual_seed(0)
     config = tiny_config(
-        advantage_estimator="mc_distributional", advantage_n_step=3, value_num_bins=21, v_lr=3e-3
+        advantage_estimator="mc_distributional", advantage_n_step=3, critic={"value_num_bins": 21}, v_lr=3e-3
     )
     policy = PiStarRECAPPolicy(config)
     attach_table(
@@ -162,7 +162,7 @@ def test_staged_value_train_label_then_policy(tmp_path):
         f"--output_dir={value_out}",
         "--steps=4",
         "--batch_size=8",
-        "--policy.value_num_bins=21",
+        "--policy.critic.value_num_bins=21",
         "--policy.advantage_n_step=3",
         *TINY_CLI,
         cwd=tmp_path,

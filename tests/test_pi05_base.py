@@ -22,22 +22,25 @@ from lerobot_policy_pi_star_recap.model.pi05_base import pi05_sizes
 # the package's tiny pi05 with the sizes of tests/tiny_vlas.py's stock one (PI05_SETTINGS)
 TINY_BASE = dict(
     base_model="pi05",
-    pi05_size="tiny",
-    pi05_tokenizer="tiny",
-    pi05_image_resolution=32,
+    pi05=dict(size="tiny", tokenizer="tiny", image_resolution=32),
     chunk_size=4,
     n_action_steps=4,
     num_inference_steps=2,
-    tokenizer_max_length=96,
+    backbone=dict(tokenizer_max_length=96),
     device="cpu",
 )
-TINY_BASE_CLI = [f"--policy.{k}={v}" for k, v in TINY_BASE.items()]
+TINY_BASE_CLI = [f"--policy.{k}={v}" for k, v in TINY_BASE.items() if not isinstance(v, dict)] + [
+    f"--policy.{group}.{k}={v}"
+    for group, fields in TINY_BASE.items()
+    if isinstance(fields, dict)
+    for k, v in fields.items()
+]
 
 
 def base_config(**overrides) -> PiStarRECAPConfig:
-    from synthetic import tiny_config
+    from synthetic import merged, tiny_config
 
-    return tiny_config(**{**TINY_BASE, **overrides})
+    return tiny_config(**merged(TINY_BASE, overrides))
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +113,7 @@ def test_flow_loss_is_stock_pi05_loss(stock, gradient_checkpointing):
     error equals stock pi05's for the same noise and time."""
     stock_policy, path = stock
     policy = PiStarRECAPPolicy(
-        base_config(base_path=str(path), gradient_checkpointing=gradient_checkpointing, mode="bc")
+        base_config(base_path=str(path), pi05={"gradient_checkpointing": gradient_checkpointing}, mode="bc")
     ).train()
     batch = make_batch(policy.config, [0, 12], window=False)
     current, _ = policy.observation(batch)
@@ -133,7 +136,9 @@ def test_flow_loss_is_stock_pi05_loss(stock, gradient_checkpointing):
 
 def test_recap_training_lowers_the_loss_with_critics_on_the_prefix(stock):
     _, path = stock
-    policy = PiStarRECAPPolicy(base_config(base_path=str(path), policy_lr=1e-3, scheduler_warmup_steps=0))
+    policy = PiStarRECAPPolicy(
+        base_config(base_path=str(path), policy_lr=1e-3, optim={"scheduler_warmup_steps": 0})
+    )
     attach_table(policy, episode_columns(["demo", "auto", "intervention", "auto"]))
     policy.train()
     optimizer = torch.optim.AdamW(policy.get_optim_params())
@@ -202,9 +207,9 @@ def test_base_weights_load_strictly(stock, tmp_path):
 def test_pi05_base_config_rules():
     assert base_config().normalization_mapping["STATE"].value == "QUANTILES"  # pi05's own
     with pytest.raises(ValueError, match="compile_model"):
-        base_config(compile_model=True)
+        base_config(runtime={"compile_model": True})
     with pytest.raises(ValueError, match="gradient_checkpointing"):
-        base_config(base_model="native", gradient_checkpointing=True)
+        base_config(base_model="native", pi05={"gradient_checkpointing": True})
     with pytest.raises(ValueError, match="base_model"):
         base_config(base_model="pi0")
 
@@ -219,7 +224,7 @@ def test_paper_workflow_and_lerobot_eval_on_a_tiny_pi05_base(stock, tmp_path):
     data = tmp_path / "push"
     assert run_cli(*collect_args(data, "demo", "push-v3", 2, "--episode-length=40")) == 0
     # the 39-d state is written into the prompt, one byte-level token per character
-    base = [*TINY_BASE_CLI, f"--policy.base_path={path}", "--policy.tokenizer_max_length=320"]
+    base = [*TINY_BASE_CLI, f"--policy.base_path={path}", "--policy.backbone.tokenizer_max_length=320"]
     run_flags = ["--steps=2", "--batch_size=2", "--save_freq=2", "--num_workers=0", "--wandb.enable=false"]
     run_flags += ["--policy.push_to_hub=false"]
     value = tmp_path / "value"

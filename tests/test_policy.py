@@ -79,9 +79,8 @@ def test_negative_weight_scales_the_loss_of_indicator_zero_frames():
     for source, expected in (("dataset", [1.0, 0.25, 1.0, 0.25]), ("critic", [1.0, 1.0, 1.0, 1.0])):
         config = tiny_config(
             advantage_source=source,
-            negative_weight=0.25,
             use_advantage_weighting=False,
-            conditioning_dropout=0.5,
+            conditioning={"negative_weight": 0.25, "dropout": 0.5},
         )
         conditioner = AdvantageConditioner(config, width=8).train()
         _, weights, _ = conditioner(
@@ -103,10 +102,8 @@ def test_unconditional_negative_weight_applies_to_the_negatives_whose_condition_
     indicator = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     config = tiny_config(
         advantage_source="dataset",
-        negative_weight=0.0,
-        unconditional_negative_weight=1.0,
         use_advantage_weighting=False,
-        conditioning_dropout=0.5,
+        conditioning={"negative_weight": 0.0, "unconditional_negative_weight": 1.0, "dropout": 0.5},
     )
     conditioner = AdvantageConditioner(config, width=8).train()
     _, weights, _ = conditioner(
@@ -123,7 +120,7 @@ def test_unconditional_negative_weight_applies_to_the_negatives_whose_condition_
     expected = torch.where(indicator > 0.5, 1.0, dropped.float())
     assert weights.tolist() == expected.tolist()
     with pytest.raises(ValueError, match="unconditional_negative_weight"):
-        tiny_config(unconditional_negative_weight=-1.0)
+        tiny_config(conditioning={"unconditional_negative_weight": -1.0})
 
 
 def test_training_lowers_the_loss():
@@ -143,7 +140,7 @@ def test_training_lowers_the_loss():
 
 
 def test_critics_learn_and_targets_follow_polyak():
-    policy = make_policy(q_lr=3e-3, v_lr=3e-3, target_update_rate=0.5)
+    policy = make_policy(q_lr=3e-3, v_lr=3e-3, critic={"target_update_rate": 0.5})
     policy.train()
     optimizer = torch.optim.AdamW(policy.get_optim_params())
     batch = make_batch(policy.config, index=[0, 5, 12, 25, 33, 38])
@@ -168,7 +165,7 @@ def test_learning_rates_are_separate_parameter_groups():
     groups = {g["name"]: g for g in policy.get_optim_params()}
     assert {name: g["lr"] for name, g in groups.items()} == {
         "policy": 3e-5,
-        "condition": 3e-5,  # condition_lr_multiplier 1 by default
+        "condition": 3e-5,  # optim.condition_lr_multiplier 1 by default
         "q": 1e-3,
         "v": 2e-3,
     }
@@ -178,7 +175,9 @@ def test_learning_rates_are_separate_parameter_groups():
 
 
 def test_the_advantage_embedding_learns_at_its_own_rate_under_the_same_schedule():
-    policy = make_policy(use_advantage_conditioning=True, policy_lr=1e-3, condition_lr_multiplier=10.0)
+    policy = make_policy(
+        use_advantage_conditioning=True, policy_lr=1e-3, optim={"condition_lr_multiplier": 10.0}
+    )
     groups = {g["name"]: g for g in policy.get_optim_params()}
     embedding = list(policy.model.conditioner.embedding.parameters())
     assert [id(p) for p in groups["condition"]["params"]] == [id(p) for p in embedding]
@@ -198,11 +197,11 @@ def test_the_advantage_embedding_learns_at_its_own_rate_under_the_same_schedule(
 
 
 def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():
-    """The preset's fused AdamW is a faster kernel, not a different optimizer; fused_optimizer=false opts out."""
+    """The preset's fused AdamW is a faster kernel, not a different optimizer; optim.fused=false opts out."""
     batch = make_batch(tiny_config(), [0, 12, 25, 35])
     stepped = {}
     for fused in (True, False):
-        policy = make_policy(fused_optimizer=fused, policy_lr=1e-3)
+        policy = make_policy(optim={"fused": fused}, policy_lr=1e-3)
         optimizer = policy.config.get_optimizer_preset().build(policy.get_optim_params())
         assert optimizer.defaults["fused"] is fused
         assert {g["name"]: g["lr"] for g in optimizer.param_groups} == {
@@ -227,7 +226,7 @@ def test_fused_optimizer_preset_takes_the_same_step_as_plain_adamw():
 
 def test_compiled_policy_keeps_checkpoint_names_and_actions():
     eager = make_policy()
-    compiled = make_policy(compile_model=True)
+    compiled = make_policy(runtime={"compile_model": True})
     assert compiled.state_dict().keys() == eager.state_dict().keys()
     compiled.load_state_dict(eager.state_dict())
     inputs = observation(make_batch(eager.config, [0, 12]))
@@ -386,7 +385,7 @@ def test_stage_two_can_turn_recap_on_over_a_bc_checkpoint(tmp_path, caplog, esti
         loaded.predict_action_chunk(inputs, noise=noise), bc.predict_action_chunk(inputs, noise=noise)
     )
     with pytest.raises(RuntimeError, match="does not match"):
-        PiStarRECAPPolicy.from_pretrained(tmp_path / "bc", config=tiny_config(expert_depth=3))
+        PiStarRECAPPolicy.from_pretrained(tmp_path / "bc", config=tiny_config(expert={"depth": 3}))
 
 
 def test_expert_corrected_frames_are_conditioned_on_at_least_the_inference_advantage():
@@ -438,7 +437,7 @@ def test_chunk_loss_stops_where_the_controller_changes():
 
 def test_state_clip_bounds_far_off_states():
     """With state_clip, a state 100 stds out acts like one at the clip; without, it does not."""
-    clipped, free = make_policy(state_clip=3.0), make_policy()
+    clipped, free = make_policy(normalization={"state_clip": 3.0}), make_policy()
     free.load_state_dict(clipped.state_dict())
     inputs = observation(make_batch(clipped.config, [0, 12]))
     far, edge = dict(inputs), dict(inputs)
@@ -461,13 +460,15 @@ def test_longest_padding_gives_the_actions_of_full_padding_at_a_lower_cost():
 
     prompts = ["push the block", "push"]
     for padding, length in (("longest", len("push the block") + 1), ("max_length", 48)):  # + newline
-        preprocessor, _ = make_pi_star_recap_pre_post_processors(tiny_config(tokenizer_padding=padding))
+        preprocessor, _ = make_pi_star_recap_pre_post_processors(
+            tiny_config(backbone={"tokenizer_padding": padding})
+        )
         frame = observation(make_batch(tiny_config(), [0, 12], window=False))
         frame = {k: v for k, v in frame.items() if not k.startswith("observation.language")}
         tokens = preprocessor({**frame, "task": prompts})["observation.language.tokens"]
         assert tokens.shape == (2, length), padding
 
-    policy = make_policy(tokenizer_padding="longest")
+    policy = make_policy(backbone={"tokenizer_padding": "longest"})
     policy.eval()
     inputs = observation(make_batch(policy.config, [0, 12]))
     noise = torch.randn(2, policy.config.chunk_size, ACTION_DIM)
@@ -499,7 +500,9 @@ def test_fine_tuning_refuses_another_prompt_padding(tmp_path):
     """The padding decides the positions the language model sees, and lerobot-train keeps a checkpoint's
     saved processor: switching it on a fine-tune would feed the model positions it was not trained on."""
     make_policy().save_pretrained(tmp_path / "ckpt")  # tokenizer_padding="max_length"
-    requested = tiny_config(tokenizer_padding="longest")
+    requested = tiny_config(backbone={"tokenizer_padding": "longest"})
     with pytest.raises(ValueError, match="trained with tokenizer_padding='max_length', not 'longest'"):
         PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt", config=requested)
-    assert PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt").config.tokenizer_padding == "max_length"
+    assert (
+        PiStarRECAPPolicy.from_pretrained(tmp_path / "ckpt").config.backbone.tokenizer_padding == "max_length"
+    )

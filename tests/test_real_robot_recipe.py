@@ -12,7 +12,7 @@ Every other command runs for real (`pi-star-recap` in this process, `lerobot-tra
 `lerobot-edit-dataset` as subprocesses) with these substitutions, which only shrink sizes:
 - `--policy.base_path=lerobot/pi05_base` -> a tiny random stock pi05 checkpoint built here (no download),
   and on every command that builds a new pi05-base policy the tiny sizes of tests/test_pi05_base.py
-  (`pi05_size`, `pi05_tokenizer`, `pi05_image_resolution`, `chunk_size`, `n_action_steps`,
+  (`pi05.size`, `pi05.tokenizer`, `pi05.image_resolution`, `chunk_size`, `n_action_steps`,
   `num_inference_steps`);
 - `--policy.device=cuda` -> `cpu`; `--steps` -> 2, `--batch_size` -> 2, `--save_freq` -> 2, and
   `--num_workers=0` added to training runs.
@@ -34,9 +34,9 @@ from conftest import read_frames, run_cli, run_tool
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "real_robot.md"
 ON_ROBOT = "# on the robot"
 TINY_SIZES = {
-    "pi05_size": "tiny",
-    "pi05_tokenizer": "tiny",
-    "pi05_image_resolution": "32",
+    "pi05.size": "tiny",
+    "pi05.tokenizer": "tiny",
+    "pi05.image_resolution": "32",
     "chunk_size": "4",
     "n_action_steps": "4",
     "num_inference_steps": "2",

@@ -148,7 +148,7 @@ def test_nonfinite_loss_stops_at_the_next_log_step_with_the_metric_named():
 def test_nonfinite_batch_can_be_skipped(caplog):
     """on_nonfinite=skip: the bad batch's loss reads 0, its optimizer step gets a zero gradient (no weight
     moves), and the next log step warns about both."""
-    policy, batch = _poisoned_policy(on_nonfinite="skip")
+    policy, batch = _poisoned_policy(runtime={"on_nonfinite": "skip"})
     policy.monitor.log_freq = 1
     optimizer = torch.optim.Adam(policy.get_optim_params())
     before = [p.detach().clone() for p in policy.parameters()]

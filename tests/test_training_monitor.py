@@ -39,7 +39,7 @@ def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def test_tensorboard_under_gradient_accumulation(tmp_path):
     """Two forwards per optimizer step, log_freq=3 over 7 steps: TensorBoard gets steps 3 and 6 only, each
     the mean over that window's forwards, which is also what the log step's forwards return as floats."""
-    policy = make_policy(tensorboard_dir=str(tmp_path / "tb"))
+    policy = make_policy(runtime={"tensorboard_dir": str(tmp_path / "tb")})
     policy.monitor.log_freq = 3
     optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=1e-4)
     batches = [make_batch(policy.config, [0, 12, 25, 35], seed=s) for s in range(2)]
@@ -81,7 +81,7 @@ def test_lerobot_train_arguments_are_read_as_lerobot_parses_them(tmp_path, monke
     monkeypatch.setattr("sys.argv", ["lerobot-train"])  # LeRobot's defaults; its own timestamped folder
     monitor = TrainingMonitor(policy.config, policy.parameters)
     assert (monitor.log_freq, monitor.tensorboard_dir()) == (200, None)
-    policy.config.tensorboard_dir = str(tmp_path / "own")
+    policy.config.runtime.tensorboard_dir = str(tmp_path / "own")
     assert monitor.tensorboard_dir() == tmp_path / "own"
 
 
@@ -103,7 +103,7 @@ def test_an_unknown_output_dir_is_named_once(monkeypatch, caplog):
 
 
 def test_learning_rates_come_only_from_the_policys_optimizer(tmp_path):
-    policy = make_policy(tensorboard_dir=str(tmp_path / "tb"))
+    policy = make_policy(runtime={"tensorboard_dir": str(tmp_path / "tb")})
     policy.monitor.log_freq = 1
     other = torch.nn.Linear(2, 2)
     other_optimizer = torch.optim.SGD([{"params": other.parameters(), "name": "policy"}], lr=0.5)
@@ -124,7 +124,7 @@ def test_the_optimizer_hooks_go_with_the_policy():
         return len(optim._global_optimizer_pre_hooks), len(optim._global_optimizer_post_hooks)
 
     before = hooks()
-    policy = make_policy(on_nonfinite="skip")
+    policy = make_policy(runtime={"on_nonfinite": "skip"})
     policy(make_batch(policy.config, [0, 12]))  # the first training batch hooks the optimizers
     assert hooks() == (before[0] + 1, before[1] + 1)
     del policy

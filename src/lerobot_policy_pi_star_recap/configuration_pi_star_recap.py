@@ -5,16 +5,23 @@ Two presets keep the interacting options in one place; explicit values always wi
                 indicators): fills the estimator, the advantage source and the advantage-use flags;
   `iql_preset`  the IQL tuning table (conservative / balanced / exploratory): fills expectile and
                 temperature.
-Fields stay flat (`PiStarRECAPConfig(iql_expectile=0.7, ...)`, `--policy.iql_expectile=0.7`) so the
-documented constructor calls and command lines keep working; validation is the table `RULES`.
+The seed's options, the method switches and the fields LeRobot reads stay flat (`PiStarRECAPConfig(
+iql_expectile=0.7)`, `--policy.iql_expectile=0.7`), so the documented constructor calls and command lines
+keep working; the other knobs sit in named groups (`--policy.expert.width=128`). Validation is the tables
+`CHOICES` and `RULES`; `PiStarRECAPConfig.from_pretrained` migrates config.json files of the earlier flat
+layout (`migrate_flat_keys`).
 """
 
+import difflib
 import functools
+import json
 import math
+import operator
+import tempfile
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,66 +82,79 @@ PI05_SIZES = ("full", "tiny")
 TOKENIZER_PADDINGS = ("longest", "max_length")
 CHOICES: dict[str, tuple] = {
     "base_model": BASE_MODELS,
-    "pi05_size": PI05_SIZES,
+    "pi05.size": PI05_SIZES,
     "advantage_estimator": ADVANTAGE_ESTIMATORS,
     "advantage_horizon": ADVANTAGE_HORIZONS,
-    "value_target_smoothing": VALUE_TARGET_SMOOTHING,
+    "critic.value_target_smoothing": VALUE_TARGET_SMOOTHING,
     "advantage_source": ADVANTAGE_SOURCES,
     "dtype": ("float32", "bfloat16"),
-    "on_nonfinite": ("raise", "skip"),
-    "compile_mode": COMPILE_MODES,
-    "tokenizer_padding": TOKENIZER_PADDINGS,
+    "runtime.on_nonfinite": ("raise", "skip"),
+    "runtime.compile_mode": COMPILE_MODES,
+    "backbone.tokenizer_padding": TOKENIZER_PADDINGS,
 }
-# (fields, valid(config, value), what a valid value is), checked after the presets are resolved.
+# (fields, valid(config, value), what a valid value is), checked after the presets are resolved; a field
+# in a group is named by its dotted path.
 RULES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
     ("iql_expectile", lambda c, v: 0.0 < v < 1.0, "must lie in (0, 1), e.g. 0.7."),
     ("iql_temperature", lambda c, v: v > 0.0, "must be > 0 (exp(A / temperature))."),
     ("iql_discount", lambda c, v: 0.0 <= v <= 1.0, "must lie in [0, 1]."),
     (
-        "chunk_size num_inference_steps advantage_n_step tokenizer_max_length expert_depth expert_heads "
-        "expert_mlp_ratio critic_hidden_dim critic_depth scheduler_decay_steps pi05_image_resolution",
+        "chunk_size num_inference_steps advantage_n_step backbone.tokenizer_max_length expert.depth "
+        "expert.heads expert.mlp_ratio critic.hidden_dim critic.depth optim.scheduler_decay_steps "
+        "pi05.image_resolution",
         lambda c, v: v >= 1,
         "must be >= 1.",
     ),
-    ("scheduler_warmup_steps", lambda c, v: v >= 0, "must be >= 0."),
-    ("weight_decay scheduler_decay_factor", lambda c, v: v >= 0.0, "must be >= 0."),
-    ("grad_clip_norm", lambda c, v: v > 0.0, "must be > 0 (0 would zero every gradient)."),
+    ("optim.scheduler_warmup_steps", lambda c, v: v >= 0, "must be >= 0."),
+    ("optim.weight_decay optim.scheduler_decay_factor", lambda c, v: v >= 0.0, "must be >= 0."),
+    ("optim.grad_clip_norm", lambda c, v: v > 0.0, "must be > 0 (0 would zero every gradient)."),
     ("n_action_steps", lambda c, v: 1 <= v <= c.chunk_size, "must be between 1 and chunk_size."),
     ("n_obs_steps", lambda c, v: v == 1, "only 1 is supported (the VLM sees the current frame)."),
     (
-        "demo_weight auto_weight intervention_weight negative_weight",
+        "demo_weight auto_weight intervention_weight conditioning.negative_weight",
         lambda c, v: v >= 0.0,
         "loss weights must be >= 0.",
     ),
-    ("q_lr v_lr policy_lr condition_lr_multiplier", lambda c, v: v > 0.0, "learning rates must be > 0."),
-    ("target_update_rate", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
-    ("advantage_weight_clip advantage_clip advantage_std_floor", lambda c, v: v > 0.0, "must be > 0."),
-    ("advantage_stats_momentum", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
-    ("flow_time_alpha", lambda c, v: v > 0.0, "must be > 0 (t ~ Beta(alpha, 1))."),
-    ("flow_time_min", lambda c, v: 0.0 <= v < 1.0, "must lie in [0, 1)."),
-    ("conditioning_dropout", lambda c, v: 0.0 <= v < 1.0, "must lie in [0, 1)."),
-    ("cfg_beta", lambda c, v: v >= 0.0, "must be >= 0 (1 = no guidance)."),
-    ("value_num_bins", lambda c, v: v >= 2, "must be >= 2."),
-    ("indicator_positive_fraction", lambda c, v: 0.0 < v < 1.0, "must lie in (0, 1), e.g. 0.3."),
-    ("expert_width", lambda c, v: v % c.expert_heads == 0, "must be divisible by expert_heads."),
-    ("return_normalizer state_clip", lambda c, v: v is None or v > 0, "must be > 0 or None."),
-    ("unconditional_negative_weight", lambda c, v: v is None or v >= 0, "must be >= 0 or None."),
-    ("negative_before_takeover", lambda c, v: v >= 0, "must be >= 0 (0: off)."),
-    ("state_std_floor", lambda c, v: v >= 0.0, "must be >= 0 (0 disables the floor)."),
     (
-        "compile_model",
+        "q_lr v_lr policy_lr optim.condition_lr_multiplier",
+        lambda c, v: v > 0.0,
+        "learning rates must be > 0.",
+    ),
+    ("critic.target_update_rate", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
+    (
+        "conditioning.advantage_weight_clip conditioning.advantage_clip conditioning.advantage_std_floor",
+        lambda c, v: v > 0.0,
+        "must be > 0.",
+    ),
+    ("conditioning.advantage_stats_momentum", lambda c, v: 0.0 < v <= 1.0, "must lie in (0, 1]."),
+    ("expert.flow_time_alpha", lambda c, v: v > 0.0, "must be > 0 (t ~ Beta(alpha, 1))."),
+    ("expert.flow_time_min", lambda c, v: 0.0 <= v < 1.0, "must lie in [0, 1)."),
+    ("conditioning.dropout", lambda c, v: 0.0 <= v < 1.0, "must lie in [0, 1)."),
+    ("cfg_beta", lambda c, v: v >= 0.0, "must be >= 0 (1 = no guidance)."),
+    ("critic.value_num_bins", lambda c, v: v >= 2, "must be >= 2."),
+    ("conditioning.indicator_positive_fraction", lambda c, v: 0.0 < v < 1.0, "must lie in (0, 1), e.g. 0.3."),
+    ("expert.width", lambda c, v: v % c.expert.heads == 0, "must be divisible by expert.heads."),
+    (
+        "critic.return_normalizer normalization.state_clip",
+        lambda c, v: v is None or v > 0,
+        "must be > 0 or None.",
+    ),
+    ("conditioning.unconditional_negative_weight", lambda c, v: v is None or v >= 0, "must be >= 0 or None."),
+    ("normalization.state_std_floor", lambda c, v: v >= 0.0, "must be >= 0 (0 disables the floor)."),
+    (
+        "runtime.compile_model",
         lambda c, v: not (v and c.base_model == "pi05"),
         "is not supported with base_model='pi05' yet; leave it false.",
     ),
     (
-        "gradient_checkpointing",
+        "pi05.gradient_checkpointing",
         lambda c, v: not v or c.base_model == "pi05",
         "is implemented for base_model='pi05' only.",
     ),
     (
-        "critic_backbone_grad",
-        lambda c, v: not (v and c.gradient_checkpointing),
-        "cannot be combined with gradient_checkpointing (the critics then read a no-grad prefix pass).",
+        "critic.backbone_grad",
+        lambda c, v: not (v and c.pi05.gradient_checkpointing),
+        "cannot be combined with pi05.gradient_checkpointing (the critics then read a no-grad prefix pass).",
     ),
 )
 
@@ -147,11 +167,15 @@ SCALAR_TYPES: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), 
 @functools.cache
 def scalar_field_types(cls: type) -> dict[str, tuple[tuple[type, ...], bool]]:
     """(accepted types, None allowed) of each field of `cls` annotated as int, float, str or bool, optionally
-    `| None`; other fields (dicts, lists, paths, features) are left to the code that fills them."""
+    `| None`, by dotted path into its groups; other fields (dicts, lists, paths, features) are left to the
+    code that fills them."""
     hints = typing.get_type_hints(cls)
     result = {}
     for f in fields(cls):
         hint = hints[f.name]
+        if is_dataclass(hint):
+            result.update({f"{f.name}.{name}": kind for name, kind in scalar_field_types(hint).items()})
+            continue
         args = (
             typing.get_args(hint)
             if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
@@ -211,26 +235,21 @@ class PiStarRECAPCosineSchedulerConfig(LRSchedulerConfig):
         return LambdaLR(optimizer, lr_lambda, -1)
 
 
-@PreTrainedConfig.register_subclass("pi_star_recap")
 @dataclass
-class PiStarRECAPConfig(PreTrainedConfig):
-    # --- Base model -----------------------------------------------------------------------------
-    # "native": this package's VLM backbone (vlm_model_name below) and flow-matching action expert.
-    # "pi05": LeRobot's pi05 (PaliGemma + Gemma expert), with its input pipeline; base_path holds its
-    # pretrained weights (lerobot/pi05_base or a pi05 checkpoint folder), loaded strictly; the critics
-    # read its VLM prefix and the advantage enters the expert's time conditioning (zero-initialised).
-    base_model: str = "native"
-    base_path: str | None = None  # pi05 weights; None builds pi05 with random weights (tests only)
-    pi05_size: str = "full"  # "full": pi05's own sizes (gemma_2b + gemma_300m); "tiny": CPU tests
-    pi05_tokenizer: str = "google/paligemma-3b-pt-224"  # what pi05 tokenises with ("tiny": built in)
-    pi05_image_resolution: int = 224  # pi05 resizes (with padding) every camera to this square size
-    gradient_checkpointing: bool = False  # pi05: recompute activations in the backward pass (memory)
+class Pi05Options:
+    """The pi05 base (`base_model="pi05"`): LeRobot's pi05 (PaliGemma + Gemma expert) with its input pipeline;
+    the critics read its VLM prefix and the advantage enters the expert's time conditioning (zero-initialised)."""
 
-    # --- Backbone -------------------------------------------------------------------------------
-    # A Hugging Face hub id or local directory of a VLM (PaliGemma, Gemma 3, Qwen2.5-VL, Qwen3-VL,
-    # Idefics3 / SmolVLM) or of a text-only LM (e.g. google/gemma-2b-it, paired with `vision_model_name`).
-    # "tiny" builds a small random-init PaliGemma-style model from configs: no download, for demos and tests.
-    vlm_model_name: str = "tiny"
+    size: str = "full"  # "full": pi05's own sizes (gemma_2b + gemma_300m); "tiny": CPU tests
+    tokenizer: str = "google/paligemma-3b-pt-224"  # what pi05 tokenises with ("tiny": built in)
+    image_resolution: int = 224  # pi05 resizes (with padding) every camera to this square size
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (memory)
+
+
+@dataclass
+class BackboneOptions:
+    """The native base's VLM (`vlm_model_name`): what else it loads and how prompts are tokenised."""
+
     vision_model_name: str = "google/siglip-base-patch16-224"  # only used with text-only LMs
     # Architecture of the backbone, recorded on first load so checkpoints rebuild it without the hub.
     vlm_config: dict | None = None
@@ -239,22 +258,196 @@ class PiStarRECAPConfig(PreTrainedConfig):
     # sit at positions that count the padding (checkpoints from before this option). "longest" (native
     # base) pads each batch to its longest prompt and counts positions over real tokens only, so outputs
     # do not depend on the padding: the demo's 25-token prompt in a 48-token window made its training step
-    # 1.26x slower (BENCHMARKS.md §1b); whether "longest" changes what RECAP learns is open (one demo run with
-    # it: 75%, two with "max_length": 85% and 76%; §2.2i-j). A pi05 base always pads to tokenizer_max_length.
+    # 1.26x slower; whether "longest" changes what RECAP learns is open (one demo run with it: 75%, two with
+    # "max_length": 85% and 76%; BENCHMARKS.md). A pi05 base always pads to tokenizer_max_length.
     tokenizer_padding: str = "max_length"
+
+
+@dataclass
+class ExpertOptions:
+    """The native flow-matching action expert: its size and the flow times it trains on."""
+
+    width: int = 512
+    depth: int = 6
+    heads: int = 8
+    mlp_ratio: int = 4
+    # Flow time t ~ Beta(flow_time_alpha, 1), in [flow_time_min, 1] (pi0: more weight on noisy times).
+    flow_time_alpha: float = 1.5
+    flow_time_min: float = 1e-3
+
+
+@dataclass
+class CriticOptions:
+    """The critics (IQL Q / V, or the paper's distributional V) and the returns they learn."""
+
+    hidden_dim: int = 256
+    depth: int = 2
+    backbone_grad: bool = False  # let critic losses update the backbone
+    target_update_rate: float = 0.005  # Polyak rate of the target Q networks
+    # Rewards are divided by this so returns lie in [-1, 1] (the paper's per-task normalisation); None
+    # takes the largest |return| of the first dataset the policy is trained on, kept across stages.
+    return_normalizer: float | None = None
+    # Episodes that end without success ran out of time: treat their end as a truncation (bootstrap from
+    # the last observation) rather than a terminal failure whose penalty a time-blind value cannot predict.
+    # A `truncated` / `next.truncated` column, where present, marks truncations explicitly.
+    timeouts_truncate: bool = True
+    # Paper mode: distributional Monte-Carlo value, binarised advantage ("indicator").
+    value_num_bins: int = 201
+    value_target_smoothing: str = "hl_gauss"  # "two_hot" or "hl_gauss"
+
+
+@dataclass
+class ConditioningOptions:
+    """How the policy takes the advantage in: the standardised condition, the binary indicator, guidance
+    dropout, the loss weight of negatives, and the clip of the AWR weight."""
+
+    dropout: float = 0.3  # share of samples trained unconditionally (enables guidance)
+    advantage_clip: float = 3.0  # the IQL condition is the advantage in stds, clamped to +-this
+    advantage_std_floor: float = 1e-3  # lower bound on the running advantage std used to standardise
+    advantage_stats_momentum: float = 0.01  # EMA rate of the advantage mean, variance and threshold
+    # per-task quantile threshold -> this share of frames is positive
+    indicator_positive_fraction: float = 0.3
+    # Loss weight of frames whose indicator is 0 (binary conditioning). 1 is the paper: the negatives teach
+    # the I=0 and unconditional policies. Lower keeps the I=1 policy from copying failures in states only
+    # failed episodes reach (it interpolates across the condition there; measured in BENCHMARKS.md).
+    negative_weight: float = 1.0
+    # The same for the indicator-0 frames trained unconditionally (their condition dropped); None: negative_weight.
+    # 1 with negative_weight 0 keeps the unconditional policy behaviour cloning on all data, so guidance
+    # (cfg_beta > 1) still has a reference to push the I=1 policy away from.
+    unconditional_negative_weight: float | None = None
+    advantage_weight_clip: float = 100.0  # upper bound of the AWR weight exp(A / beta)
+
+
+@dataclass
+class OptimOptions:
+    """AdamW and the learning-rate schedule; the per-module learning rates (q_lr, v_lr, policy_lr) stay flat."""
+
+    # The advantage embedding learns at policy_lr x this: it starts at zero in a fine-tune of a trained
+    # expert and must grow within a short stage 2 to move the velocity as far as the data's good and bad
+    # actions differ.
+    condition_lr_multiplier: float = 1.0
+    weight_decay: float = 1e-10
+    grad_clip_norm: float = 10.0
+    fused: bool = True  # PyTorch's fused AdamW kernel (CPU and CUDA); false: the for-loop AdamW
+    # Warm-up over exactly this many steps (also in short fine-tunes), then cosine decay to
+    # policy_lr x scheduler_decay_factor over min(scheduler_decay_steps, the run's --steps).
+    scheduler_warmup_steps: int = 1_000
+    scheduler_decay_steps: int = 30_000
+    scheduler_decay_factor: float = 0.1
+
+
+@dataclass
+class RuntimeOptions:
+    """How a run executes, not what it learns: compilation, non-finite handling, logging."""
+
+    # What a non-finite metric or gradient does, found at the next log step (the step reads nothing back):
+    # "raise" stops training there; "skip" zeroes the bad batches' gradients on the device and warns.
+    on_nonfinite: str = "raise"
+    # torch.compile the backbone and the action expert. Measured on a 2-core CPU (tiny size, after ~20 s of
+    # compiling): one action chunk 0.4-0.65x the eager time, a training step 0.75-0.8x; see BENCHMARKS.md.
+    compile_model: bool = False
+    compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead, max-autotune, ...
+    tensorboard_dir: str | None = None  # None: <lerobot-train --output_dir>/tensorboard
+
+
+@dataclass
+class NormalizationOptions:
+    """Statistics beyond LeRobot's `normalization_mapping`: which ones a fine-tune keeps, floors and clamps."""
+
+    # Fine-tuning a checkpoint on another dataset (lerobot-train --policy.path=...): normalise with the
+    # statistics the checkpoint was trained with, so stage 2 starts acting exactly like stage 1. LeRobot
+    # would otherwise re-normalise states and actions with the new dataset's statistics.
+    keep_pretrained_stats: bool = True
+    state_std_floor: float = 1e-2  # lower bound on the std of normalised state dims, in their own units
+    state_clip: float | None = None  # clamp normalised states to +-this many stds (None: no clamp)
+
+
+# Where each option of the flat config of earlier releases (their config.json files) lives now. The
+# seed's options, the method switches and the fields LeRobot itself reads (dtype, normalization_mapping)
+# kept their flat names and are not listed.
+MOVED: dict[str, str] = {
+    "pi05_size": "pi05.size",
+    "pi05_tokenizer": "pi05.tokenizer",
+    "pi05_image_resolution": "pi05.image_resolution",
+    "gradient_checkpointing": "pi05.gradient_checkpointing",
+    "vision_model_name": "backbone.vision_model_name",
+    "vlm_config": "backbone.vlm_config",
+    "tokenizer_max_length": "backbone.tokenizer_max_length",
+    "tokenizer_padding": "backbone.tokenizer_padding",
+    "expert_width": "expert.width",
+    "expert_depth": "expert.depth",
+    "expert_heads": "expert.heads",
+    "expert_mlp_ratio": "expert.mlp_ratio",
+    "flow_time_alpha": "expert.flow_time_alpha",
+    "flow_time_min": "expert.flow_time_min",
+    "critic_hidden_dim": "critic.hidden_dim",
+    "critic_depth": "critic.depth",
+    "critic_backbone_grad": "critic.backbone_grad",
+    "target_update_rate": "critic.target_update_rate",
+    "return_normalizer": "critic.return_normalizer",
+    "timeouts_truncate": "critic.timeouts_truncate",
+    "value_num_bins": "critic.value_num_bins",
+    "value_target_smoothing": "critic.value_target_smoothing",
+    "conditioning_dropout": "conditioning.dropout",
+    "advantage_clip": "conditioning.advantage_clip",
+    "advantage_std_floor": "conditioning.advantage_std_floor",
+    "advantage_stats_momentum": "conditioning.advantage_stats_momentum",
+    "indicator_positive_fraction": "conditioning.indicator_positive_fraction",
+    "negative_weight": "conditioning.negative_weight",
+    "unconditional_negative_weight": "conditioning.unconditional_negative_weight",
+    "advantage_weight_clip": "conditioning.advantage_weight_clip",
+    "condition_lr_multiplier": "optim.condition_lr_multiplier",
+    "weight_decay": "optim.weight_decay",
+    "grad_clip_norm": "optim.grad_clip_norm",
+    "fused_optimizer": "optim.fused",
+    "scheduler_warmup_steps": "optim.scheduler_warmup_steps",
+    "scheduler_decay_steps": "optim.scheduler_decay_steps",
+    "scheduler_decay_factor": "optim.scheduler_decay_factor",
+    "on_nonfinite": "runtime.on_nonfinite",
+    "compile_model": "runtime.compile_model",
+    "compile_mode": "runtime.compile_mode",
+    "tensorboard_dir": "runtime.tensorboard_dir",
+    "keep_pretrained_stats": "normalization.keep_pretrained_stats",
+    "state_std_floor": "normalization.state_std_floor",
+    "state_clip": "normalization.state_clip",
+}
+# Options of earlier releases that only one command read and that are now its flags; a checkpoint's value
+# never changed the policy, so migrating a config.json drops them.
+BECAME_FLAGS: dict[str, str] = {
+    "cut_at_takeovers": "pi-star-recap value-label --cut-at-takeovers",
+    "negative_before_takeover": "pi-star-recap value-label --negative-before-takeover",
+}
+
+
+@PreTrainedConfig.register_subclass("pi_star_recap")
+@dataclass
+class PiStarRECAPConfig(PreTrainedConfig):
+    """The flat fields are the seed's options, the method switches and what LeRobot itself reads; the
+    rest of the knobs sit in groups (`--policy.expert.width=128`, `PiStarRECAPConfig(expert=ExpertOptions(
+    width=128))`). config.json files of the earlier flat layout load through `from_pretrained` (`migrate_flat_keys`)."""
+
+    # --- Base model -----------------------------------------------------------------------------
+    # "native": this package's VLM backbone (vlm_model_name) and flow-matching action expert (`expert`).
+    # "pi05": LeRobot's pi05 (`pi05`); base_path holds its pretrained weights (lerobot/pi05_base or a pi05
+    # checkpoint folder), loaded strictly; None builds pi05 with random weights (tests only).
+    base_model: str = "native"
+    base_path: str | None = None
+    pi05: Pi05Options = field(default_factory=Pi05Options)
+    # A Hugging Face hub id or local directory of a VLM (PaliGemma, Gemma 3, Qwen2.5-VL, Qwen3-VL,
+    # Idefics3 / SmolVLM) or of a text-only LM (e.g. google/gemma-2b-it, paired with
+    # `backbone.vision_model_name`). "tiny" builds a small random-init PaliGemma-style model from configs:
+    # no download, for demos and tests.
+    vlm_model_name: str = "tiny"
+    backbone: BackboneOptions = field(default_factory=BackboneOptions)
     freeze_vlm: bool = False  # freeze the whole VLM (vision tower, projector, language model)
     freeze_vision_encoder: bool = False  # freeze only the vision tower
     train_expert_only: bool = False  # train only the action expert (and the critics, which RECAP needs)
 
     # --- Action chunks and flow matching --------------------------------------------------------
-    n_obs_steps: int = 1
     chunk_size: int = 16
     n_action_steps: int = 16
     num_inference_steps: int = 10
-    expert_width: int = 512
-    expert_depth: int = 6
-    expert_heads: int = 8
-    expert_mlp_ratio: int = 4
+    expert: ExpertOptions = field(default_factory=ExpertOptions)
 
     # --- Method --------------------------------------------------------------------------------
     # bc | filtered_bc | awr | recap | paper (see MODES); None is "recap". Fills the fields below that are
@@ -267,39 +460,13 @@ class PiStarRECAPConfig(PreTrainedConfig):
     iql_expectile: float | None = None  # tau; None takes the preset's value
     iql_temperature: float | None = None  # beta in exp(A / beta); None takes the preset's value
     iql_discount: float = 0.99
-    target_update_rate: float = 0.005  # Polyak rate of the target Q networks
-    advantage_weight_clip: float = 100.0  # upper bound of exp(A / beta)
-    critic_hidden_dim: int = 256
-    critic_depth: int = 2
-    critic_backbone_grad: bool = False  # let critic losses update the backbone
-    # Rewards are divided by this so returns lie in [-1, 1] (the paper's per-task normalisation); None
-    # takes the largest |return| of the first dataset the policy is trained on, kept across stages.
-    return_normalizer: float | None = None
     # "critic": advantages come from the critics trained in the same run (the joint IQL workflow).
     # "dataset": advantages / indicators come from columns written by `pi-star-recap value-label`.
     advantage_source: str | None = None
     train_policy: bool = True  # false trains only the value function (`pi-star-recap value-train`)
-
-    # Paper mode: distributional Monte-Carlo value, binarised advantage ("indicator").
-    value_num_bins: int = 201
-    value_target_smoothing: str = "hl_gauss"  # "two_hot" or "hl_gauss"
     advantage_horizon: str = "n_step"  # "n_step": sum_{k<N} r + V(o_{t+N}) - V(o_t); "full_return": G - V
     advantage_n_step: int = 50
-    indicator_positive_fraction: float = (
-        0.3  # per-task quantile threshold -> this share of frames is positive
-    )
-    # Episodes that end without success ran out of time: treat their end as a truncation (bootstrap from
-    # the last observation) rather than a terminal failure whose penalty a time-blind value cannot predict.
-    # A `truncated` / `next.truncated` column, where present, marks truncations explicitly.
-    timeouts_truncate: bool = True
-    # value-label: stop N-step windows where the expert takes over or hands back, so the stall before a
-    # takeover is not credited with the rescue that follows it. Off by default: with a value function that
-    # is not calibrated step by step, the shorter windows score higher (measured on the demo's data: 26% of
-    # the stall frames positive with the cut, 5% without; BENCHMARKS.md).
-    cut_at_takeovers: bool = False
-    # value-label: the policy's last K frames before each takeover are labelled negative (the expert judged
-    # them bad enough to take over); 0 keeps their computed advantage.
-    negative_before_takeover: int = 0
+    critic: CriticOptions = field(default_factory=CriticOptions)
 
     # --- RECAP data mixing ----------------------------------------------------------------------
     demo_weight: float = 1.0
@@ -312,59 +479,23 @@ class PiStarRECAPConfig(PreTrainedConfig):
     # conditions on the advantage instead, and at beta = 0.5 the weights keep ~2% effective batch size.
     use_advantage_weighting: bool | None = None
     use_advantage_conditioning: bool | None = None  # condition the action expert on the advantage
-    conditioning_dropout: float = 0.3  # share of samples trained unconditionally (enables guidance)
-    # Loss weight of frames whose indicator is 0 (binary conditioning). 1 is the paper: the negatives teach
-    # the I=0 and unconditional policies. Lower keeps the I=1 policy from copying failures in states only
-    # failed episodes reach (it interpolates across the condition there; BENCHMARKS.md §2.2o).
-    negative_weight: float = 1.0
-    # The same for the indicator-0 frames trained unconditionally (their condition dropped); None: negative_weight.
-    # 1 with negative_weight 0 keeps the unconditional policy behaviour cloning on all data, so guidance
-    # (cfg_beta > 1) still has a reference to push the I=1 policy away from.
-    unconditional_negative_weight: float | None = None
     advantage_scale: float = 1.0  # advantage (in std units, IQL) the policy is conditioned on at inference
     cfg_beta: float = 1.0  # classifier-free guidance: v_u + beta (v_c - v_u); 1 = plain conditional
-    advantage_clip: float = 3.0  # the IQL condition is the advantage in stds, clamped to +-this
-    advantage_std_floor: float = 1e-3  # lower bound on the running advantage std used to standardise
-    advantage_stats_momentum: float = 0.01  # EMA rate of the advantage mean, variance and threshold
-    # Flow time t ~ Beta(flow_time_alpha, 1), in [flow_time_min, 1] (pi0: more weight on noisy times).
-    flow_time_alpha: float = 1.5
-    flow_time_min: float = 1e-3
+    conditioning: ConditioningOptions = field(default_factory=ConditioningOptions)
 
-    # --- Optimisation ---------------------------------------------------------------------------
+    # --- Optimisation and running ---------------------------------------------------------------
     q_lr: float = 3e-4
     v_lr: float = 3e-4
     policy_lr: float = 3e-5
-    # The advantage embedding learns at policy_lr x this: it starts at zero in a fine-tune of a trained
-    # expert and must grow within a short stage 2 to move the velocity as far as the data's good and bad
-    # actions differ (BENCHMARKS.md §2.2o).
-    condition_lr_multiplier: float = 1.0
-    weight_decay: float = 1e-10
-    grad_clip_norm: float = 10.0
-    fused_optimizer: bool = True  # PyTorch's fused AdamW kernel (CPU and CUDA); false: the for-loop AdamW
-    # Warm-up over exactly this many steps (also in short fine-tunes), then cosine decay to
-    # policy_lr x scheduler_decay_factor over min(scheduler_decay_steps, the run's --steps).
-    scheduler_warmup_steps: int = 1_000
-    scheduler_decay_steps: int = 30_000
-    scheduler_decay_factor: float = 0.1
+    optim: OptimOptions = field(default_factory=OptimOptions)
     dtype: str = "float32"  # "bfloat16" runs training under autocast (lerobot-train reads this field)
-    # What a non-finite metric or gradient does, found at the next log step (the step reads nothing back):
-    # "raise" stops training there; "skip" zeroes the bad batches' gradients on the device and warns.
-    on_nonfinite: str = "raise"
-    # torch.compile the backbone and the action expert. Measured on a 2-core CPU (tiny size, after ~20 s of
-    # compiling): one action chunk 0.4-0.65x the eager time, a training step 0.75-0.8x; see BENCHMARKS.md.
-    compile_model: bool = False
-    compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead, max-autotune, ...
-    tensorboard_dir: str | None = None  # None: <lerobot-train --output_dir>/tensorboard
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
-    # Fine-tuning a checkpoint on another dataset (lerobot-train --policy.path=...): normalise with the
-    # statistics the checkpoint was trained with, so stage 2 starts acting exactly like stage 1. LeRobot
-    # would otherwise re-normalise states and actions with the new dataset's statistics.
-    keep_pretrained_stats: bool = True
-    state_std_floor: float = 1e-2  # lower bound on the std of normalised state dims, in their own units
-    state_clip: float | None = None  # clamp normalised states to +-this many stds (None: no clamp)
+    # --- Normalisation (LeRobot reads normalization_mapping) -------------------------------------
     normalization_mapping: dict[str, NormalizationMode] = field(
         default_factory=lambda: dict(NATIVE_NORMALIZATION)
     )
+    normalization: NormalizationOptions = field(default_factory=NormalizationOptions)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -415,9 +546,28 @@ class PiStarRECAPConfig(PreTrainedConfig):
             for name, value in resolved.items():
                 setattr(self, name, value)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_name_or_path: str | Path, **kwargs: Any) -> PreTrainedConfig:
+        """`PreTrainedConfig.from_pretrained` on a local checkpoint's config.json brought to today's layout
+        (`migrate_flat_keys`) first; other policy types and hub ids load unchanged. (draccus decodes strictly
+        and refuses a custom decoder on a choice class, so the migration cannot sit in the decoding.)"""
+        config_file = Path(pretrained_name_or_path) / "config.json"
+        raw = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        if raw.get("type") != PiStarRECAPConfig.get_choice_name(PiStarRECAPConfig):
+            return PreTrainedConfig.from_pretrained(pretrained_name_or_path, **kwargs)
+        with tempfile.TemporaryDirectory() as migrated:
+            (Path(migrated) / "config.json").write_text(json.dumps(migrate_flat_keys(raw)))
+            return PreTrainedConfig.from_pretrained(migrated, **kwargs)
+
     def _validate(self) -> None:
+        for name, group in GROUPS.items():
+            if not isinstance(getattr(self, name), group):
+                raise ValueError(
+                    f"PiStarRECAPConfig.{name}={getattr(self, name)!r}: must be a {group.__name__} "
+                    f"(e.g. {name}={group.__name__}(...)), not {type(getattr(self, name)).__name__}."
+                )
         for name, (accepted, optional) in scalar_field_types(type(self)).items():
-            value = getattr(self, name)
+            value = operator.attrgetter(name)(self)
             if not (value is None and optional) and (
                 isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted)
             ):
@@ -425,20 +575,20 @@ class PiStarRECAPConfig(PreTrainedConfig):
                 raise ValueError(
                     f"PiStarRECAPConfig.{name}={value!r}: must be {expected}, not {type(value).__name__}."
                 )
-        for name, value in vars(self).items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(
                     f"PiStarRECAPConfig.{name}={value!r}: must be a finite number (not NaN or infinity)."
                 )
         for name, choices in CHOICES.items():
-            if getattr(self, name) not in choices:
+            if operator.attrgetter(name)(self) not in choices:
                 raise ValueError(
-                    f"PiStarRECAPConfig.{name}={getattr(self, name)!r}: must be one of {choices}."
+                    f"PiStarRECAPConfig.{name}={operator.attrgetter(name)(self)!r}: must be one of {choices}."
                 )
         for names, ok, message in RULES:
             for name in names.split():
-                if not ok(self, getattr(self, name)):
-                    raise ValueError(f"PiStarRECAPConfig.{name}={getattr(self, name)!r}: {message}")
+                value = operator.attrgetter(name)(self)
+                if not ok(self, value):
+                    raise ValueError(f"PiStarRECAPConfig.{name}={value!r}: {message}")
 
     # --- What the critics and the policy need --------------------------------------------------
     @property
@@ -490,17 +640,17 @@ class PiStarRECAPConfig(PreTrainedConfig):
         # The per-module learning rates (q_lr, v_lr, policy_lr) are set on the parameter groups.
         return PiStarRECAPAdamWConfig(
             lr=self.policy_lr,
-            weight_decay=self.weight_decay,
-            grad_clip_norm=self.grad_clip_norm,
-            fused=self.fused_optimizer,
+            weight_decay=self.optim.weight_decay,
+            grad_clip_norm=self.optim.grad_clip_norm,
+            fused=self.optim.fused,
         )
 
     def get_scheduler_preset(self) -> PiStarRECAPCosineSchedulerConfig:
         return PiStarRECAPCosineSchedulerConfig(
             peak_lr=self.policy_lr,
-            decay_lr=self.policy_lr * self.scheduler_decay_factor,
-            num_warmup_steps=self.scheduler_warmup_steps,
-            num_decay_steps=self.scheduler_decay_steps,
+            decay_lr=self.policy_lr * self.optim.scheduler_decay_factor,
+            num_warmup_steps=self.optim.scheduler_warmup_steps,
+            num_decay_steps=self.optim.scheduler_decay_steps,
         )
 
     @property
@@ -517,3 +667,50 @@ class PiStarRECAPConfig(PreTrainedConfig):
         # Rewards are read from the dataset by frame index (see data.recap_table.RecapTable): the documented
         # `reward` column is not one LeRobot windows, and whole-episode returns need more than a window.
         return None
+
+
+# The option groups of PiStarRECAPConfig, by field name.
+GROUPS: dict[str, type] = {
+    f.name: f.type for f in fields(PiStarRECAPConfig) if isinstance(f.type, type) and is_dataclass(f.type)
+}
+
+
+def migrate_flat_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config.json of the earlier flat layout in today's: each old key moved to its group (`MOVED`) and
+    the options that became command flags dropped (`BECAME_FLAGS`). A value already in the group wins: it
+    came from the command line (`--policy.path=<old checkpoint> --policy.expert.width=8`).
+
+    Keys that are neither fields nor old names raise, saying where the option lives now."""
+    migrated = {k: (dict(v) if k in GROUPS and isinstance(v, dict) else v) for k, v in raw.items()}
+    for old, new in MOVED.items():
+        if old in migrated:
+            group, name = new.split(".")
+            migrated.setdefault(group, {}).setdefault(name, migrated.pop(old))
+    for old in BECAME_FLAGS:
+        migrated.pop(old, None)
+    known = {f.name for f in fields(PiStarRECAPConfig)} | {"type"}
+    unknown = [k for k in migrated if k not in known]
+    unknown += [
+        f"{group}.{k}"
+        for group, cls in GROUPS.items()
+        if isinstance(migrated.get(group), dict)
+        for k in migrated[group]
+        if k not in {f.name for f in fields(cls)}
+    ]
+    if unknown:
+        raise ValueError(
+            "PiStarRECAPConfig has no option " + ", ".join(f"`{k}`{_hint(k)}" for k in unknown) + ". Options "
+            "other than the seed's, the method switches, dtype and normalization_mapping sit in groups "
+            f"({', '.join(GROUPS)}): write `--policy.<group>.<field>=...` on the command line and nest them "
+            'as {"<group>": {"<field>": ...}} in a config.json (the table MOVED in '
+            "configuration_pi_star_recap.py maps every old flat name to its place)."
+        )
+    return migrated
+
+
+def _hint(key: str) -> str:
+    """The closest option names, as ' (did you mean `...`?)', or nothing."""
+    names = [f.name for f in fields(PiStarRECAPConfig) if f.name not in GROUPS]
+    names += [f"{g}.{f.name}" for g, cls in GROUPS.items() for f in fields(cls)]
+    close = difflib.get_close_matches(key, names, n=2)
+    return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""

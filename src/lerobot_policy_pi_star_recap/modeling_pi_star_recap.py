@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lerobot.configs import PreTrainedConfig
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import (
     ACTION,
@@ -119,7 +118,7 @@ def pin_normalization_stats(config: PiStarRECAPConfig, dataset_meta, checkpoint:
     if dataset_meta.stats is None:
         return
     keys = {**config.input_features, **config.output_features}
-    if config.keep_pretrained_stats:
+    if config.normalization.keep_pretrained_stats:
         saved = checkpoint_normalization_stats(checkpoint)
         replaced = {k: saved[k] for k in keys if k in saved}
     else:
@@ -127,7 +126,7 @@ def pin_normalization_stats(config: PiStarRECAPConfig, dataset_meta, checkpoint:
         replaced = {k: floored[k] for k in keys if k in floored}
     for key, stats in replaced.items():
         dataset_meta.stats[key] = {**dataset_meta.stats.get(key, {}), **stats}
-    if config.keep_pretrained_stats and replaced:
+    if config.normalization.keep_pretrained_stats and replaced:
         logging.info(
             f"pi_star_recap: normalising {sorted(replaced)} with the statistics of {checkpoint} "
             "(keep_pretrained_stats=true), not those of the new dataset."
@@ -162,10 +161,10 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             check_dataset_matches(config, dataset_meta)
             self.attach_dataset(RecapTable.from_dataset_root(dataset_meta.root, **self._table_kwargs()))
         self.monitor = TrainingMonitor(config, self.parameters)
-        if config.compile_model:
+        if config.runtime.compile_model:
             # In place (nn.Module.compile), so parameter names and checkpoints stay the eager model's.
-            self.model.backbone.compile(mode=config.compile_mode)
-            self.model.flow.expert.compile(mode=config.compile_mode)
+            self.model.backbone.compile(mode=config.runtime.compile_mode)
+            self.model.flow.expert.compile(mode=config.runtime.compile_mode)
         self.reset()
 
     # --- Data ------------------------------------------------------------------------------------
@@ -175,7 +174,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             "discount": self.config.iql_discount,
             "n_step": self.config.advantage_n_step,
             "need_rewards": self.config.trains_critics,
-            "timeouts_truncate": self.config.timeouts_truncate,
+            "timeouts_truncate": self.config.critic.timeouts_truncate,
         }
 
     def attach_dataset(self, table: RecapTable) -> None:
@@ -250,7 +249,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         (z-scores in the tens) reach the network bounded."""
         if not states:
             return None
-        state, clip = torch.cat(states, -1), self.config.state_clip
+        state, clip = torch.cat(states, -1), self.config.normalization.state_clip
         return state if clip is None else state.clamp(-clip, clip)
 
     def _actions(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -276,7 +275,7 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
             return loss, self.monitor.batch_means(stats, targets.data_type, loss)
         # This batch's metrics as device tensors; floats (the window's means) on log steps only.
         metrics, finite = self.monitor.record(stats, targets.data_type, loss, step=self.model.updates + 1)
-        if self.config.on_nonfinite == "skip":
+        if self.config.runtime.on_nonfinite == "skip":
             # A bad batch's loss reads 0; its gradient is zeroed at the optimizer step (see the monitor).
             loss = torch.where(finite, loss, torch.zeros_like(loss))
         return loss, metrics
@@ -337,17 +336,17 @@ class PiStarRECAPPolicy(PreTrainedPolicy):
         init), and the VLM is built from the config stored in the checkpoint (no weight download)."""
         weights = checkpoint_weights(pretrained_name_or_path, kwargs.get("revision"))
         if config is None:
-            config = PreTrainedConfig.from_pretrained(weights.parent)
+            config = PiStarRECAPConfig.from_pretrained(weights.parent)
         if not isinstance(config, PiStarRECAPConfig):
             raise ValueError(
                 f"{pretrained_name_or_path} holds a '{config.type}' policy, not pi_star_recap; load it with "
                 f"lerobot's make_policy / its own policy class."
             )
-        saved = PreTrainedConfig.from_pretrained(weights.parent)
-        if saved.tokenizer_padding != config.tokenizer_padding:
+        saved = PiStarRECAPConfig.from_pretrained(weights.parent)
+        if saved.backbone.tokenizer_padding != config.backbone.tokenizer_padding:
             raise ValueError(
-                f"{pretrained_name_or_path} was trained with tokenizer_padding={saved.tokenizer_padding!r}, not "
-                f"{config.tokenizer_padding!r}: the option changes the positions the language model sees, and the "
+                f"{pretrained_name_or_path} was trained with tokenizer_padding={saved.backbone.tokenizer_padding!r}, not "
+                f"{config.backbone.tokenizer_padding!r}: the option changes the positions the language model sees, and the "
                 "checkpoint's saved processor keeps its own padding. Fine-tune with the checkpoint's value."
             )
         kwargs = {k: v for k, v in kwargs.items() if k == "dataset_meta"}

@@ -33,7 +33,7 @@ NORMALIZER_STEP = "normalizer_processor"
 
 
 def floor_state_std(config: PiStarRECAPConfig, stats: dict | None) -> dict | None:
-    """A copy of `stats` whose state std is at least `config.state_std_floor` (in the state's own units).
+    """A copy of `stats` whose state std is at least `config.normalization.state_std_floor` (in the state's own units).
 
     A dimension that barely moves in the training episodes (an object resting on the table: std 0.003)
     otherwise turns every off-demonstration state into a z-score in the hundreds."""
@@ -47,7 +47,7 @@ def floor_state_std(config: PiStarRECAPConfig, stats: dict | None) -> dict | Non
         )
         if normalised_state and "std" in out.get(key, {}):
             std = np.asarray(out[key]["std"], dtype=np.float64)
-            out[key] = {**out[key], "std": np.maximum(std, config.state_std_floor)}
+            out[key] = {**out[key], "std": np.maximum(std, config.normalization.state_std_floor)}
     return out
 
 
@@ -59,7 +59,7 @@ def checkpoint_normalization_stats(checkpoint: Path) -> dict[str, dict[str, np.n
     if not pipeline_file.is_file():
         raise FileNotFoundError(
             f"{pipeline_file} does not exist, so the checkpoint's normalisation statistics are unknown; "
-            "pass --policy.keep_pretrained_stats=false to normalise with the new dataset's statistics."
+            "pass --policy.normalization.keep_pretrained_stats=false to normalise with the new dataset's statistics."
         )
     steps = json.loads(pipeline_file.read_text())["steps"]
     state_files = [
@@ -101,7 +101,7 @@ def make_pi_star_recap_pre_post_processors(
         from lerobot.policies.pi05.processor_pi05 import Pi05PrepareStateTokenizerProcessorStep
 
         prompt_steps = [steps.normalize, Pi05PrepareStateTokenizerProcessorStep()]
-        tokenizer, last = config.pi05_tokenizer, []
+        tokenizer, last = config.pi05.tokenizer, []
     else:
         prompt_steps, tokenizer, last = [NewLineTaskProcessorStep()], config.vlm_model_name, [steps.normalize]
     input_steps = [
@@ -110,8 +110,8 @@ def make_pi_star_recap_pre_post_processors(
         *prompt_steps,
         PiStarRECAPTokenizerStep(
             tokenizer_name=tokenizer,
-            max_length=config.tokenizer_max_length,
-            padding=config.tokenizer_padding if config.base_model == "native" else "max_length",
+            max_length=config.backbone.tokenizer_max_length,
+            padding=config.backbone.tokenizer_padding if config.base_model == "native" else "max_length",
             padding_side="right",
         ),
         steps.to_device,

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--timeouts-truncate",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="read failed episodes' ends as time-outs, as --policy.timeouts_truncate does",
+        help="read failed episodes' ends as time-outs, as --policy.critic.timeouts_truncate does",
     )
     parser.add_argument(
         "--bc",

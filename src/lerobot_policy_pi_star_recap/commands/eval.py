@@ -10,7 +10,14 @@ import json
 import time
 from pathlib import Path
 
-from .common import HelpFormatter, UsageError, add_option, check_local_or_hub, report_errors
+from .common import (
+    HelpFormatter,
+    UsageError,
+    add_cut_at_takeovers,
+    add_option,
+    check_local_or_hub,
+    report_errors,
+)
 
 
 def register(subparsers) -> None:
@@ -59,6 +66,7 @@ def register(subparsers) -> None:
         "--policy.device", dest="device", default=None, help="torch device (default: the checkpoint's)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled action chunks")
+    add_cut_at_takeovers(parser)
     parser.set_defaults(run=run)
 
 
@@ -109,7 +117,7 @@ def evaluate(args: argparse.Namespace) -> int:
     )
     n_step = advantage_n_step(config.advantage_horizon, config.advantage_n_step)
     report = summarize(
-        predictions, config.advantage_estimator, config.iql_discount, n_step, config.cut_at_takeovers
+        predictions, config.advantage_estimator, config.iql_discount, n_step, args.cut_at_takeovers
     )
     report.update(policy_path=str(args.policy_path), dataset=args.repo_id, episode_indices=episodes)
 
@@ -125,7 +133,7 @@ def evaluate(args: argparse.Namespace) -> int:
         )
         advantages = {name: [] for name in DATA_TYPES}
         for episode in predictions:
-            advantage = episode.advantage(config.advantage_estimator, n_step, config.cut_at_takeovers)
+            advantage = episode.advantage(config.advantage_estimator, n_step, args.cut_at_takeovers)
             for code, name in enumerate(DATA_TYPES):
                 advantages[name].append(advantage[episode.data_type == code])
         plots["advantage_by_type"] = plot_advantage_by_type(

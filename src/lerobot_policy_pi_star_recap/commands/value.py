@@ -23,6 +23,7 @@ import numpy as np
 from .common import (
     HelpFormatter,
     UsageError,
+    add_cut_at_takeovers,
     add_option,
     check_local_or_hub,
     die_with_parent,
@@ -33,7 +34,7 @@ FOLD_POLL_SECONDS = 0.5  # how often `value-train --jobs` checks its running fol
 VALUE_TRAIN_FLAGS = [
     "--policy.advantage_estimator=mc_distributional",
     "--policy.train_policy=false",
-    "--policy.critic_backbone_grad=true",
+    "--policy.critic.backbone_grad=true",
 ]
 
 
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
             "Runs lerobot-train with --policy.type=pi_star_recap and "
             + " ".join(VALUE_TRAIN_FLAGS)
             + ". Every other argument is passed to lerobot-train unchanged (dataset, output_dir, steps, "
-            "policy options such as --policy.vlm_model_name or --policy.value_num_bins)."
+            "policy options such as --policy.vlm_model_name or --policy.critic.value_num_bins)."
         ),
         formatter_class=HelpFormatter,
     )
@@ -102,15 +103,11 @@ def register(subparsers) -> None:
     label.add_argument(
         "--negative-before-takeover",
         type=int,
-        default=None,
-        help="label the policy's last K frames before each takeover negative (default: the checkpoint's, 0)",
+        default=0,
+        help="label the policy's last K frames before each takeover negative (the expert judged them bad "
+        "enough to take over); 0 keeps their computed advantage",
     )
-    label.add_argument(
-        "--cut-at-takeovers",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="stop N-step windows where the expert takes over or hands back (default: the checkpoint's, off)",
-    )
+    add_cut_at_takeovers(label)
     label.add_argument("--batch-size", type=int, default=32, help="frames per value forward pass")
     label.add_argument("--device", default=None, help="torch device (default: the checkpoint's)")
     label.add_argument("--overwrite", action="store_true", help="replace an existing --output")
@@ -269,7 +266,7 @@ def run_value_label(args: argparse.Namespace) -> int:
     from ..rl.advantage import advantage_n_step, frames_before_takeovers
     from ..schema import ADVANTAGE, DATA_TYPES, INDICATOR, VALUE
 
-    if args.negative_before_takeover is not None and args.negative_before_takeover < 0:
+    if args.negative_before_takeover < 0:
         raise UsageError(f"--negative-before-takeover must be >= 0, got {args.negative_before_takeover}.")
     src = Path(args.input).expanduser()
     check_dataset_root(src, "--input")
@@ -281,17 +278,18 @@ def run_value_label(args: argparse.Namespace) -> int:
     config, episodes, labellers = predict_out_of_sample(
         args.value_paths, source, args.batch_size, args.device
     )
-    fraction = args.positive_fraction or config.indicator_positive_fraction
+    fraction = args.positive_fraction or config.conditioning.indicator_positive_fraction
     horizon = "full_return" if args.full_return else "n_step" if args.n_step else config.advantage_horizon
     n_step = advantage_n_step(horizon, args.n_step or config.advantage_n_step)
 
     index = np.concatenate([e.index for e in episodes])
     value = np.concatenate([e.value for e in episodes])
-    cut = config.cut_at_takeovers if args.cut_at_takeovers is None else args.cut_at_takeovers
-    before = args.negative_before_takeover
-    before = config.negative_before_takeover if before is None else before
-    advantage = np.concatenate([e.advantage(config.advantage_estimator, n_step, cut) for e in episodes])
-    forced_negative = np.concatenate([frames_before_takeovers(e.intervention, before) for e in episodes])
+    advantage = np.concatenate(
+        [e.advantage(config.advantage_estimator, n_step, args.cut_at_takeovers) for e in episodes]
+    )
+    forced_negative = np.concatenate(
+        [frames_before_takeovers(e.intervention, args.negative_before_takeover) for e in episodes]
+    )
     task = np.concatenate([e.task_index for e in episodes])
     intervention = np.concatenate([e.intervention for e in episodes])
     # Each episode's threshold comes from the frames valued by the same value function(s).

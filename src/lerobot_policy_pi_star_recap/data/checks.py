@@ -439,7 +439,7 @@ def _reward_problems(columns: RecapColumns, episodes: Episodes, last: np.ndarray
             f"rewards vary within {int(varying.sum())} episodes before their last frame (episode "
             f"{episodes.ids[varying][0]}: {values}), off the documented convention (one step reward, the "
             f"outcome on the last frame); they are used as given: returns from {low:g} to {high:g}, return "
-            f"scale {scale:g} (set --policy.return_normalizer to keep one scale across datasets).",
+            f"scale {scale:g} (set --policy.critic.return_normalizer to keep one scale across datasets).",
         )
     ]
 

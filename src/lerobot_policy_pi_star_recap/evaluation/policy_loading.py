@@ -13,8 +13,9 @@ class CheckpointError(ValueError):
 
 def load_policy(path: str | Path, device: str | None = None):
     """Any LeRobot policy checkpoint (a `pretrained_model` folder) with its pre/post-processors."""
-    from lerobot.configs import PreTrainedConfig
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    from .configuration_pi_star_recap import PiStarRECAPConfig
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -22,7 +23,7 @@ def load_policy(path: str | Path, device: str | None = None):
             f"{path} is not a policy checkpoint (no config.json); pass the `pretrained_model` folder, "
             "e.g. outputs/train/<run>/checkpoints/last/pretrained_model."
         )
-    config = PreTrainedConfig.from_pretrained(path)
+    config = PiStarRECAPConfig.from_pretrained(path)  # any policy type; ours migrated
     if device is not None:
         config.device = device
     policy = get_policy_class(config.type).from_pretrained(path, config=config)
@@ -39,13 +40,14 @@ def load_for_fine_tuning(checkpoint: str | Path, root: str | Path, device: str =
     """The policy and processors `lerobot-train --policy.path=<checkpoint>` builds to fine-tune on the
     dataset at `root` (LeRobot 0.6.1's lerobot_train.py: make_policy, then the checkpoint's processors with
     the new dataset's statistics as overrides), e.g. to check that stage 2 starts acting like stage 1."""
-    from lerobot.configs import PreTrainedConfig
     from lerobot.datasets import LeRobotDatasetMetadata
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
+    from .configuration_pi_star_recap import PiStarRECAPConfig
+
     checkpoint = Path(checkpoint)
     meta = LeRobotDatasetMetadata(f"local/{Path(root).name}", root=root)
-    config = PreTrainedConfig.from_pretrained(checkpoint)
+    config = PiStarRECAPConfig.from_pretrained(checkpoint)
     config.pretrained_path = checkpoint
     config.device = device
     for name, value in config_overrides.items():

@@ -51,7 +51,7 @@ def recap_table_for(policy, root: str | Path) -> RecapTable:
         chunk_size=config.chunk_size,
         discount=config.iql_discount,
         n_step=config.advantage_n_step,
-        timeouts_truncate=config.timeouts_truncate,
+        timeouts_truncate=config.critic.timeouts_truncate,
     )
 
 

@@ -1,18 +1,18 @@
-"""Every `--policy.<field>` the loop passes to lerobot-train / lerobot-eval, in one place: when a config
+"""Every `--policy.<field>` (or `--policy.<group>.<field>`) the loop passes to lerobot-train / lerobot-eval, in one place: when a config
 field is renamed, its constant here is the one line to change."""
 
 from __future__ import annotations
 
 VLM_MODEL_NAME = "vlm_model_name"
-EXPERT_WIDTH = "expert_width"
-EXPERT_DEPTH = "expert_depth"
-EXPERT_HEADS = "expert_heads"
+EXPERT_WIDTH = "expert.width"
+EXPERT_DEPTH = "expert.depth"
+EXPERT_HEADS = "expert.heads"
 CHUNK_SIZE_FIELD = "chunk_size"
 N_ACTION_STEPS_FIELD = "n_action_steps"
 POLICY_LR = "policy_lr"
-SCHEDULER_WARMUP_STEPS = "scheduler_warmup_steps"
-RETURN_NORMALIZER = "return_normalizer"
-TOKENIZER_PADDING = "tokenizer_padding"
+SCHEDULER_WARMUP_STEPS = "optim.scheduler_warmup_steps"
+RETURN_NORMALIZER = "critic.return_normalizer"
+TOKENIZER_PADDING = "backbone.tokenizer_padding"
 USE_ADVANTAGE_CONDITIONING = "use_advantage_conditioning"
 USE_ADVANTAGE_WEIGHTING = "use_advantage_weighting"
 ADVANTAGE_ESTIMATOR = "advantage_estimator"
@@ -21,9 +21,9 @@ INTERVENTION_WEIGHT = "intervention_weight"
 AUTO_WEIGHT = "auto_weight"
 DEMO_WEIGHT = "demo_weight"
 SUCCESS_ONLY = "success_only"
-STATE_CLIP = "state_clip"
-NEGATIVE_WEIGHT = "negative_weight"
-UNCONDITIONAL_NEGATIVE_WEIGHT = "unconditional_negative_weight"
+STATE_CLIP = "normalization.state_clip"
+NEGATIVE_WEIGHT = "conditioning.negative_weight"
+UNCONDITIONAL_NEGATIVE_WEIGHT = "conditioning.unconditional_negative_weight"
 CFG_BETA = "cfg_beta"
 
 

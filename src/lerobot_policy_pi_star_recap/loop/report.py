@@ -186,6 +186,7 @@ def write_report(
         batch_size=64,
         device="cpu",
         seed=ws.seed,
+        cut_at_takeovers=False,
     )
     offline_eval(offline)
     plots["value_along_episodes"] = str(ws.out / "offline_eval" / "value_along_episodes.png")

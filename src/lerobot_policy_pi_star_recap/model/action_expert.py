@@ -162,16 +162,16 @@ class FlowMatching(nn.Module):
         super().__init__()
         self.config = config
         self.noise_dim = action_dim  # the width of the noise (and of the actions) the flow runs on
-        self.condition_width = config.expert_width  # the width of the advantage condition it takes
+        self.condition_width = config.expert.width  # the width of the advantage condition it takes
         self.noise_dtype: torch.dtype | None = None  # None: the backbone's dtype
         self.expert = ActionExpert(
             action_dim,
             config.chunk_size,
             prefix_dim,
-            config.expert_width,
-            config.expert_depth,
-            config.expert_heads,
-            config.expert_mlp_ratio,
+            config.expert.width,
+            config.expert.depth,
+            config.expert.heads,
+            config.expert.mlp_ratio,
         )
 
     def sample_noise(
@@ -181,7 +181,11 @@ class FlowMatching(nn.Module):
 
     def sample_time(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
         return flow.sample_time(
-            batch_size, self.config.flow_time_alpha, self.config.flow_time_min, device, generator
+            batch_size,
+            self.config.expert.flow_time_alpha,
+            self.config.expert.flow_time_min,
+            device,
+            generator,
         )
 
     def loss(self, prefix: Prefix, actions: Tensor, condition: Tensor, noise: Tensor, time: Tensor) -> Tensor:

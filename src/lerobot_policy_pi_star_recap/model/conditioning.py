@@ -42,17 +42,19 @@ class AdvantageConditioner(nn.Module):
 
     def standardise(self, advantage: Tensor) -> Tensor:
         """Advantage in units of its running standard deviation, centred on its running mean."""
-        std = self.advantage_var.sqrt().clamp_min(self.config.advantage_std_floor)
+        std = self.advantage_var.sqrt().clamp_min(self.config.conditioning.advantage_std_floor)
         return (advantage - self.advantage_mean) / std
 
     def update_stats(self, advantage: Tensor) -> None:
         """EMA of the advantage's mean / variance and of the indicator's quantile threshold (all ranks)."""
-        quantile = torch.quantile(advantage, 1.0 - self.config.indicator_positive_fraction)
+        quantile = torch.quantile(advantage, 1.0 - self.config.conditioning.indicator_positive_fraction)
         batch_stats = distributed_mean(
             torch.stack([advantage.mean(), advantage.var(unbiased=False), quantile])
         )
         # The first batch sets the statistics; chosen on the device, so the step reads nothing back.
-        momentum = torch.where(self.advantage_updates == 0, 1.0, self.config.advantage_stats_momentum)
+        momentum = torch.where(
+            self.advantage_updates == 0, 1.0, self.config.conditioning.advantage_stats_momentum
+        )
         self.advantage_updates += 1
         for buffer, value in zip(
             (self.advantage_mean, self.advantage_var, self.indicator_threshold), batch_stats, strict=True
@@ -66,7 +68,7 @@ class AdvantageConditioner(nn.Module):
         if self.binary:
             computed = advantage_indicator(advantage, self.indicator_threshold, intervention)
             return computed if given is None else torch.where(torch.isnan(given), computed, given)
-        clip = self.config.advantage_clip
+        clip = self.config.conditioning.advantage_clip
         standardised = self.standardise(advantage).clamp(-clip, clip)
         # The paper's rule for human corrections, in continuous form: a corrected frame is labelled with at
         # least the advantage the policy is asked for at inference, whatever happened after the correction.
@@ -98,7 +100,7 @@ class AdvantageConditioner(nn.Module):
             # Standardised so the temperature means the same for any reward scale, and divided by the batch
             # mean so the weights reshape the loss without changing its overall size.
             awr = awr_weights(
-                self.standardise(advantage), config.iql_temperature, config.advantage_weight_clip
+                self.standardise(advantage), config.iql_temperature, config.conditioning.advantage_weight_clip
             )
             awr = awr / awr.mean().clamp_min(1e-8)
             weights = weights * awr
@@ -107,15 +109,15 @@ class AdvantageConditioner(nn.Module):
             value = self.condition_value(advantage, given, intervention)
             keep = (
                 torch.rand(batch_size, device=weights.device, generator=generator)
-                >= config.conditioning_dropout
+                >= config.conditioning.dropout
             )
             condition = self.embedding(value, keep)
             stats["condition"] = value
             if self.binary:
-                unconditional = config.unconditional_negative_weight
+                unconditional = config.conditioning.unconditional_negative_weight
                 if unconditional is None:
-                    unconditional = config.negative_weight
-                negative = torch.where(keep, config.negative_weight, unconditional)
+                    unconditional = config.conditioning.negative_weight
+                negative = torch.where(keep, config.conditioning.negative_weight, unconditional)
                 weights = weights * torch.where(value > 0.5, 1.0, negative)
         return condition, weights, stats
 

@@ -128,7 +128,7 @@ class IQLCritics(Critic):
 
     def __init__(self, config: PiStarRECAPConfig, feature_dim: int, chunk_dim: int):
         super().__init__()
-        hidden, depth = config.critic_hidden_dim, config.critic_depth
+        hidden, depth = config.critic.hidden_dim, config.critic.depth
         self.q = EnsembleMLP(2, feature_dim + chunk_dim, hidden, depth, 1)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.v = EnsembleMLP(1, feature_dim, hidden, depth, 1)
@@ -175,7 +175,7 @@ class IQLCritics(Critic):
     def after_step(self, config: PiStarRECAPConfig) -> None:
         """Polyak-average the target Q networks towards the online ones."""
         for target, online in zip(self.q_target.parameters(), self.q.parameters(), strict=True):
-            target.lerp_(online, config.target_update_rate)
+            target.lerp_(online, config.critic.target_update_rate)
 
 
 class DistributionalValue(Critic):
@@ -186,9 +186,9 @@ class DistributionalValue(Critic):
     def __init__(self, config: PiStarRECAPConfig, feature_dim: int):
         super().__init__()
         self.v = EnsembleMLP(
-            1, feature_dim, config.critic_hidden_dim, config.critic_depth, config.value_num_bins
+            1, feature_dim, config.critic.hidden_dim, config.critic.depth, config.critic.value_num_bins
         )
-        self.smoothing = config.value_target_smoothing
+        self.smoothing = config.critic.value_target_smoothing
         # Only an N-step advantage while training the policy reads V(o_{t+N}); see config.bootstrap_horizon.
         self.needs_next_features = config.bootstrap_horizon is not None
 

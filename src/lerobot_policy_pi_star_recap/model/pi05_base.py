@@ -85,7 +85,7 @@ def pi05_sizes(size: str) -> Iterator[None]:
 
 def pi05_config(config: PiStarRECAPConfig) -> PI05Config:
     """The stock PI05Config our pi05 base is built from (what `--policy.type=pi05` would use)."""
-    size = config.pi05_image_resolution
+    size = config.pi05.image_resolution
     return PI05Config(
         chunk_size=config.chunk_size,
         n_action_steps=config.n_action_steps,
@@ -94,8 +94,8 @@ def pi05_config(config: PiStarRECAPConfig) -> PI05Config:
         dtype=config.dtype,
         freeze_vision_encoder=config.freeze_vision_encoder,
         train_expert_only=config.train_expert_only or config.freeze_vlm,
-        gradient_checkpointing=config.gradient_checkpointing,
-        tokenizer_max_length=config.tokenizer_max_length,
+        gradient_checkpointing=config.pi05.gradient_checkpointing,
+        tokenizer_max_length=config.backbone.tokenizer_max_length,
         compile_model=False,
         device=config.device,
         push_to_hub=False,
@@ -146,7 +146,7 @@ class Pi05Backbone(nn.Module):
     def __init__(self, config: PiStarRECAPConfig, load_weights: bool):
         super().__init__()
         self.pi05_config = pi05_config(config)
-        with pi05_sizes(config.pi05_size):
+        with pi05_sizes(config.pi05.size):
             self.pi05 = modeling_pi05.PI05Pytorch(self.pi05_config)
         vlm_with_expert = self.pi05.paligemma_with_expert
         # Stock pi05 switches to eager attention on its first sample; set it once so that training and
@@ -156,7 +156,7 @@ class Pi05Backbone(nn.Module):
         # pi05 never decodes text: its two output heads get no gradient (DDP would call them unused).
         vlm_with_expert.paligemma.lm_head.requires_grad_(False)
         vlm_with_expert.gemma_expert.lm_head.requires_grad_(False)
-        if config.gradient_checkpointing:
+        if config.pi05.gradient_checkpointing:
             self.pi05.gradient_checkpointing_enable()
         self.hidden_size = vlm_with_expert.paligemma.config.text_config.hidden_size
         self.expert_width = self.pi05.action_in_proj.out_features
@@ -237,7 +237,9 @@ class Pi05Flow(nn.Module):
 
     def sample_time(self, batch_size: int, device: torch.device, generator: torch.Generator) -> Tensor:
         config = self.config  # the defaults are pi05's own Beta(1.5, 1)
-        return flow.sample_time(batch_size, config.flow_time_alpha, config.flow_time_min, device, generator)
+        return flow.sample_time(
+            batch_size, config.expert.flow_time_alpha, config.expert.flow_time_min, device, generator
+        )
 
     def loss(self, prefix: Prefix, actions: Tensor, condition: Tensor, noise: Tensor, time: Tensor) -> Tensor:
         """Squared velocity error per action, (B, H), over the real (unpadded) action dims."""
@@ -294,7 +296,7 @@ def load_pi05_weights(pi05: modeling_pi05.PI05Pytorch, name_or_path: str | Path)
         pi05,
         weights,
         "does not fit a pi05 of this size (is it a pi05 checkpoint, e.g. lerobot/pi05_base, and does "
-        "--policy.pi05_size match it?)",
+        "--policy.pi05.size match it?)",
         rename=stock_names,
         # pi05 never decodes text: a checkpoint may leave out its (untrained) output heads
         may_lack=lambda name: name.endswith("lm_head.weight"),

@@ -58,13 +58,13 @@ def build_base(
         return backbone, Pi05Flow(config, backbone, action_dim)
     backbone = VLMBackbone(
         config.vlm_model_name,
-        config.vision_model_name,
-        config.vlm_config,
+        config.backbone.vision_model_name,
+        config.backbone.vlm_config,
         state_dim,
         load_vlm_weights,
-        positions_from_mask=config.tokenizer_padding == "longest",
+        positions_from_mask=config.backbone.tokenizer_padding == "longest",
     )
-    config.vlm_config = backbone.vlm_config
+    config.backbone.vlm_config = backbone.vlm_config
     return backbone, FlowMatching(config, action_dim, backbone.hidden_size)
 
 
@@ -85,7 +85,7 @@ class PiStarRECAP(nn.Module):
             config, self.backbone.hidden_size + state_dim, config.chunk_size * action_dim
         )
         # Scales that must survive checkpoints (and be identical on every rank).
-        self.register_buffer("return_scale", torch.tensor(config.return_normalizer or 1.0))
+        self.register_buffer("return_scale", torch.tensor(config.critic.return_normalizer or 1.0))
         self.register_buffer("value_support", torch.tensor([-1.0, 0.0]))
         self.register_buffer("num_updates", torch.tensor(0, dtype=torch.long))
         # Training noise comes from a generator seeded by (noise_seed, num_updates), both saved in the
@@ -110,7 +110,7 @@ class PiStarRECAP(nn.Module):
     def set_return_range(self, return_scale: float, min_return: float, max_return: float) -> None:
         """A fresh model's return normalisation (unless the config fixes one) and value support, from the
         Monte-Carlo returns of its first dataset."""
-        if self.config.return_normalizer is None:
+        if self.config.critic.return_normalizer is None:
             self.return_scale.fill_(return_scale)
         low = -1.0 if min_return < 0 else 0.0
         high = 1.0 if max_return > 0 else 0.0
@@ -130,7 +130,7 @@ class PiStarRECAP(nn.Module):
             frozen += self.backbone.encoder_modules
         if not config.train_policy:
             frozen += [m for m in (self.flow, self.conditioner) if m is not None]
-            if not config.critic_backbone_grad:
+            if not config.critic.backbone_grad:
                 frozen.append(self.backbone)
         for module in frozen:
             module.requires_grad_(False)
@@ -147,7 +147,7 @@ class PiStarRECAP(nn.Module):
             {"params": policy, "lr": config.policy_lr, "name": "policy"},
             {
                 "params": condition,
-                "lr": config.policy_lr * config.condition_lr_multiplier,
+                "lr": config.policy_lr * config.optim.condition_lr_multiplier,
                 "name": "condition",
             },
             *self.critic.param_groups(config),
@@ -208,7 +208,7 @@ class PiStarRECAP(nn.Module):
             with torch.no_grad():
                 next_features = self.critic_features(self.encode(following), following.state)
         return CriticBatch(
-            features=features if self.config.critic_backbone_grad else features.detach(),
+            features=features if self.config.critic.backbone_grad else features.detach(),
             next_features=next_features,
             chunk=recorded_chunk(actions, action_pad),
             targets=targets,

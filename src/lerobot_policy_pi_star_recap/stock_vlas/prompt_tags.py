@@ -222,7 +222,8 @@ def check_prompts_fit(prompts: list[str], tokenizer_name: str, max_length: int) 
             raise DatasetToolError(
                 f"the prompt {prompt!r} has {length} tokens under {tokenizer_name}, more than --max-length "
                 f"{max_length}: the tag would be truncated. Use a shorter --template, or train with a larger "
-                "--policy.tokenizer_max_length and pass it here."
+                "--policy.tokenizer_max_length (pi_star_recap: --policy.backbone.tokenizer_max_length) and pass it "
+                "here."
             )
 
 

@@ -239,7 +239,7 @@ class TrainingMonitor:
             f"pi_star_recap: {'; '.join(found)}. Common causes: NaN/inf in the dataset (check with "
             "`pi-star-recap check`), a learning rate too high for the critics (q_lr / v_lr), or bf16 overflow."
         )
-        if self.config.on_nonfinite == "raise":
+        if self.config.runtime.on_nonfinite == "raise":
             raise FloatingPointError(
                 f"{message} Checkpoints saved before training step {self._window_start + 1} hold no weights "
                 "these batches touched (lerobot-train checks a log step before it saves)."
@@ -279,7 +279,7 @@ class TrainingMonitor:
                 "for non-finite values or written to TensorBoard; set log_freq > 0.",
             )
         hooks = [register_optimizer_step_post_hook(_weak_hook(self._after_optimizer_step))]
-        if self.config.on_nonfinite == "skip":
+        if self.config.runtime.on_nonfinite == "skip":
             hooks.append(register_optimizer_step_pre_hook(_weak_hook(self._drop_nonfinite_gradient)))
         for handle in hooks:
             weakref.finalize(self, handle.remove)
@@ -326,8 +326,8 @@ class TrainingMonitor:
 
     def tensorboard_dir(self) -> Path | None:
         """`tensorboard_dir`, else lerobot-train's `<output_dir>/tensorboard`, else None."""
-        if self.config.tensorboard_dir:
-            return Path(self.config.tensorboard_dir)
+        if self.config.runtime.tensorboard_dir:
+            return Path(self.config.runtime.tensorboard_dir)
         output_dir = lerobot_train_arg("output_dir")
         return Path(output_dir) / "tensorboard" if output_dir else None
 
@@ -339,7 +339,7 @@ class TrainingMonitor:
                     "dir",
                     "pi_star_recap: TensorBoard logging is off: no output directory is known (lerobot-train "
                     "without --output_dir picks a timestamped folder the policy cannot see). Pass "
-                    "--output_dir to lerobot-train, or set --policy.tensorboard_dir (tensorboard_dir in own "
+                    "--output_dir to lerobot-train, or set --policy.runtime.tensorboard_dir (tensorboard_dir in own "
                     "training loops).",
                 )
                 return None
