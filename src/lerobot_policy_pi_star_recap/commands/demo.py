@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--task",
         default="sweep-into-v3",
-        help="MetaWorld v3 task (default sweep-into-v3: with 10 successful demos its stage 1 reached 75%% on seed 2, BENCHMARKS §2.2m)",
+        help="MetaWorld v3 task (default sweep-into-v3: with 10 successful demos its stage 1 reached 75%% on seed 2)",
     )
     add_option(
         parser, "--output", "--output-dir", default="outputs/demo", help="folder of everything it writes"
