@@ -15,7 +15,7 @@ def load_policy(path: str | Path, device: str | None = None):
     """Any LeRobot policy checkpoint (a `pretrained_model` folder) with its pre/post-processors."""
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
-    from .configuration_pi_star_recap import PiStarRECAPConfig
+    from ..configuration_pi_star_recap import PiStarRECAPConfig
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -43,7 +43,7 @@ def load_for_fine_tuning(checkpoint: str | Path, root: str | Path, device: str =
     from lerobot.datasets import LeRobotDatasetMetadata
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-    from .configuration_pi_star_recap import PiStarRECAPConfig
+    from ..configuration_pi_star_recap import PiStarRECAPConfig
 
     checkpoint = Path(checkpoint)
     meta = LeRobotDatasetMetadata(f"local/{Path(root).name}", root=root)
