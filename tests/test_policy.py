@@ -394,11 +394,8 @@ def test_expert_corrected_frames_are_conditioned_on_at_least_the_inference_advan
     conditioner.advantage_mean.fill_(0.0)
     conditioner.advantage_var.fill_(4.0)  # std 2: raw advantages -4, 1, 8 are -2, 0.5, 4 -> clamped 3 std
     advantage = torch.tensor([-4.0, 1.0, 8.0, -4.0, 1.0])
-    targets = {
-        "intervention": torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0]),
-        "indicator": torch.full((5,), float("nan")),
-    }
-    value = conditioner.condition_value(advantage, None, targets)
+    intervention = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0])
+    value = conditioner.condition_value(advantage, None, intervention)
     assert torch.allclose(value, torch.tensor([-2.0, 0.5, 3.0, 1.5, 1.5]))
 
 

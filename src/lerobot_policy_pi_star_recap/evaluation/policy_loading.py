@@ -43,15 +43,20 @@ def load_for_fine_tuning(checkpoint: str | Path, root: str | Path, device: str =
     from lerobot.datasets import LeRobotDatasetMetadata
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-    from ..configuration_pi_star_recap import PiStarRECAPConfig
+    from ..configuration_pi_star_recap import MOVED, PiStarRECAPConfig
 
     checkpoint = Path(checkpoint)
     meta = LeRobotDatasetMetadata(f"local/{Path(root).name}", root=root)
     config = PiStarRECAPConfig.from_pretrained(checkpoint)
     config.pretrained_path = checkpoint
     config.device = device
+    # Overrides by a field's flat or grouped name (state_clip or normalization.state_clip).
     for name, value in config_overrides.items():
-        setattr(config, name, value)
+        group, _, field = MOVED.get(name, name).rpartition(".")
+        owner = getattr(config, group) if group else config
+        if not hasattr(owner, field):
+            raise TypeError(f"load_for_fine_tuning: PiStarRECAPConfig has no option {name!r}.")
+        setattr(owner, field, value)
     policy = make_policy(cfg=config, ds_meta=meta)
     norm_map = policy.config.normalization_mapping
     preprocessor, postprocessor = make_pre_post_processors(
