@@ -337,6 +337,60 @@ def test_a_flat_config_json_of_earlier_releases_loads_into_the_groups(tmp_path):
     assert tuned.expert.width == 16 and tuned.expert.depth == 2
 
 
+def flat_layout_checkpoint(folder):
+    """A tiny checkpoint whose config.json (and train_config.json's policy) use the flat layout of earlier
+    releases: every grouped option under its old name (MOVED)."""
+    import json
+
+    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import GROUPS, MOVED
+
+    tiny_config()._save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    flat = {k: v for k, v in saved.items() if k not in GROUPS}
+    flat.update({old: saved[new.split(".")[0]][new.split(".")[1]] for old, new in MOVED.items()})
+    flat.update(cut_at_takeovers=True, expert_width=32)
+    (folder / "config.json").write_text(json.dumps(flat))
+    (folder / "train_config.json").write_text(json.dumps({"steps": 10, "policy": flat}))
+    return flat
+
+
+def test_migrate_makes_an_old_checkpoint_readable_by_stock_lerobot(tmp_path, capsys):
+    """Stock `--policy.path` (draccus) refuses the flat layout; after `pi-star-recap migrate` it reads the
+    same options, the originals are kept beside, and a second run changes nothing."""
+    import json
+
+    from lerobot.configs.policies import PreTrainedConfig
+
+    from lerobot_policy_pi_star_recap.cli import main
+
+    folder = tmp_path / "run" / "checkpoints" / "000010" / "pretrained_model"
+    folder.mkdir(parents=True)
+    flat = flat_layout_checkpoint(folder)
+    with pytest.raises(Exception, match="expert_width"):
+        PreTrainedConfig.from_pretrained(folder)
+
+    assert main(["migrate", str(tmp_path / "run"), "--dry-run"]) == 0
+    assert "would migrate" in capsys.readouterr().out
+    assert json.loads((folder / "config.json").read_text()) == flat  # nothing written
+
+    assert main(["migrate", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.startswith("migrated ")
+    assert PreTrainedConfig.from_pretrained(folder) == tiny_config(expert={"width": 32})
+    train_policy = json.loads((folder / "train_config.json").read_text())["policy"]
+    assert train_policy["expert"]["width"] == 32 and "expert_width" not in train_policy
+    assert json.loads((folder / "config.json.flat-layout").read_text()) == flat
+
+    assert main(["migrate", str(folder)]) == 0
+    assert capsys.readouterr().out.startswith("already current:")
+
+
+def test_migrate_refuses_what_is_not_a_checkpoint(tmp_path, capsys):
+    from lerobot_policy_pi_star_recap.cli import main
+
+    assert main(["migrate", str(tmp_path)]) == 2
+    assert "no config.json here" in capsys.readouterr().err
+
+
 def test_lerobot_train_fine_tunes_a_checkpoint_with_a_group_option(tmp_path, monkeypatch):
     tiny_config()._save_pretrained(tmp_path)
     cfg = train_cli(monkeypatch, f"--policy.path={tmp_path}", "--policy.conditioning.dropout=0.1")

@@ -12,7 +12,7 @@ import sys
 
 # Modules in lerobot_policy_pi_star_recap.commands; each registers its subcommand(s).
 # value: value-train, value-label; prompt: tag-prompts, tag-checkpoint
-COMMAND_MODULES = ["annotate", "collect", "merge", "check", "demo", "eval", "value", "prompt"]
+COMMAND_MODULES = ["annotate", "collect", "merge", "check", "demo", "eval", "value", "prompt", "migrate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
