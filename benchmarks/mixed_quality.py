@@ -18,6 +18,8 @@ env seeds, for success and for throughput (successes per hour of robot time, the
   awr                 IQL advantage weights exp(A / temperature), no conditioning (the paper's baseline)
   recap_iql           IQL advantage conditioning, critics trained with the policy
   recap_paper_negative_weight0 (probe) recap_paper with the indicator-0 frames out of the loss
+  recap_paper_unconditional (diagnostic) recap_paper's checkpoint evaluated at guidance beta 0: its
+                      unconditional branch alone
 
 Each (task, data seed, arm, seed) cell writes one small JSON with its per-episode successes and steps under
 `--results` (committed); a cell whose JSON exists is not run again, so the grid accumulates across sessions.
@@ -100,7 +102,7 @@ class Draw:
         arm = ARMS[name]
         data = self.labelled() if arm.data == "labelled" else self.demos()
         flags = [*arm.flags, *episode_selection(arm, data, self.demos())]
-        run = f"{name}_seed{seed}"
+        run = f"{arm.evaluates or name}_seed{seed}"
         checkpoint = self.ws.checkpoint(run)
         if not (checkpoint / "model.safetensors").is_file():
             shutil.rmtree(self.root / run, ignore_errors=True)

@@ -87,6 +87,18 @@ def test_from_scratch_and_stock_arms_by_hand():
     ]
 
 
+def test_an_evaluation_only_arm_trains_exactly_what_it_evaluates():
+    """recap_paper_unconditional evaluates recap_paper's checkpoint at beta 0: if that checkpoint is missing
+    it is trained under recap_paper's name, so the flags, data and episodes must be recap_paper's."""
+    for registry_ in REGISTRIES.values():
+        for arm in (a for a in registry_.values() if a.evaluates):
+            trained = registry_[arm.evaluates]
+            assert (arm.flags, arm.data, arm.episodes) == (trained.flags, trained.data, trained.episodes)
+            assert arm.probe and arm.name not in default_arms(registry_)
+    diagnostic = FROM_SCRATCH_ARMS["recap_paper_unconditional"]
+    assert diagnostic.cells(0) == [(0.0, "recap_paper_unconditional_beta0.0_seed0")]
+
+
 def test_cells_name_each_guided_evaluation():
     arm = FINE_TUNING_ARMS["recap_paper"]
     assert arm.cells(2) == [

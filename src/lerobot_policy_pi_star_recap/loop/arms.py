@@ -31,6 +31,8 @@ class Arm:
     betas: tuple[float | None, ...] = (None,)  # one evaluation per guidance beta (None: no guidance)
     iterates: str | None = None  # an iterated arm: the arm whose iteration-1 policy collects round 2
     probe: bool = False  # a probe of one hypothesis, run only when named
+    # an evaluation-only arm: evaluates the checkpoint this arm trains (same flags) instead of its own
+    evaluates: str | None = None
 
     def __post_init__(self) -> None:
         if self.data not in DATA or self.episodes not in EPISODES:
@@ -135,6 +137,16 @@ FROM_SCRATCH_ARMS = registry(
         data="labelled",
         betas=GUIDANCE,
         probe=True,
+    ),
+    # A diagnostic: recap_paper's own checkpoint at cfg_beta 0, its unconditional branch alone. Level with bc,
+    # the cost is in the condition; below bc, in training a conditioned model at all.
+    Arm(
+        "recap_paper_unconditional",
+        f.LABELLED_RECAP_FLAGS,
+        data="labelled",
+        betas=(0.0,),
+        probe=True,
+        evaluates="recap_paper",
     ),
 )
 
