@@ -48,13 +48,15 @@ def checkpoint_dirs(path: Path) -> list[Path]:
     """The folders holding a config.json under `path`: itself, or each checkpoint of a training run."""
     if (path / "config.json").is_file():
         return [path]
-    found = sorted(p.parent for p in path.glob("checkpoints/*/pretrained_model/config.json"))
+    found: dict[Path, Path] = {}  # by real path: checkpoints/last links to the newest step
+    for config in sorted(path.glob("checkpoints/*/pretrained_model/config.json")):
+        found.setdefault(config.parent.resolve(), config.parent)
     if not found:
         raise FileNotFoundError(
             f"{path}: no config.json here and no checkpoints/*/pretrained_model/config.json below; give a "
             "checkpoint's pretrained_model folder or a lerobot-train output folder."
         )
-    return found
+    return list(found.values())
 
 
 def migrated_policy(raw: dict[str, Any], where: Path) -> dict[str, Any]:
