@@ -85,3 +85,36 @@ def test_relative_links_resolve(page):
     """Each page's relative links and images point at files that exist and headings that exist."""
     assert page.is_file()
     assert not broken_links(page), "broken links:\n" + "\n".join(broken_links(page))
+
+
+def _readme_section(title: str) -> str:
+    """The text of the README's `## <title>` section, up to the next `## ` heading."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.DOTALL | re.MULTILINE)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group(1)
+
+
+def test_readme_is_a_five_minute_read():
+    """The README stays short: the detail belongs in docs/."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; move detail into a docs page"
+
+
+def test_readme_indexes_every_docs_page():
+    """The README's Docs section links every page of docs/."""
+    index = _readme_section("Docs")
+    missing = [
+        page.name for page in sorted((ROOT / "docs").glob("*.md")) if f"(docs/{page.name})" not in index
+    ]
+    assert not missing, f"README.md's Docs section does not list: {missing}"
+
+
+def test_readme_two_commands_are_make_targets():
+    """'The two commands' are `make demo` and `make test`, and the Makefile has both targets."""
+    block = re.search(r"```bash\n(.*?)```", _readme_section("The two commands"), flags=re.DOTALL)
+    assert block
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+    targets = re.findall(r"^([a-z]+):", (ROOT / "Makefile").read_text(), flags=re.MULTILINE)
+    assert {"demo", "test"} <= set(targets)
