@@ -479,7 +479,7 @@ class PiStarRECAPConfig(PreTrainedConfig):
     # --- RECAP data mixing ----------------------------------------------------------------------
     demo_weight: float = 1.0  # policy-loss weight of frames of demo episodes
     auto_weight: float = 1.0  # policy-loss weight of frames the robot drove (auto, intervention episodes)
-    intervention_weight: float = 2.0  # policy-loss weight of frames the expert drove in a takeover
+    intervention_weight: float = 2.0  # policy-loss weight of frames the expert drove (intervention_mask)
     success_only: bool | None = None  # drop failed episodes from the policy loss (filtered BC)
 
     # --- Advantage use in the policy ------------------------------------------------------------
