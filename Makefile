@@ -11,5 +11,5 @@ test: setup
 	MUJOCO_GL=egl .venv/bin/python -m pytest -q -n 2 --dist loadgroup
 
 lint: setup
-	.venv/bin/ruff check src tests benchmarks
-	.venv/bin/ruff format --check src tests benchmarks
+	.venv/bin/ruff check src tests benchmarks scripts
+	.venv/bin/ruff format --check src tests benchmarks scripts

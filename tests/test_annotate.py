@@ -68,6 +68,26 @@ def test_flags_become_types_and_mask_and_a_last_frame_rule_gives_success(source,
     assert df["next.success"].tolist() == [False, False, True, False, False, False, False, False, True]
 
 
+def test_lerobot_intervention_flags_become_the_mask_and_the_raw_column_is_dropped(plain_source, tmp_path):
+    """LeRobot's DAgger / HIL recordings (lerobot-rollout --strategy.type=dagger) carry a raw per-frame
+    `intervention` column. annotate turns it into intervention_mask and drops it: the output has the
+    features of any other annotated dataset (demos recorded without takeovers), so the two merge."""
+    flags = [[0, 0, 0], [0, 0, 1, 1], [1, 0]]
+    dagger = make_source(tmp_path / "rollout_dagger", LENGTHS, {"intervention": (BOOL, flags)})
+    rollouts = annotate(dagger, tmp_path / "rollouts", "--types-from-intervention", "--all-success")
+    assert "intervention" not in rollouts.columns
+    assert rollouts["intervention_mask"].tolist() == [bool(f) for episode in flags for f in episode]
+    assert "intervention" not in json.loads((tmp_path / "rollouts/meta/info.json").read_text())["features"]
+    assert "intervention" not in json.loads((tmp_path / "rollouts/meta/stats.json").read_text())
+
+    annotate(plain_source, tmp_path / "demos", "--type", "demo", "--all-success")
+    out = tmp_path / "mixed"
+    assert run_cli("merge", "--inputs", tmp_path / "demos", tmp_path / "rollouts", "--output", out) == 0
+    mixed = read_frames(out)
+    assert "intervention" not in mixed.columns
+    assert mixed["intervention_mask"].tolist() == [False] * 9 + rollouts["intervention_mask"].tolist()
+
+
 def test_types_file_and_success_file(plain_source, tmp_path):
     types = tmp_path / "types.txt"
     types.write_text("# episode type\n0 auto\n1-2 = demo\n")

@@ -13,6 +13,11 @@ NAME = PACKAGE.name
 # layer -> layers it must not import. The tensor model sees RECAP targets as tensors (`model.inputs`) and
 # never reads a dataset; the RL math works on plain tensors and arrays.
 FORBIDDEN = {"model": ("data",), "rl": ("model", "data")}
+# The applications built on the policy import it, never the other way round, so lerobot-train and
+# lerobot-eval load the policy without MetaWorld or the command-line tools. The package's __init__ imports
+# the light sim.config alone, which registers --env.type=metaworld_recap.
+APPLICATIONS = ("sim", "commands", "loop")
+REGISTRATIONS = {("", "sim.config")}
 
 
 def layer(module: str) -> str:
@@ -100,6 +105,16 @@ def test_layers_import_only_downwards():
     wrong = {
         m: sorted(d for d in imported if layer(d) in FORBIDDEN.get(layer(m), ()))
         for m, imported in graph.items()
+    }
+    assert {m: found for m, found in wrong.items() if found} == {}
+
+
+def test_the_policy_never_imports_its_applications():
+    graph = package_imports()
+    wrong = {
+        m: sorted(d for d in imported if layer(d) in APPLICATIONS and (m, d) not in REGISTRATIONS)
+        for m, imported in graph.items()
+        if layer(m) not in APPLICATIONS
     }
     assert {m: found for m, found in wrong.items() if found} == {}
 

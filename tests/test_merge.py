@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import collect_args, make_source, read_frames, run_cli, tree_hashes
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_pi_star_recap.data.recap_table import RecapTable
+
+BOOL = {"dtype": "bool", "shape": (1,), "names": None}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,44 @@ def test_merge_keeps_every_episode_and_its_recap_fields(collected_demo, rollouts
     assert merged.meta.stats["reward"]["min"][0] == min(rows["reward"])
     assert "demo                  3" in capsys.readouterr().out
     assert {root: tree_hashes(root) for root in (collected_demo, rollouts)} == before
+
+
+def test_raw_intervention_flags_next_to_the_mask_are_dropped(tmp_path, capsys):
+    """A dataset annotated before annotate dropped LeRobot's raw `intervention` column still carries it next
+    to intervention_mask, which holds the same flags: merge drops it, so such a dataset merges with one
+    that never had it. An input without intervention_mask keeps its flags (annotate still needs them)."""
+    import json
+
+    from lerobot.datasets.dataset_tools import modify_features
+
+    flags = [[0, 0, 1], [1, 1]]
+    plain = make_source(tmp_path / "plain", [3, 2])
+    assert run_cli("annotate", "--input", plain, "--output", tmp_path / "demos", "--all-success") == 0
+    flagged = make_source(tmp_path / "flagged", [3, 2], {"takeover": (BOOL, flags)})
+    labelled = tmp_path / "labelled"
+    args = ["--intervention-column", "takeover", "--types-from-intervention", "--all-success"]
+    assert run_cli("annotate", "--input", flagged, "--output", labelled, *args) == 0
+    rollouts = tmp_path / "rollouts"
+    old = modify_features(  # what annotate wrote before: LeRobot's flags kept next to the mask
+        LeRobotDataset("local/labelled", root=labelled),
+        add_features={"intervention": (np.array([f for e in flags for f in e], bool), BOOL)},
+        output_dir=rollouts,
+        repo_id="local/rollouts",
+    )
+    assert {"intervention", "intervention_mask"} <= set(old.meta.features)
+
+    out = tmp_path / "mixed"
+    assert run_cli("merge", "--inputs", tmp_path / "demos", rollouts, "--output", out) == 0
+    assert "intervention" not in json.loads((out / "meta" / "info.json").read_text())["features"]
+    assert "intervention" not in json.loads((out / "meta" / "stats.json").read_text())
+    mixed = read_frames(out)
+    assert "intervention" not in mixed.columns
+    assert mixed["intervention_mask"].tolist() == [False] * 5 + [bool(f) for e in flags for f in e]
+    assert "intervention" in read_frames(rollouts).columns  # inputs are only read
+
+    unlabelled = make_source(tmp_path / "unlabelled", [3, 2], {"intervention": (BOOL, flags)})
+    assert run_cli("merge", "--inputs", unlabelled, plain, "--output", out, "--overwrite") == 2
+    assert "annotate each input first" in capsys.readouterr().err
 
 
 def test_mismatched_inputs_are_rejected(collected_demo, rollouts, tmp_path, capsys):

@@ -30,10 +30,12 @@ def dagger_recap(dagger_recording, tmp_path_factory):
     return out
 
 
-def test_dagger_recording_becomes_a_recap_dataset(dagger_recap):
+def test_dagger_recording_becomes_a_recap_dataset(dagger_recording, dagger_recap):
     df = read_frames(dagger_recap)
     assert df["data_type"].tolist() == ["auto"] * 5 + ["intervention"] * 10
-    assert df["intervention_mask"].tolist() == df["intervention"].tolist()
+    # LeRobot's raw flags become the mask and are not copied (demos recorded without takeovers lack them)
+    assert df["intervention_mask"].tolist() == read_frames(dagger_recording)["intervention"].tolist()
+    assert "intervention" not in df.columns
     # C_fail = longest episode (6); episodes 1 and 2 succeeded.
     assert df["reward"].tolist() == [-1, -1, -1, -1, -6] + [-1] * 5 + [0] + [-1] * 3 + [0]
     assert (
@@ -55,7 +57,10 @@ def test_hil_serl_recording_becomes_a_recap_dataset(tmp_path):
     args = ["--types-from-intervention", "--success-rule", "next.reward>=1", "--c-fail", "20"]
     df = annotate(source, tmp_path / "hil_serl_recap", *args)
     assert df["data_type"].tolist() == ["auto"] * 3 + ["intervention"] * 5 + ["auto"] * 4
-    assert df["intervention_mask"].tolist() == (df["complementary_info.is_intervention"] > 0.5).tolist()
+    flags = read_frames(source)["complementary_info.is_intervention"]
+    assert df["intervention_mask"].tolist() == (flags > 0.5).tolist()
+    assert "complementary_info.is_intervention" not in df.columns
+    assert "complementary_info.discrete_penalty" in df.columns  # other columns are copied
     assert df["reward"].tolist() == [-1, -1, 0] + [-1] * 4 + [0] + [-1, -1, -1, -20]
     assert df["next.success"].tolist() == [False, False, True] + [False] * 4 + [True] + [False] * 4
 

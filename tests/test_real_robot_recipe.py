@@ -8,8 +8,8 @@ wrote), so an unknown flag or a bad value fails; then a dataset with the layout 
 (`so101_follower`, 6 joint positions and targets with LeRobot's names, one 64 px video camera, 30 fps,
 the `intervention` flags of DAgger; no reward columns) is written at its `--dataset.root`.
 
-Every other command runs for real (`pi-star-recap` in this process, `lerobot-train` and
-`lerobot-edit-dataset` as subprocesses) with these substitutions, which only shrink sizes:
+Every other command runs for real (`pi-star-recap` in this process, `lerobot-train` and any other tool
+as a subprocess) with these substitutions, which only shrink sizes:
 - `--policy.base_path=lerobot/pi05_base` -> a tiny random stock pi05 checkpoint built here (no download),
   and on every command that builds a new pi05-base policy the tiny sizes of tests/test_pi05_base.py
   (`pi05.size`, `pi05.tokenizer`, `pi05.image_resolution`, `chunk_size`, `n_action_steps`,

@@ -10,6 +10,10 @@ iql_expectile=0.7)`, `--policy.iql_expectile=0.7`), so the documented constructo
 keep working; the other knobs sit in named groups (`--policy.expert.width=128`). Validation is the tables
 `CHOICES` and `RULES`; `PiStarRECAPConfig.from_pretrained` migrates config.json files of the earlier flat
 layout (`migrate_flat_keys`).
+
+Every field is described by the comment ending its line or the comment lines right above it (a group by
+its class docstring): `python scripts/gen_config_doc.py` turns them into docs/configuration.md, and
+tests/test_config_doc.py fails on a field without a description or on a stale page.
 """
 
 import difflib
@@ -250,10 +254,10 @@ class Pi05Options:
 class BackboneOptions:
     """The native base's VLM (`vlm_model_name`): what else it loads and how prompts are tokenised."""
 
-    vision_model_name: str = "google/siglip-base-patch16-224"  # only used with text-only LMs
+    vision_model_name: str = "google/siglip-base-patch16-224"  # the vision tower of a text-only LM
     # Architecture of the backbone, recorded on first load so checkpoints rebuild it without the hub.
     vlm_config: dict | None = None
-    tokenizer_max_length: int = 48
+    tokenizer_max_length: int = 48  # prompt tokens at most (longer prompts are truncated)
     # "max_length" pads every prompt to tokenizer_max_length, and the tokens after it (the state token)
     # sit at positions that count the padding (checkpoints from before this option). "longest" (native
     # base) pads each batch to its longest prompt and counts positions over real tokens only, so outputs
@@ -267,21 +271,21 @@ class BackboneOptions:
 class ExpertOptions:
     """The native flow-matching action expert: its size and the flow times it trains on."""
 
-    width: int = 512
-    depth: int = 6
-    heads: int = 8
-    mlp_ratio: int = 4
+    width: int = 512  # hidden size of the expert's transformer
+    depth: int = 6  # transformer blocks
+    heads: int = 8  # attention heads (width must be divisible by heads)
+    mlp_ratio: int = 4  # MLP hidden size = width x mlp_ratio
     # Flow time t ~ Beta(flow_time_alpha, 1), in [flow_time_min, 1] (pi0: more weight on noisy times).
     flow_time_alpha: float = 1.5
-    flow_time_min: float = 1e-3
+    flow_time_min: float = 1e-3  # smallest flow time trained on
 
 
 @dataclass
 class CriticOptions:
     """The critics (IQL Q / V, or the paper's distributional V) and the returns they learn."""
 
-    hidden_dim: int = 256
-    depth: int = 2
+    hidden_dim: int = 256  # hidden size of the critic MLPs
+    depth: int = 2  # hidden layers of the critic MLPs
     backbone_grad: bool = False  # let critic losses update the backbone
     target_update_rate: float = 0.005  # Polyak rate of the target Q networks
     # Rewards are divided by this so returns lie in [-1, 1] (the paper's per-task normalisation); None
@@ -291,9 +295,10 @@ class CriticOptions:
     # the last observation) rather than a terminal failure whose penalty a time-blind value cannot predict.
     # A `truncated` / `next.truncated` column, where present, marks truncations explicitly.
     timeouts_truncate: bool = True
-    # Paper mode: distributional Monte-Carlo value, binarised advantage ("indicator").
+    # Bins of the distributional value over its return support (paper mode: distributional Monte-Carlo
+    # value, binarised advantage, the "indicator").
     value_num_bins: int = 201
-    value_target_smoothing: str = "hl_gauss"  # "two_hot" or "hl_gauss"
+    value_target_smoothing: str = "hl_gauss"  # how a return becomes a target over the bins: two_hot, hl_gauss
 
 
 @dataclass
@@ -326,14 +331,14 @@ class OptimOptions:
     # expert and must grow within a short stage 2 to move the velocity as far as the data's good and bad
     # actions differ.
     condition_lr_multiplier: float = 1.0
-    weight_decay: float = 1e-10
-    grad_clip_norm: float = 10.0
+    weight_decay: float = 1e-10  # AdamW weight decay
+    grad_clip_norm: float = 10.0  # clip the gradient to this global norm
     fused: bool = True  # PyTorch's fused AdamW kernel (CPU and CUDA); false: the for-loop AdamW
     # Warm-up over exactly this many steps (also in short fine-tunes), then cosine decay to
     # policy_lr x scheduler_decay_factor over min(scheduler_decay_steps, the run's --steps).
     scheduler_warmup_steps: int = 1_000
-    scheduler_decay_steps: int = 30_000
-    scheduler_decay_factor: float = 0.1
+    scheduler_decay_steps: int = 30_000  # steps of the cosine decay (capped at the run's --steps)
+    scheduler_decay_factor: float = 0.1  # final learning rate as a share of the peak
 
 
 @dataclass
@@ -428,9 +433,10 @@ class PiStarRECAPConfig(PreTrainedConfig):
 
     # --- Base model -----------------------------------------------------------------------------
     # "native": this package's VLM backbone (vlm_model_name) and flow-matching action expert (`expert`).
-    # "pi05": LeRobot's pi05 (`pi05`); base_path holds its pretrained weights (lerobot/pi05_base or a pi05
-    # checkpoint folder), loaded strictly; None builds pi05 with random weights (tests only).
+    # "pi05": LeRobot's pi05 (`pi05`), its pretrained weights read from base_path.
     base_model: str = "native"
+    # pi05 base only: its pretrained weights (lerobot/pi05_base or a pi05 checkpoint folder), loaded
+    # strictly; None builds pi05 with random weights (tests only).
     base_path: str | None = None
     pi05: Pi05Options = field(default_factory=Pi05Options)
     # A Hugging Face hub id or local directory of a VLM (PaliGemma, Gemma 3, Qwen2.5-VL, Qwen3-VL,
@@ -444,9 +450,9 @@ class PiStarRECAPConfig(PreTrainedConfig):
     train_expert_only: bool = False  # train only the action expert (and the critics, which RECAP needs)
 
     # --- Action chunks and flow matching --------------------------------------------------------
-    chunk_size: int = 16
-    n_action_steps: int = 16
-    num_inference_steps: int = 10
+    chunk_size: int = 16  # actions predicted per chunk (the flow-matching horizon H)
+    n_action_steps: int = 16  # actions of each chunk executed before the next chunk is predicted
+    num_inference_steps: int = 10  # Euler steps that integrate the flow from noise to actions
     expert: ExpertOptions = field(default_factory=ExpertOptions)
 
     # --- Method --------------------------------------------------------------------------------
@@ -456,22 +462,24 @@ class PiStarRECAPConfig(PreTrainedConfig):
 
     # --- Critics (IQL) and advantage ------------------------------------------------------------
     advantage_estimator: str | None = None  # "iql" (joint IQL critics) or "mc_distributional" (pi*0.6 paper)
-    iql_preset: str | None = "balanced"  # conservative | balanced | exploratory | None
+    # The IQL tuning table (see IQL_PRESETS): conservative, balanced, exploratory or None; fills
+    # iql_expectile and iql_temperature left at None.
+    iql_preset: str | None = "balanced"
     iql_expectile: float | None = None  # tau; None takes the preset's value
     iql_temperature: float | None = None  # beta in exp(A / beta); None takes the preset's value
-    iql_discount: float = 0.99
+    iql_discount: float = 0.99  # gamma, the discount of the critics' returns
     # "critic": advantages come from the critics trained in the same run (the joint IQL workflow).
     # "dataset": advantages / indicators come from columns written by `pi-star-recap value-label`.
     advantage_source: str | None = None
     train_policy: bool = True  # false trains only the value function (`pi-star-recap value-train`)
     advantage_horizon: str = "n_step"  # "n_step": sum_{k<N} r + V(o_{t+N}) - V(o_t); "full_return": G - V
-    advantage_n_step: int = 50
+    advantage_n_step: int = 50  # N of the "n_step" advantage horizon (paper mode and value-label)
     critic: CriticOptions = field(default_factory=CriticOptions)
 
     # --- RECAP data mixing ----------------------------------------------------------------------
-    demo_weight: float = 1.0
-    auto_weight: float = 1.0
-    intervention_weight: float = 2.0
+    demo_weight: float = 1.0  # policy-loss weight of frames of demo episodes
+    auto_weight: float = 1.0  # policy-loss weight of frames the robot drove (auto, intervention episodes)
+    intervention_weight: float = 2.0  # policy-loss weight of frames the expert drove (intervention_mask)
     success_only: bool | None = None  # drop failed episodes from the policy loss (filtered BC)
 
     # --- Advantage use in the policy ------------------------------------------------------------
@@ -484,14 +492,16 @@ class PiStarRECAPConfig(PreTrainedConfig):
     conditioning: ConditioningOptions = field(default_factory=ConditioningOptions)
 
     # --- Optimisation and running ---------------------------------------------------------------
-    q_lr: float = 3e-4
-    v_lr: float = 3e-4
-    policy_lr: float = 3e-5
+    q_lr: float = 3e-4  # learning rate of the Q critics (IQL)
+    v_lr: float = 3e-4  # learning rate of the value network (IQL V or the distributional V)
+    policy_lr: float = 3e-5  # learning rate of the backbone and the action expert; the schedule's peak
     optim: OptimOptions = field(default_factory=OptimOptions)
     dtype: str = "float32"  # "bfloat16" runs training under autocast (lerobot-train reads this field)
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     # --- Normalisation (LeRobot reads normalization_mapping) -------------------------------------
+    # Normalisation mode per feature type (VISUAL, STATE, ENV, ACTION); a pi05 base defaults to pi05's own
+    # (QUANTILES for state and action).
     normalization_mapping: dict[str, NormalizationMode] = field(
         default_factory=lambda: dict(NATIVE_NORMALIZATION)
     )

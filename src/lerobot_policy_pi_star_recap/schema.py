@@ -55,6 +55,21 @@ VALUE = Field("value")
 ADVANTAGE = Field("advantage")
 INDICATOR = Field("advantage_indicator")
 
+# Raw per-frame intervention flags of recordings: LeRobot's (`lerobot-rollout --strategy.type=dagger` and
+# HIL recordings write `intervention`) and HIL-SERL's. annotate turns them into intervention_mask and drops
+# them, and merge drops them from an input that has intervention_mask: the mask is an annotated dataset's
+# only intervention flag, so datasets with and without takeovers have the same features and merge.
+RAW_INTERVENTION_FLAGS = INTERVENTION_MASK.aliases
+
+
+def superseded_flags(features: Collection[str]) -> list[str]:
+    """The raw intervention flag columns among `features` that its intervention_mask supersedes (none when
+    there is no intervention_mask: an unannotated dataset keeps its flags for annotate)."""
+    if INTERVENTION_MASK.name not in features:
+        return []
+    return [column for column in RAW_INTERVENTION_FLAGS if column in features]
+
+
 # What annotate, collect and merge write (and merge requires) on every frame.
 RECAP_FEATURES: dict[str, dict] = {
     field.name: field.feature for field in (DATA_TYPE, REWARD, DONE, INTERVENTION_MASK, SUCCESS)

@@ -3,8 +3,11 @@
 Per episode the user picks the data type (one type for all, a mapping, or "intervention if the episode
 has an intervention flag") and the outcome (a success column, a list of successful episodes, a rule on
 the last frame, or all successful); the paper's rewards, `done`, `intervention_mask` and `next.success`
-follow. LeRobot's dataset tools copy the source (videos are copied, not re-encoded) and stats are
-recomputed; the source is only read.
+follow. A raw intervention flag column (LeRobot's DAgger / HIL `intervention`, HIL-SERL's
+`complementary_info.is_intervention`, or `--intervention-column`) becomes `intervention_mask` and is not
+copied: the output has the features of any other annotated dataset, so it merges with demonstrations
+recorded without takeovers. LeRobot's dataset tools copy the source (videos are copied, not re-encoded)
+and stats are recomputed; the source is only read.
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ import numpy as np
 
 from ..data.checks import DatasetReport, column_problems, nonfinite_problem
 from ..data.writing import DatasetToolError
-from ..schema import DATA_TYPE, DATA_TYPES, DONE, INTERVENTION_MASK, RECAP_FEATURES, REWARD, SUCCESS
+from ..schema import (
+    DATA_TYPE,
+    DATA_TYPES,
+    DONE,
+    INTERVENTION_MASK,
+    RAW_INTERVENTION_FLAGS,
+    RECAP_FEATURES,
+    REWARD,
+    SUCCESS,
+)
 from .common import HelpFormatter, add_option, report_errors
 
 COMPARISONS = {
@@ -44,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Label an existing local LeRobot v3 dataset for RECAP and write the result as a NEW dataset "
             "(the source is never modified). Rewards follow the pi*0.6 paper: -1 per step, the last frame "
-            "0 on success and -C_fail on failure. Existing columns of the same names are replaced."
+            "0 on success and -C_fail on failure. Existing columns of the same names are replaced; raw "
+            "intervention flags (e.g. LeRobot's `intervention`) become intervention_mask and are dropped."
         ),
         formatter_class=HelpFormatter,
     )
@@ -78,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--intervention-column",
         default=None,
         help="per-frame intervention flags (default: the first of "
-        f"{list(INTERVENTION_MASK.columns)} present); they become intervention_mask",
+        f"{list(INTERVENTION_MASK.columns)} present); they become intervention_mask, and the raw "
+        "column is not copied",
     )
 
     outcome = parser.add_argument_group("episode outcome (pick one; default: a success column if present)")
@@ -417,20 +431,24 @@ def run(args: argparse.Namespace) -> int:
 
     source = LeRobotDataset(f"local/{src.name}", root=src)
     replaced = [name for name in RECAP_FEATURES if name in features]
+    # The raw flags live on in intervention_mask; kept, they would be a feature demonstrations lack.
+    raw_flags = [c for c in (*RAW_INTERVENTION_FLAGS, flag_column) if c in features and c not in replaced]
+    dropped = list(dict.fromkeys(raw_flags))
     repo_id = args.repo_id or f"local/{args.output.name}"
     add = {name: (values, dict(RECAP_FEATURES[name])) for name, values in new.items()}
     with atomic_output_dir(args.output, args.overwrite, sources=[src]) as out:
         base = source
-        if replaced:
-            logging.info(f"replacing the source's {replaced} columns")
+        if replaced or dropped:
+            logging.info(f"replacing the source's {replaced} columns; {dropped} become intervention_mask")
             base = modify_features(
-                source, remove_features=replaced, output_dir=out.parent / "stage", repo_id=repo_id
+                source, remove_features=replaced + dropped, output_dir=out.parent / "stage", repo_id=repo_id
             )
         annotated = modify_features(base, add_features=add, output_dir=out, repo_id=repo_id)
         recompute_stats(annotated)
     print_summary(
         args.output,
         f"Annotated {len(rows)} episodes ({n} frames) of {src} -> {args.output} "
-        f"(C_fail={scheme.failure_penalty:g}, success from {kind}{f' {success_column}' if success_column else ''})",
+        f"(C_fail={scheme.failure_penalty:g}, success from {kind}{f' {success_column}' if success_column else ''}"
+        f"{f', intervention_mask from {flag_column}' if flag_column in dropped else ''})",
     )
     return 0
