@@ -320,17 +320,7 @@ def test_option_groups_round_trip_through_config_json(tmp_path):
 def test_a_flat_config_json_of_earlier_releases_loads_into_the_groups(tmp_path):
     """Every old flat key lands in its group (MOVED); the value-label options are dropped; a group value given
     on the command line over the old checkpoint wins."""
-    import json
-
-    from lerobot_policy_pi_star_recap.configuration_pi_star_recap import GROUPS, MOVED
-
-    tiny_config()._save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "config.json").read_text())
-    flat = {k: v for k, v in saved.items() if k not in GROUPS}  # the layout of earlier releases
-    flat.update({old: saved[new.split(".")[0]][new.split(".")[1]] for old, new in MOVED.items()})
-    flat.update(cut_at_takeovers=True, negative_before_takeover=20, expert_width=32)
-    (tmp_path / "config.json").write_text(json.dumps(flat))
-
+    flat_layout_checkpoint(tmp_path)
     loaded = PiStarRECAPConfig.from_pretrained(tmp_path)
     assert loaded == tiny_config(expert={"width": 32})
     tuned = PiStarRECAPConfig.from_pretrained(tmp_path, cli_overrides=["--expert.width=16"])
@@ -348,7 +338,7 @@ def flat_layout_checkpoint(folder):
     saved = json.loads((folder / "config.json").read_text())
     flat = {k: v for k, v in saved.items() if k not in GROUPS}
     flat.update({old: saved[new.split(".")[0]][new.split(".")[1]] for old, new in MOVED.items()})
-    flat.update(cut_at_takeovers=True, expert_width=32)
+    flat.update(cut_at_takeovers=True, negative_before_takeover=20, expert_width=32)
     (folder / "config.json").write_text(json.dumps(flat))
     (folder / "train_config.json").write_text(json.dumps({"steps": 10, "policy": flat}))
     return flat
