@@ -200,7 +200,7 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -219,7 +219,7 @@ def main() -> None:
         metavar="METHOD",
         help="also compare every cell arm with the cell arms of these methods (e.g. filtered_bc)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     runs = load_runs(args.results)
     cells, agreement = load_cells(runs, args.cells) if args.cells else ({}, [])
     summary = summarize(runs, cells, tuple(args.versus))

@@ -31,6 +31,18 @@ def run_cli(*argv: str) -> int:
     return main([str(a) for a in argv])
 
 
+def cli_output(capsys: pytest.CaptureFixture, *argv: str | Path, returncode: int = 0) -> tuple[str, str]:
+    """`pi-star-recap ARGV` in this process (no interpreter start-up to pay, ~10 s under load): its stdout
+    and stderr; fails the test unless it exits with `returncode`."""
+    capsys.readouterr()  # what the test printed before is not the command's
+    code = run_cli(*argv)
+    out, err = capsys.readouterr()
+    assert code == returncode, (
+        f"pi-star-recap exited with {code}, expected {returncode}:\n{out[-3000:]}\n{err[-5000:]}"
+    )
+    return out, err
+
+
 def run_tool(
     name: str, *args: str | Path, cwd: Path | None = None, timeout: int = 600, returncode: int = 0
 ) -> subprocess.CompletedProcess:
@@ -66,6 +78,7 @@ def lerobot_eval_episode(tool: list[str | Path], checkpoint: Path, tmp_path: Pat
         "--env.episode_length=8",
         "--eval.n_episodes=1",
         "--eval.batch_size=1",
+        "--eval.use_async_envs=false",  # the env in this process: no worker to start (~10 s of imports)
         "--policy.device=cpu",
         f"--output_dir={tmp_path / 'eval'}",
         cwd=tmp_path,

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_tool
+from conftest import cli_output, run_tool
 from PIL import Image
 from synthetic import TINY_CLI, make_dataset
 
@@ -67,7 +67,7 @@ def test_a_checkpoint_of_another_policy_type_is_a_checkpoint_error(monkeypatch):
 
 
 @pytest.mark.slow
-def test_eval_cli_writes_json_and_plots(tmp_path):
+def test_eval_cli_writes_json_and_plots(tmp_path, capsys):
     root = make_dataset(
         tmp_path / "data",
         ["demo", "auto", "intervention", "auto"],
@@ -87,17 +87,16 @@ def test_eval_cli_writes_json_and_plots(tmp_path):
         cwd=tmp_path,
     )
     report_dir = tmp_path / "offline"
-    result = run_tool(
-        "pi-star-recap",
+    printed, _ = cli_output(
+        capsys,
         "eval",
         f"--policy.path={out}/checkpoints/last/pretrained_model",
         "--dataset.repo_id=local/data",
         f"--dataset.root={root}",
         "--eval.n_episodes=3",
         f"--output_dir={report_dir}",  # lerobot's spelling, a hidden alias of --output
-        cwd=tmp_path,
     )
-    assert "pearson" in result.stdout and "intervention" in result.stdout
+    assert "pearson" in printed and "intervention" in printed
     report = json.loads((report_dir / "offline_eval.json").read_text())
     assert report["episodes"] == 3 and report["episode_indices"] == [0, 2, 3]
     for key in ("value", "q", "per_data_type", "success_separation", "action_mse"):

@@ -10,7 +10,7 @@ from unittest.mock import patch
 
 import pytest
 import torch
-from conftest import collect_args, lerobot_eval_episode, run_cli, run_tool
+from conftest import cli_output, collect_args, lerobot_eval_episode, run_cli, run_tool
 from lerobot.policies.pi05 import PI05Policy
 from safetensors.torch import load_file, save_file
 from synthetic import ACTION_DIM, IMAGE, STATE, attach_table, episode_columns, make_batch, observation
@@ -215,7 +215,7 @@ def test_pi05_base_config_rules():
 
 
 @pytest.mark.slow
-def test_paper_workflow_and_lerobot_eval_on_a_tiny_pi05_base(stock, tmp_path):
+def test_paper_workflow_and_lerobot_eval_on_a_tiny_pi05_base(stock, tmp_path, capsys):
     """The staged workflow on the pi05 checkpoint, through the real commands: value-train (2 cross-fitted
     value functions on pi05's prefix) -> value-label -> stock lerobot-train (paper mode) -> stock
     lerobot-eval with guidance; every checkpoint rebuilds its tiny pi05 from its own config (no patches,
@@ -229,14 +229,10 @@ def test_paper_workflow_and_lerobot_eval_on_a_tiny_pi05_base(stock, tmp_path):
     run_flags += ["--policy.push_to_hub=false"]
     value = tmp_path / "value"
     dataset = [f"--dataset.repo_id=local/{data.name}", f"--dataset.root={data}"]
-    run_tool(
-        "pi-star-recap", "value-train", "--folds=2", *base, *dataset, f"--output_dir={value}", *run_flags
-    )
+    cli_output(capsys, "value-train", "--folds=2", *base, *dataset, f"--output_dir={value}", *run_flags)
     folds = [value / f"fold{k}" / "checkpoints" / "last" / "pretrained_model" for k in (0, 1)]
     labelled = tmp_path / "push_labelled"
-    run_tool(
-        "pi-star-recap", "value-label", "--value.path", *folds, f"--input={data}", f"--output={labelled}"
-    )
+    cli_output(capsys, "value-label", "--value.path", *folds, f"--input={data}", f"--output={labelled}")
     run_tool(
         "lerobot-train",
         "--policy.type=pi_star_recap",

@@ -195,10 +195,7 @@ def test_recipe_runs_end_to_end(pi05_base, tmp_path, monkeypatch):
                 record_like(root, [7, 6, 8], cfg.dataset.single_task, flags)
             recordings += 1
         elif program == "pi-star-recap":
-            if args[0] == "value-train":
-                run_tool(program, *shrink(args, pi05_base), cwd=tmp_path)
-            else:
-                assert run_cli(*args) == 0, argv
+            assert run_cli(*(shrink(args, pi05_base) if args[0] == "value-train" else args)) == 0, argv
         elif program == "lerobot-train":
             run_tool(program, *shrink(args, pi05_base), cwd=tmp_path)
             assert (Path(flag(args, "output_dir")) / "checkpoints/last/pretrained_model").is_dir()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from synthetic import load_benchmark
 
 ROOT = Path(__file__).parents[2]
-SCRIPT = ROOT / "benchmarks" / "demo_seeds.py"
+SCRIPT = load_benchmark("demo_seeds")
 COMMITTED = ROOT / "benchmarks" / "results" / "demo_sweep-into-v3_results.json"
 
 
@@ -23,8 +22,13 @@ def run_with(tmp_path: Path, name: str, seed: int, successes: dict[str, list[boo
     return path
 
 
-def demo(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True)
+def demo(*args) -> str:
+    """`demo_seeds.py ARGS` in this process: "" when it succeeds, else the reason it gave for refusing."""
+    try:
+        SCRIPT.main([str(a) for a in args])
+    except SystemExit as refused:
+        return str(refused)
+    return ""
 
 
 def test_runs_are_summarized_per_run_and_over_runs(tmp_path):
@@ -41,8 +45,7 @@ def test_runs_are_summarized_per_run_and_over_runs(tmp_path):
     }
     paths = [run_with(tmp_path, "a", 0, first), run_with(tmp_path, "b", 1, second)]
     output = tmp_path / "out" / "seeds.json"
-    result = demo(*paths, "--output", output)
-    assert result.returncode == 0, result.stderr
+    assert demo(*paths, "--output", output) == ""
     summary = json.loads(output.read_text())
     assert summary["seeds"] == [0, 1]
     assert summary["rates"][stages[2]]["per_run"] == [0.8, 0.6]
@@ -61,11 +64,9 @@ def test_runs_of_other_plans_or_one_seed_are_refused(tmp_path):
     successes = json.loads(COMMITTED.read_text())["successes"]
     base = run_with(tmp_path, "a", 0, successes)
     other_plan = run_with(tmp_path, "b", 1, successes, plan={"stage1_steps": 2400})
-    result = demo(base, other_plan, "--output", tmp_path / "x.json")
-    assert result.returncode != 0 and "differs in ['plan']" in result.stderr
+    assert "differs in ['plan']" in demo(base, other_plan, "--output", tmp_path / "x.json")
     same_seed = run_with(tmp_path, "c", 0, successes)
-    result = demo(base, same_seed, "--output", tmp_path / "x.json")
-    assert result.returncode != 0 and "share a seed" in result.stderr
+    assert "share a seed" in demo(base, same_seed, "--output", tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()
 
 
@@ -97,8 +98,7 @@ def test_efficacy_arms_on_the_runs_data_are_compared_with_recap(tmp_path):
     write_cell(cells, paths[0], "stage1", [True] * 40 + [False] * 60)  # agrees everywhere
     write_cell(cells, paths[1], "stage1", [False] * 10 + [True] * 30 + [False] * 60)  # 10 episodes differ
     output = tmp_path / "out.json"
-    result = demo(*paths, "--output", output, "--cells", cells)
-    assert result.returncode == 0, result.stderr
+    assert demo(*paths, "--output", output, "--cells", cells) == ""
     summary = json.loads(output.read_text())
     assert summary["rates"]["bc seed 0"]["per_run"] == [0.5, 0.6]
     by_pair = {(c["stage"], c["baseline"]): c for c in summary["comparisons"]}
@@ -115,16 +115,19 @@ def test_efficacy_cells_of_another_plan_or_missing_arms_are_refused(tmp_path):
     paths = [run_with(tmp_path, "a", 0, successes), run_with(tmp_path, "b", 1, successes)]
     cells = tmp_path / "cells"
     write_cell(cells, paths[0], "bc", [True] * 100)
-    result = demo(*paths, "--output", tmp_path / "x.json", "--cells", cells)
-    assert result.returncode != 0 and "cells missing for (run seed, arm) [(1, 'bc seed 0')]" in result.stderr
+    assert "cells missing for (run seed, arm) [(1, 'bc seed 0')]" in demo(
+        *paths, "--output", tmp_path / "x.json", "--cells", cells
+    )
     write_cell(
         cells, paths[1], "bc", [True] * 100, plan={**json.loads(paths[1].read_text())["plan"], "demos": 5}
     )
-    result = demo(*paths, "--output", tmp_path / "x.json", "--cells", cells)
-    assert result.returncode != 0 and "is not an arm of the seed-1 run" in result.stderr
+    assert "is not an arm of the seed-1 run" in demo(
+        *paths, "--output", tmp_path / "x.json", "--cells", cells
+    )
     write_cell(cells, paths[1], "bc", [True] * 100, base_policy="smolvla")  # the run's plan, another policy
-    result = demo(*paths, "--output", tmp_path / "x.json", "--cells", cells)
-    assert result.returncode != 0 and "is not an arm of the seed-1 run" in result.stderr
+    assert "is not an arm of the seed-1 run" in demo(
+        *paths, "--output", tmp_path / "x.json", "--cells", cells
+    )
     assert not (tmp_path / "x.json").exists()
 
 
@@ -136,8 +139,7 @@ def test_versus_compares_every_cell_arm_with_the_named_methods_arms(tmp_path):
     write_cell(cells, path, "filtered_bc", [True] * 60 + [False] * 40)
     write_cell(cells, path, "recap_paper_negative_weight0", [False] * 10 + [True] * 65 + [False] * 25)
     output = tmp_path / "out.json"
-    result = demo(path, "--output", output, "--cells", cells, "--versus", "filtered_bc", "bc")
-    assert result.returncode == 0, result.stderr
+    assert demo(path, "--output", output, "--cells", cells, "--versus", "filtered_bc", "bc") == ""
     by_pair = {(c["stage"], c["baseline"]): c for c in json.loads(output.read_text())["comparisons"]}
     probe_vs_filtered = by_pair[("recap_paper_negative_weight0 seed 0", "filtered_bc seed 0")]
     # 65% vs 60%: the probe wins episodes 60-74 (15) and loses 0-9 (10)
@@ -147,5 +149,6 @@ def test_versus_compares_every_cell_arm_with_the_named_methods_arms(tmp_path):
     # each pair of arms once, in one direction
     bc, filtered = "bc seed 0", "filtered_bc seed 0"
     assert (bc, filtered) in by_pair and (filtered, bc) not in by_pair
-    result = demo(path, "--output", tmp_path / "x.json", "--cells", cells, "--versus", "dagger")
-    assert result.returncode != 0 and "--versus ['dagger']: no such arm" in result.stderr
+    assert "--versus ['dagger']: no such arm" in demo(
+        path, "--output", tmp_path / "x.json", "--cells", cells, "--versus", "dagger"
+    )
