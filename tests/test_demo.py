@@ -1,6 +1,6 @@
-"""The README's main job, `pi-star-recap demo`, as a command: its refusals, a kill -9 mid-run, and the
---quick smoke-test size end to end through the real lerobot-train / lerobot-eval (the loop's own logic is
-tested without them in test_loop.py)."""
+"""The README's main job, `pi-star-recap demo`, as a command: its refusals, a kill -9 mid-run, and one
+--quick smoke-test run end to end through the real lerobot-train / lerobot-eval, read by one test per
+concern: stages, report, labels (the loop's own logic is tested without them in test_loop.py)."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, WORKERS, run_tool
+from conftest import BIN, WORKERS, run_cli, run_tool
 from PIL import Image
 
 
@@ -66,38 +66,62 @@ def test_a_killed_demo_leaves_no_orphan_and_no_results(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("finished", [False, True])
-def test_an_existing_output_needs_overwrite(tmp_path, finished):
+def test_an_existing_output_needs_overwrite(tmp_path, finished, capsys):
     out = tmp_path / "demo"
     (out / "stage1").mkdir(parents=True)
     if finished:
         (out / "results.json").write_text("{}")
-    refused = run_tool("pi-star-recap", "demo", "--quick", f"--output={out}", cwd=tmp_path, returncode=2)
+    assert run_cli("demo", "--quick", f"--output={out}") == 2
     state = "a finished demo" if finished else "an unfinished run (no results.json)"
-    assert f"holds {state}; pass --overwrite" in refused.stderr
+    assert f"holds {state}; pass --overwrite" in capsys.readouterr().err
     assert (out / "stage1").is_dir()
+
+
+@pytest.mark.xdist_group("demo_runs")
+def test_xdist_keeps_a_group_on_one_worker(request):
+    """The demo tests share one run only if their xdist_group holds: with pytest 9.2 and pytest-xdist 3.8
+    loadgroup silently splits groups (pyproject pins pytest below 9.2). Under loadgroup a grouped test's
+    id carries its group."""
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@demo_runs"), request.node.nodeid
+
+
+@pytest.fixture(scope="session")  # not module: pytest-xdist may tear a module fixture down between tests
+def quick_demo(tmp_path_factory) -> tuple[Path, dict, str]:
+    """One `demo --quick` run through the real lerobot-train / lerobot-eval, shared by the tests of its
+    three concerns (one xdist group, so one worker): its folder, its results.json and what it printed."""
+    work = tmp_path_factory.mktemp("quick_demo")
+    out = work / "demo"
+    printed = run_tool(
+        "pi-star-recap", "demo", "--quick", "--task=button-press-v3", f"--output={out}", cwd=work, timeout=900
+    ).stdout
+    return out, json.loads((out / "results.json").read_text()), printed
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("demo_runs")
-def test_quick_demo_runs_end_to_end(tmp_path):
-    """Every stage through the real lerobot-train / lerobot-eval, and the report: tables, paired
-    comparisons, eval_info, plots, checkpoints, cross-fitted labels and held-out value plots."""
-    out = tmp_path / "demo"
-    result = run_tool(
-        "pi-star-recap",
-        "demo",
-        "--quick",
-        "--task=button-press-v3",
-        f"--output={out}",
-        cwd=tmp_path,
-        timeout=900,
-    )
-    report = json.loads((out / "results.json").read_text())
+def test_quick_demo_trains_and_evaluates_every_stage(quick_demo):
+    """Stage 1, the null control and stage 2, each trained by lerobot-train and evaluated by lerobot-eval
+    on the same env seeds."""
+    out, report, _ = quick_demo
     assert [s["stage"] for s in report["stages"]] == [
         "stage 1 (BC on demos)",
         "null control (stage 1 + stage-2 steps on the demos)",
         "stage 2 (RECAP, iteration 1)",
     ]
+    for name in ("stage1", "null_control", "stage2"):
+        assert (out / name / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()
+    assert (out / "stage2" / "tensorboard").is_dir()
+    for name, path in report["eval_info"].items():
+        info = json.loads(Path(path).read_text())
+        assert info["overall"]["n_episodes"] == 3
+        assert report["successes"][name] == [bool(s) for s in info["per_task"][0]["metrics"]["successes"]]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo_runs")
+def test_quick_demo_reports_paired_comparisons_tables_and_plots(quick_demo):
+    out, report, printed = quick_demo
     for stage in report["stages"]:
         assert stage["episodes"] == 3 and 0.0 <= stage["success_rate"] <= 1.0
         low, high = stage["success_ci"]
@@ -107,19 +131,18 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     assert pairs == [("null control", "stage 1"), ("stage 2", "stage 1"), ("stage 2", "null control")]
     for c in report["comparisons"]:
         assert c["episodes"] == 3 and c["ci_low"] <= c["difference"] <= c["ci_high"]
-    for name, path in report["eval_info"].items():
-        info = json.loads(Path(path).read_text())
-        assert info["overall"]["n_episodes"] == 3
-        assert report["successes"][name] == [bool(s) for s in info["per_task"][0]["metrics"]["successes"]]
     for path in report["plots"].values():
         with Image.open(path) as image:
             assert image.format == "PNG"
     assert "| stage 2 (RECAP, iteration 1) | 3 |" in (out / "results.md").read_text()
-    assert "| stage 1 (BC on demos) |" in result.stdout  # the table is printed at the end
-    for name in ("stage1", "null_control", "stage2"):
-        assert (out / name / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()
-    assert (out / "stage2" / "tensorboard").is_dir()
-    # stage 2 trained on cross-fitted labels: two value functions, the labelled copy, held-out value plots
+    assert "| stage 1 (BC on demos) |" in printed  # the table is printed at the end
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo_runs")
+def test_quick_demo_trains_stage_2_on_cross_fitted_labels(quick_demo):
+    """Two value functions, each on half of the episodes; the labelled copy; held-out value plots."""
+    out, _, _ = quick_demo
     for fold in ("fold0", "fold1"):
         assert (out / "value_mixed1" / fold / "checkpoints" / "last" / "pretrained_model").is_dir()
     assert (out / "data" / "mixed1_labelled" / "meta" / "info.json").is_file()
@@ -127,20 +150,11 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     assert set(offline["episode_indices"]) <= {0, 2, 4, 6}  # fold 0 trained on the odd episodes only
 
 
-def test_demo_checks_the_task_before_creating_anything(tmp_path):
+def test_demo_checks_the_task_before_creating_anything(tmp_path, capsys):
     out = tmp_path / "demo"
-    result = run_tool(
-        "pi-star-recap",
-        "demo",
-        "--quick",
-        "--task=nope",
-        f"--output={out}",
-        cwd=tmp_path,
-        timeout=120,
-        returncode=2,
-    )
-    assert "pi-star-recap demo: error: unknown MetaWorld task 'nope'" in result.stderr
-    assert "Traceback" not in result.stderr and not out.exists()
+    assert run_cli("demo", "--quick", "--task=nope", f"--output={out}") == 2
+    assert "pi-star-recap demo: error: unknown MetaWorld task 'nope'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_stock_base_policy_flags(tmp_path):
@@ -159,19 +173,10 @@ def test_stock_base_policy_flags(tmp_path):
         policy_flags("pi05", tmp_path, image_size=96, state_dim=39, chunk_size=16, n_action_steps=8)
 
 
-def test_an_invalid_plan_leaves_the_existing_output_alone(tmp_path):
+def test_an_invalid_plan_leaves_the_existing_output_alone(tmp_path, capsys):
     out = tmp_path / "demo"
     (out / "stage1").mkdir(parents=True)
     (out / "results.json").write_text("{}")
-    result = run_tool(
-        "pi-star-recap",
-        "demo",
-        "--demos=201",
-        f"--output={out}",
-        "--overwrite",
-        cwd=tmp_path,
-        timeout=120,
-        returncode=2,
-    )
-    assert "--demos is too large" in result.stderr and "Traceback" not in result.stderr
+    assert run_cli("demo", "--demos=201", f"--output={out}", "--overwrite") == 2
+    assert "--demos is too large" in capsys.readouterr().err
     assert (out / "results.json").read_text() == "{}" and (out / "stage1").is_dir()

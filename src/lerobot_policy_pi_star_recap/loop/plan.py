@@ -69,9 +69,10 @@ QUICK = DemoPlan(
     stage2_steps=30,
     value_steps=20,
     eval_episodes=3,
-    eval_batch_size=3,
+    eval_batch_size=1,  # lerobot-eval starts one env worker process per env, each ~10 s of imports
     batch_size=8,
     episode_length=60,
+    image_size=32,  # 32-px frames, as the data tests use: a smoke test pays for start-ups, not pixels
 )
 
 STALL_STEPS = 20  # the expert takes over after this many steps without progress
