@@ -129,14 +129,14 @@ def test_training_lowers_the_loss():
     optimizer = policy.config.get_optimizer_preset().build(policy.get_optim_params())  # as lerobot-train
     batches = [make_batch(policy.config, index=list(range(i, i + 8)), seed=i) for i in range(0, 32, 8)]
     history = []
-    for step in range(200):
+    for step in range(80):  # the last 8 steps' mean loss is ~0.16x the first 8's (0.10x after 200 steps)
         loss, _ = policy(batches[step % len(batches)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         policy.update()
         history.append(loss.item())
-    assert sum(history[-20:]) / 20 < 0.5 * sum(history[:20]) / 20
+    assert sum(history[-8:]) / 8 < 0.5 * sum(history[:8]) / 8  # 8 steps: each of the 4 batches twice
 
 
 def test_critics_learn_and_targets_follow_polyak():

@@ -47,25 +47,25 @@ def dataset(tmp_path_factory):
 @pytest.mark.slow
 def test_resume_continues_exactly(dataset):
     """6 steps straight == 3 steps, resume, 3 more steps: same weights (incl. target networks and
-    advantage statistics) and same optimizer state, bit for bit on CPU (tolerance 0)."""
+    advantage statistics) and same optimizer state, bit for bit on CPU (tolerance 0). The straight run is
+    the one resumed: it saved at step 3 on its way to 6, and its step-6 checkpoint is set aside."""
     work, root = dataset
-    straight, split = work / "straight", work / "split"
-    run_tool("lerobot-train", *train_args(root, straight, 6, 6), cwd=work, timeout=900)
-    # An interrupted run: it saved at step 3 and died before step 6 was written.
-    run_tool("lerobot-train", *train_args(root, split, 6, 3), cwd=work, timeout=900)
-    checkpoints = split / "checkpoints"
-    shutil.rmtree(checkpoints / "000006")
+    run = work / "run"
+    run_tool("lerobot-train", *train_args(root, run, 6, 3), cwd=work, timeout=900)
+    checkpoints = run / "checkpoints"
+    straight = shutil.move(checkpoints / "000006", work / "straight_000006")
+    # Now an interrupted run: it saved at step 3 and died before step 6 was written.
     (checkpoints / "last").unlink()
     (checkpoints / "last").symlink_to("000003")
     config = checkpoints / "last" / "pretrained_model" / "train_config.json"
     run_tool("lerobot-train", "--resume=true", f"--config_path={config}", cwd=work, timeout=900)
     for relative in ("pretrained_model/model.safetensors", "training_state/optimizer_state.safetensors"):
-        a = load_file(straight / "checkpoints" / "000006" / relative)
-        b = load_file(split / "checkpoints" / "000006" / relative)
+        a = load_file(Path(straight) / relative)
+        b = load_file(checkpoints / "000006" / relative)
         assert a.keys() == b.keys()
         difference = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
         assert difference == 0.0, relative
-    weights = load_file(split / "checkpoints" / "000006" / "pretrained_model" / "model.safetensors")
+    weights = load_file(checkpoints / "000006" / "pretrained_model" / "model.safetensors")
     assert (
         any(k.startswith("model.critic.q_target") for k in weights)
         and weights["model.num_updates"].item() == 6
