@@ -8,7 +8,9 @@ import torch
 from conftest import run_tool
 from synthetic import IMAGE, STATE, TINY_CLI, make_dataset
 
-pytestmark = pytest.mark.slow  # every test starts from a lerobot-train run
+# Every test starts from the one lerobot-train run of the module fixture `stage1`: one xdist group, so one
+# worker builds it.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train_cli")]
 # The metrics README's "Monitoring Training" section tells users to watch.
 README_METRICS = ("v_loss", "q_loss", "policy_loss", "advantage_mean")
 
