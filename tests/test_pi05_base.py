@@ -136,6 +136,7 @@ def test_flow_loss_is_stock_pi05_loss(stock, gradient_checkpointing):
 
 def test_recap_training_lowers_the_loss_with_critics_on_the_prefix(stock):
     _, path = stock
+    torch.manual_seed(0)  # not whatever the worker's earlier tests left: one step's flow loss is noisy
     policy = PiStarRECAPPolicy(
         base_config(base_path=str(path), policy_lr=1e-3, optim={"scheduler_warmup_steps": 0})
     )
@@ -144,14 +145,16 @@ def test_recap_training_lowers_the_loss_with_critics_on_the_prefix(stock):
     optimizer = torch.optim.AdamW(policy.get_optim_params())
     batch = make_batch(policy.config, [0, 12, 25, 35])
     losses = []
-    for _ in range(25):
+    for _ in range(40):
         loss, stats = policy(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         policy.update()
         losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0], losses
+    # mean of the last 8 steps over the first 8: 0.30-0.50 over torch seeds 0-4 (the last step alone over
+    # the first: 0.26-0.84 after 25 steps)
+    assert sum(losses[-8:]) < 0.7 * sum(losses[:8]), losses
     assert policy.model.critic.v.out.weight.grad is not None  # IQL critics on pi05's prefix features
     assert {g["name"] for g in policy.get_optim_params()} >= {"policy", "q", "v"}
 
