@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, WORKERS, run_cli, run_tool
+from conftest import BIN, WORKERS, cli_output, run_tool
 from PIL import Image
 
 
@@ -71,9 +71,9 @@ def test_an_existing_output_needs_overwrite(tmp_path, finished, capsys):
     (out / "stage1").mkdir(parents=True)
     if finished:
         (out / "results.json").write_text("{}")
-    assert run_cli("demo", "--quick", f"--output={out}") == 2
+    _, refused = cli_output(capsys, "demo", "--quick", f"--output={out}", returncode=2)
     state = "a finished demo" if finished else "an unfinished run (no results.json)"
-    assert f"holds {state}; pass --overwrite" in capsys.readouterr().err
+    assert f"holds {state}; pass --overwrite" in refused
     assert (out / "stage1").is_dir()
 
 
@@ -152,8 +152,8 @@ def test_quick_demo_trains_stage_2_on_cross_fitted_labels(quick_demo):
 
 def test_demo_checks_the_task_before_creating_anything(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert run_cli("demo", "--quick", "--task=nope", f"--output={out}") == 2
-    assert "pi-star-recap demo: error: unknown MetaWorld task 'nope'" in capsys.readouterr().err
+    _, refused = cli_output(capsys, "demo", "--quick", "--task=nope", f"--output={out}", returncode=2)
+    assert "pi-star-recap demo: error: unknown MetaWorld task 'nope'" in refused
     assert not out.exists()
 
 
@@ -177,6 +177,6 @@ def test_an_invalid_plan_leaves_the_existing_output_alone(tmp_path, capsys):
     out = tmp_path / "demo"
     (out / "stage1").mkdir(parents=True)
     (out / "results.json").write_text("{}")
-    assert run_cli("demo", "--demos=201", f"--output={out}", "--overwrite") == 2
-    assert "--demos is too large" in capsys.readouterr().err
+    _, refused = cli_output(capsys, "demo", "--demos=201", f"--output={out}", "--overwrite", returncode=2)
+    assert "--demos is too large" in refused
     assert (out / "results.json").read_text() == "{}" and (out / "stage1").is_dir()
