@@ -15,6 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering; must be 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from synthetic import TINY_CLI
 
 BIN = Path(sys.executable).parent
@@ -22,6 +23,16 @@ BIN = Path(sys.executable).parent
 # limit set for the machine alone is scaled by the number of workers.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 TINY_POLICY = ["--policy.type=pi_star_recap", *TINY_CLI]  # the policy tests' tiny settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each xdist worker, and every subprocess it starts, computes on its share of the cores: two workers
+    each running torch's default of one thread per core oversubscribe the machine, and OpenMP's spinning
+    threads then make a 4-second training test take 90 s while the other worker runs a lerobot-train."""
+    if WORKERS > 1:
+        threads = max(1, (os.cpu_count() or 1) // WORKERS)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 def run_cli(*argv: str) -> int:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import BIN, WORKERS, cli_output, run_tool
 from PIL import Image
 
@@ -84,6 +85,15 @@ def test_xdist_keeps_a_group_on_one_worker(request):
     id carries its group."""
     if getattr(request.config.option, "loadgroup", False):
         assert request.node.nodeid.endswith("@demo_runs"), request.node.nodeid
+
+
+def test_xdist_workers_compute_on_their_share_of_the_cores():
+    """Each of `make test`'s two workers, and what it starts, uses one thread per core it owns: with torch's
+    default (every core) in both, the machine is oversubscribed and CPU-bound tests run many times slower."""
+    threads = max(1, (os.cpu_count() or 1) // WORKERS) if WORKERS > 1 else None
+    if threads is not None:
+        assert torch.get_num_threads() == threads
+        assert os.environ["OMP_NUM_THREADS"] == str(threads)
 
 
 @pytest.fixture(scope="session")  # not module: pytest-xdist may tear a module fixture down between tests
