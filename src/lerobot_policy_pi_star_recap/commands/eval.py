@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .common import (
@@ -79,7 +80,23 @@ def choose_episodes(total: int, n_episodes: int) -> list[int]:
     )
 
 
-def evaluate(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class OfflineEval:
+    """What one offline evaluation reads and where it writes: the command's flags, or the demo's report."""
+
+    policy_path: str
+    repo_id: str
+    root: str | None = None
+    n_episodes: int = 10
+    episodes: list[int] | None = None  # explicit episode indices (default: n_episodes spread evenly)
+    output: str | None = None  # default: outputs/offline_eval/<date>_<time>
+    batch_size: int = 32
+    device: str | None = None  # default: the checkpoint's
+    seed: int = 0
+    cut_at_takeovers: bool = False
+
+
+def evaluate(request: OfflineEval) -> int:
     """The offline evaluation itself; errors propagate, so the demo, which calls it, reports them."""
     import numpy as np
     from lerobot.datasets import LeRobotDatasetMetadata
@@ -92,34 +109,36 @@ def evaluate(args: argparse.Namespace) -> int:
     from ..rl.advantage import advantage_n_step
     from ..schema import DATA_TYPES
 
-    check_local_or_hub(args.policy_path, "--policy.path")
-    if args.root is not None:
-        check_dataset_root(Path(args.root).expanduser(), "--dataset.root")  # not a download attempt
-    meta = LeRobotDatasetMetadata(args.repo_id, root=args.root)
-    episodes = args.episodes if args.episodes else choose_episodes(meta.total_episodes, args.n_episodes)
+    check_local_or_hub(request.policy_path, "--policy.path")
+    if request.root is not None:
+        check_dataset_root(Path(request.root).expanduser(), "--dataset.root")  # not a download attempt
+    meta = LeRobotDatasetMetadata(request.repo_id, root=request.root)
+    episodes = (
+        request.episodes if request.episodes else choose_episodes(meta.total_episodes, request.n_episodes)
+    )
     unknown = sorted(set(episodes) - set(range(meta.total_episodes)))
     if unknown:
-        raise UsageError(f"episodes {unknown} are not in {args.repo_id} ({meta.total_episodes} episodes).")
-    output_dir = Path(args.output or f"outputs/offline_eval/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+        raise UsageError(f"episodes {unknown} are not in {request.repo_id} ({meta.total_episodes} episodes).")
+    output_dir = Path(request.output or f"outputs/offline_eval/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    policy, preprocessor, _ = load_recap_policy(args.policy_path, args.device)
+    policy, preprocessor, _ = load_recap_policy(request.policy_path, request.device)
     config = policy.config
     predictions = predict_episodes(
         policy,
         preprocessor,
-        args.repo_id,
+        request.repo_id,
         meta.root,
         episodes,
-        args.batch_size,
+        request.batch_size,
         sample_actions=config.train_policy,  # a value-train checkpoint has an untrained action expert
-        seed=args.seed,
+        seed=request.seed,
     )
     n_step = advantage_n_step(config.advantage_horizon, config.advantage_n_step)
     report = summarize(
-        predictions, config.advantage_estimator, config.iql_discount, n_step, args.cut_at_takeovers
+        predictions, config.advantage_estimator, config.iql_discount, n_step, request.cut_at_takeovers
     )
-    report.update(policy_path=str(args.policy_path), dataset=args.repo_id, episode_indices=episodes)
+    report.update(policy_path=str(request.policy_path), dataset=request.repo_id, episode_indices=episodes)
 
     plots = {}
     if "value" in report:
@@ -133,7 +152,7 @@ def evaluate(args: argparse.Namespace) -> int:
         )
         advantages = {name: [] for name in DATA_TYPES}
         for episode in predictions:
-            advantage = episode.advantage(config.advantage_estimator, n_step, args.cut_at_takeovers)
+            advantage = episode.advantage(config.advantage_estimator, n_step, request.cut_at_takeovers)
             for code, name in enumerate(DATA_TYPES):
                 advantages[name].append(advantage[episode.data_type == code])
         plots["advantage_by_type"] = plot_advantage_by_type(
@@ -146,4 +165,6 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-run = report_errors("eval")(evaluate)
+@report_errors("eval")
+def run(args: argparse.Namespace) -> int:
+    return evaluate(OfflineEval(**{f: getattr(args, f) for f in OfflineEval.__dataclass_fields__}))

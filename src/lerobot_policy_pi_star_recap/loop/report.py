@@ -3,7 +3,6 @@ their intervals, paired comparisons on the same env seeds, and the demo's tables
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -145,7 +144,7 @@ def write_report(
 ) -> dict:
     """The demo's results.md and results.json (written last: the run is done), its plots, and the value
     plots of the offline evaluation; returns the report."""
-    from ..commands.eval import choose_episodes
+    from ..commands.eval import OfflineEval, choose_episodes
     from ..commands.eval import evaluate as offline_eval
 
     ws = settings.workspace
@@ -176,7 +175,7 @@ def write_report(
     critic, held_out = (
         (labelled.value, list(labelled.held_out)) if labelled else (list(checkpoints.values())[-1], None)
     )
-    offline = argparse.Namespace(
+    offline = OfflineEval(
         policy_path=str(critic),
         repo_id=f"local/{mixed.name}",
         root=str(mixed),
@@ -186,7 +185,6 @@ def write_report(
         batch_size=64,
         device="cpu",
         seed=ws.seed,
-        cut_at_takeovers=False,
     )
     offline_eval(offline)
     plots["value_along_episodes"] = str(ws.out / "offline_eval" / "value_along_episodes.png")
