@@ -90,8 +90,8 @@ def test_xdist_keeps_a_group_on_one_worker(request):
 def test_xdist_workers_compute_on_their_share_of_the_cores():
     """Each of `make test`'s two workers, and what it starts, uses one thread per core it owns: with torch's
     default (every core) in both, the machine is oversubscribed and CPU-bound tests run many times slower."""
-    threads = max(1, (os.cpu_count() or 1) // WORKERS) if WORKERS > 1 else None
-    if threads is not None:
+    if WORKERS > 1:
+        threads = max(1, (os.cpu_count() or 1) // WORKERS)
         assert torch.get_num_threads() == threads
         assert os.environ["OMP_NUM_THREADS"] == str(threads)
 
